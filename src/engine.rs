@@ -1,0 +1,299 @@
+//! The engine: a pure, synchronous, deterministic function of the events it is given.
+//! No I/O, no clock (time is each event's `sent_at`), no locks. One call per event:
+//! normalise the text, match every lexicon in one pass, read a deadline, update the
+//! pair's state, evaluate the escalation rules, and emit alerts that are new, of higher
+//! priority, or carry a new deadline.
+
+use crate::alert::{excerpt, Alert, AlertContext};
+use crate::deadline::find_deadline;
+use crate::event::{AgeBand, AttachmentKind, Body, Event, SafetyAction};
+use crate::lexicon::Hits;
+use crate::normalize::{normalize, Normalized};
+use crate::pack::RulePack;
+use crate::rules::{Facts, Verdict};
+use crate::signal::{Signal, SignalSet};
+use crate::state::{user_hash, EvidenceRef, PairKey, PairState, PairStore, Raised};
+use crate::time::{Millis, DAY};
+use jiff::tz::TimeZone;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Longest excerpt quoted in evidence, in characters.
+pub const EXCERPT_CHARS: usize = 200;
+
+/// Signals that protective talk (a warning, advice, 3018) cancels in the same message.
+const CANCELLED_BY_SAFETY_TALK: [Signal; 8] = [
+    Signal::ThreatToDistribute,
+    Signal::MoneyDemand,
+    Signal::RecordingClaim,
+    Signal::MoreContentDemand,
+    Signal::Countdown,
+    Signal::ImageRequest,
+    Signal::Sexualization,
+    Signal::VideoCallRequest,
+];
+
+/// Words that, right after an age claim, make it a duration or a distance ("i'm 15 min away").
+const NOT_AN_AGE: [&str; 12] = [
+    "min", "mins", "minutes", "mn", "h", "hours", "sec", "secs", "seconds", "km", "miles", "minute",
+];
+
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Pairs idle for longer than this (event time) are forgotten.
+    pub pair_ttl: Millis,
+    /// Time zone for clock-time deadlines, per tenant.
+    pub tenant_time_zones: HashMap<String, TimeZone>,
+    pub default_time_zone: TimeZone,
+    /// Notice language when nothing is known of the target's.
+    pub default_language: String,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            pair_ttl: 30 * DAY,
+            tenant_time_zones: HashMap::new(),
+            default_time_zone: TimeZone::UTC,
+            default_language: "en".to_string(),
+        }
+    }
+}
+
+/// Counters the engine keeps for metrics and summaries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    pub events: u64,
+    pub alerts: u64,
+    pub pairs_expired: u64,
+    /// Signals found, by signal.
+    pub signals: [u64; crate::signal::SIGNAL_COUNT],
+}
+
+pub struct Engine {
+    pack: Arc<RulePack>,
+    config: EngineConfig,
+    store: PairStore,
+    stats: EngineStats,
+    norm: Normalized,
+    hits: Hits,
+    verdicts: Vec<Verdict>,
+}
+
+struct PairFacts<'a> {
+    state: &'a PairState,
+}
+
+impl Facts for PairFacts<'_> {
+    fn count(&self, side: usize, s: Signal) -> u16 {
+        self.state.count(side, s)
+    }
+    fn age(&self, side: usize) -> crate::event::AgeClass {
+        let band = self.state.bands[side];
+        // An account of unknown age that says it is a minor is taken at its word.
+        if band == AgeBand::Unknown && self.state.count(side, Signal::AgeClaim) > 0 {
+            return crate::event::AgeClass::Minor;
+        }
+        band.class()
+    }
+}
+
+impl Engine {
+    pub fn new(pack: Arc<RulePack>, config: EngineConfig) -> Self {
+        Engine {
+            store: PairStore::new(config.pair_ttl),
+            pack,
+            config,
+            stats: EngineStats::default(),
+            norm: Normalized::new(),
+            hits: Hits::default(),
+            verdicts: Vec::new(),
+        }
+    }
+
+    /// Swaps the rule pack; pair state is kept.
+    pub fn set_pack(&mut self, pack: Arc<RulePack>) {
+        self.pack = pack;
+    }
+
+    pub fn pack(&self) -> &Arc<RulePack> {
+        &self.pack
+    }
+
+    pub fn stats(&self) -> &EngineStats {
+        &self.stats
+    }
+
+    pub fn pairs(&self) -> usize {
+        self.store.len()
+    }
+
+    pub fn pair(&self, tenant: &str, a: &str, b: &str) -> Option<&PairState> {
+        self.store.get(&PairKey::of(tenant, a, b).0)
+    }
+
+    /// Erases every pair of `user_id`; returns how many pairs were removed.
+    pub fn forget_user(&mut self, user_id: &str) -> usize {
+        self.store.forget_user(user_id)
+    }
+
+    /// Processes one validated event; alerts are appended to `out`.
+    pub fn process(&mut self, ev: &Event, out: &mut Vec<Alert>) {
+        self.stats.events += 1;
+        self.stats.pairs_expired += self.store.advance(ev.sent_at) as u64;
+        let (key, sender_side) = PairKey::of(&ev.tenant, &ev.sender.user_id, &ev.recipient.user_id);
+        let recipient_side = 1 - sender_side;
+        let state = self.store.entry(key, ev.sent_at);
+        if state.users == [0, 0] {
+            state.users[sender_side] = user_hash(&ev.sender.user_id);
+            state.users[recipient_side] = user_hash(&ev.recipient.user_id);
+        }
+        state.first_contact = state.first_contact.min(ev.sent_at);
+        state.last_seen = state.last_seen.max(ev.sent_at);
+        state.bands[sender_side] = ev.sender.age_band;
+        state.bands[recipient_side] = ev.recipient.age_band;
+
+        let mut signals = SignalSet::EMPTY;
+        let mut evidence: Option<(String, SignalSet)> = None;
+        match &ev.body {
+            Body::Message(m) => {
+                if !m.text.is_empty() {
+                    normalize(&m.text, &mut self.norm);
+                    self.pack.lexicon.scan(&self.norm, &mut self.hits);
+                    let lang = &mut state.lang_hits[sender_side];
+                    for (i, n) in self.hits.lang_hits.iter().enumerate() {
+                        lang[i] = lang[i].saturating_add((*n).min(255) as u8);
+                    }
+                    signals = self.hits.signals;
+                    if signals.contains(Signal::AgeClaim) && !is_age_claim(&self.norm, &self.hits) {
+                        signals.remove(Signal::AgeClaim);
+                    }
+                    if signals.contains(Signal::SafetyTalk) {
+                        CANCELLED_BY_SAFETY_TALK
+                            .iter()
+                            .for_each(|s| signals.remove(*s));
+                    }
+                    if !signals.is_empty() || self.norm.has_digit() {
+                        let tz = self
+                            .config
+                            .tenant_time_zones
+                            .get(&ev.tenant)
+                            .unwrap_or(&self.config.default_time_zone);
+                        if let Some(deadline) = find_deadline(self.norm.as_str(), ev.sent_at, tz) {
+                            signals.insert(Signal::Deadline);
+                            state.active.get_or_insert_with(Default::default).deadline
+                                [sender_side] = Some(deadline);
+                        }
+                    }
+                    if signals.contains(Signal::AgeClaim) && ev.sender.age_band == AgeBand::Adult {
+                        signals.insert(Signal::AgeClaimMismatch);
+                    }
+                }
+                let media = m
+                    .attachments
+                    .iter()
+                    .find(|k| matches!(k, AttachmentKind::Image | AttachmentKind::Video));
+                if let Some(kind) = media {
+                    signals.insert(Signal::MediaSent);
+                    let other = recipient_side;
+                    if state.count(other, Signal::ImageRequest) > 0
+                        || state.count(other, Signal::MoreContentDemand) > 0
+                    {
+                        signals.insert(Signal::MediaSentAfterRequest);
+                    }
+                    if m.text.is_empty() {
+                        evidence = Some((format!("[{}]", kind.as_str()), signals));
+                    }
+                }
+                if evidence.is_none() && !signals.is_empty() {
+                    let span = lexical_span(&self.hits, signals)
+                        .map(|(s, e)| self.norm.original_span(s, e));
+                    let (s, e) = span.unwrap_or((0, 0));
+                    evidence = Some((excerpt(&m.text, s, e, EXCERPT_CHARS), signals));
+                }
+            }
+            Body::Call {
+                video: true,
+                duration_s,
+            } => {
+                signals.insert(Signal::VideoCall);
+                evidence = Some((format!("[video call, {duration_s} s]"), signals));
+            }
+            Body::Safety(SafetyAction::Block) => signals.insert(Signal::Blocked),
+            Body::Safety(SafetyAction::Report) => signals.insert(Signal::Reported),
+            Body::Call { .. } | Body::Contact(_) | Body::Safety(SafetyAction::Mute) => {}
+        }
+        if signals.is_empty() {
+            return;
+        }
+        for s in signals.iter() {
+            self.stats.signals[s as usize] += 1;
+        }
+        state.record(sender_side, signals, ev.sent_at);
+        if let Some((text, sigs)) = evidence {
+            state.add_evidence(EvidenceRef {
+                event_id: ev.event_id.as_str().into(),
+                sent_at: ev.sent_at,
+                side: sender_side as u8,
+                signals: sigs,
+                excerpt: text.into(),
+                sha256: Sha256::digest(ev.text().as_bytes()).into(),
+            });
+        }
+        let since = ev.sent_at - state.first_contact;
+        self.pack
+            .rules
+            .evaluate(&PairFacts { state }, since, &mut self.verdicts);
+        let ctx = AlertContext {
+            event: ev,
+            sender_side,
+            pack: &self.pack,
+            default_language: &self.config.default_language,
+        };
+        for v in &self.verdicts {
+            let active = state.active.get_or_insert_with(Default::default);
+            let respond_by = active.deadline[v.suspect];
+            let slot = &mut active.raised[v.pattern as usize];
+            let is_new = match slot {
+                None => true,
+                Some(r) => {
+                    v.priority < r.priority || (respond_by.is_some() && respond_by != r.respond_by)
+                }
+            };
+            if !is_new {
+                continue;
+            }
+            let priority = slot.map_or(v.priority, |r| r.priority.min(v.priority));
+            *slot = Some(Raised {
+                priority,
+                respond_by,
+            });
+            let mut verdict = v.clone();
+            verdict.priority = priority;
+            out.push(ctx.build(state, &verdict, respond_by));
+            self.stats.alerts += 1;
+        }
+    }
+}
+
+/// The normalised span to quote for a message: the match of its most telling signal.
+fn lexical_span(hits: &Hits, signals: SignalSet) -> Option<(usize, usize)> {
+    Signal::ALL
+        .iter()
+        .rev()
+        .filter(|s| signals.contains(**s))
+        .find_map(|s| hits.span(*s))
+}
+
+/// Rejects "i'm 15 minutes away" as an age claim.
+fn is_age_claim(norm: &Normalized, hits: &Hits) -> bool {
+    let Some((_, end)) = hits.span(Signal::AgeClaim) else {
+        return false;
+    };
+    let next = norm.as_str()[end..]
+        .split_ascii_whitespace()
+        .next()
+        .unwrap_or("");
+    !NOT_AN_AGE.contains(&next)
+}

@@ -1,0 +1,287 @@
+//! `pairwatch eval`: backtests the rules on labelled history. Events go through the
+//! engine in file order; labels say, per pair, whether it is a positive (with pattern
+//! and suspect) or a negative. Reports recall and false-alarm rate by priority
+//! threshold, time and messages to the first alert, and per-rule firing counts.
+
+use crate::alert::Alert;
+use crate::engine::Engine;
+use crate::event::{Event, Limits};
+use crate::rules::Priority;
+use crate::time::MINUTE;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::io::BufRead;
+
+/// One line of a labels file.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Label {
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
+    pub pair: [String; 2],
+    pub label: String,
+    #[serde(default)]
+    pub pattern: Option<String>,
+    #[serde(default)]
+    pub suspect: Option<String>,
+}
+
+fn default_tenant() -> String {
+    crate::event::DEFAULT_TENANT.to_string()
+}
+
+type PairId = (String, String, String);
+
+fn pair_id(tenant: &str, a: &str, b: &str) -> PairId {
+    if a <= b {
+        (tenant.to_string(), a.to_string(), b.to_string())
+    } else {
+        (tenant.to_string(), b.to_string(), a.to_string())
+    }
+}
+
+/// What happened on one pair during the replay.
+#[derive(Debug, Default, Clone)]
+struct PairOutcome {
+    messages: u32,
+    first_at: i64,
+    /// Best (most urgent) priority reached.
+    best: Option<Priority>,
+    /// (messages seen, minutes since first event) at the first alert of each priority or above.
+    first_alert: [Option<(u32, i64)>; 4],
+    suspects: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub events: u64,
+    pub rejected: u64,
+    pub positives: usize,
+    pub negatives: usize,
+    /// Positives with an alert at this priority or above, by threshold P0..P3.
+    pub detected: [usize; 4],
+    /// Of those, how many named the labelled suspect.
+    pub suspect_right: [usize; 4],
+    /// Negatives with an alert at this priority or above.
+    pub false_alarms: [usize; 4],
+    /// Per labelled pattern: (positives, detected at P2+).
+    pub by_pattern: BTreeMap<String, (usize, usize)>,
+    /// Messages and minutes to the first P2+ alert of each detected positive.
+    pub messages_to_alert: Vec<u32>,
+    pub minutes_to_alert: Vec<i64>,
+    /// How often each rule fired (alerts naming it), on positives and on negatives.
+    pub rule_fires: BTreeMap<String, (usize, usize)>,
+    /// Alerts by pattern and priority on negatives (false alarms) and positives.
+    pub alerts_by_pattern: BTreeMap<(String, String), (usize, usize)>,
+    pub unlabelled_alerts: usize,
+}
+
+fn median<T: Copy + Ord>(v: &[T]) -> Option<T> {
+    let mut s = v.to_vec();
+    s.sort();
+    s.get(s.len() / 2).copied()
+}
+
+impl Report {
+    pub fn recall(&self, p: Priority) -> f64 {
+        ratio(self.detected[p as usize], self.positives)
+    }
+    pub fn false_alarm_rate(&self, p: Priority) -> f64 {
+        ratio(self.false_alarms[p as usize], self.negatives)
+    }
+    pub fn median_messages(&self) -> Option<u32> {
+        median(&self.messages_to_alert)
+    }
+    pub fn median_minutes(&self) -> Option<i64> {
+        median(&self.minutes_to_alert)
+    }
+
+    /// Human-readable tables.
+    pub fn render(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "events {} (rejected {}), pairs: {} positive, {} negative",
+            self.events, self.rejected, self.positives, self.negatives
+        );
+        let _ = writeln!(
+            s,
+            "\nthreshold  recall           suspect named    false alarms"
+        );
+        for p in Priority::ALL {
+            let i = p as usize;
+            let _ = writeln!(
+                s,
+                "{:<9}  {:>5}/{:<5} {:>5.1}%  {:>5}/{:<5}  {:>5}/{:<5} {:>6.2}%",
+                format!("{}+", p.as_str()),
+                self.detected[i],
+                self.positives,
+                100.0 * self.recall(p),
+                self.suspect_right[i],
+                self.detected[i],
+                self.false_alarms[i],
+                self.negatives,
+                100.0 * self.false_alarm_rate(p)
+            );
+        }
+        if !self.by_pattern.is_empty() {
+            let _ = writeln!(s, "\nlabelled pattern      positives  detected at P2+");
+            for (pat, (n, d)) in &self.by_pattern {
+                let _ = writeln!(
+                    s,
+                    "{pat:<20}  {n:>9}  {d:>9} ({:.1}%)",
+                    100.0 * ratio(*d, *n)
+                );
+            }
+        }
+        let _ = writeln!(
+            s,
+            "\nfirst P2+ alert on a positive: median {} messages, median {} minutes after first contact",
+            self.median_messages().map_or("-".into(), |m| m.to_string()),
+            self.median_minutes().map_or("-".into(), |m| m.to_string())
+        );
+        let _ = writeln!(
+            s,
+            "\nalerts by pattern and priority     on positives  on negatives"
+        );
+        for ((pat, pri), (pos, neg)) in &self.alerts_by_pattern {
+            let _ = writeln!(s, "{:<32}  {pos:>12}  {neg:>12}", format!("{pat} {pri}"));
+        }
+        let _ = writeln!(
+            s,
+            "\nrule                                    fired on positives  on negatives"
+        );
+        for (rule, (pos, neg)) in &self.rule_fires {
+            let _ = writeln!(s, "{rule:<40}  {pos:>17}  {neg:>12}");
+        }
+        if self.unlabelled_alerts > 0 {
+            let _ = writeln!(
+                s,
+                "\n{} alerts on pairs with no label",
+                self.unlabelled_alerts
+            );
+        }
+        s
+    }
+}
+
+fn ratio(a: usize, b: usize) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+/// Reads a labels file.
+pub fn read_labels<R: BufRead>(input: R) -> Result<Vec<Label>, String> {
+    let mut labels = Vec::new();
+    for (i, line) in input.lines().enumerate() {
+        let line = line.map_err(|e| e.to_string())?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        labels
+            .push(serde_json::from_str(&line).map_err(|e| format!("labels line {}: {e}", i + 1))?);
+    }
+    Ok(labels)
+}
+
+/// Runs the events through `engine` and scores the alerts against `labels`.
+/// `progress` is called with the bytes read so far.
+pub fn evaluate<R: BufRead>(
+    events: R,
+    labels: &[Label],
+    engine: &mut Engine,
+    limits: &Limits,
+    mut progress: impl FnMut(u64),
+) -> Result<Report, String> {
+    let mut report = Report::default();
+    let mut pairs: HashMap<PairId, PairOutcome> = HashMap::new();
+    let mut fired: Vec<(PairId, Alert)> = Vec::new();
+    let mut alerts = Vec::new();
+    let mut read = 0u64;
+    for line in events.lines() {
+        let line = line.map_err(|e| e.to_string())?;
+        read += line.len() as u64 + 1;
+        progress(read);
+        let Ok(ev) = Event::from_json(&line, limits) else {
+            report.rejected += 1;
+            continue;
+        };
+        report.events += 1;
+        let id = pair_id(&ev.tenant, &ev.sender.user_id, &ev.recipient.user_id);
+        let outcome = pairs.entry(id.clone()).or_insert_with(|| PairOutcome {
+            first_at: ev.sent_at,
+            ..Default::default()
+        });
+        outcome.messages += 1;
+        alerts.clear();
+        engine.process(&ev, &mut alerts);
+        for a in alerts.drain(..) {
+            let pi = a.priority as usize;
+            outcome.best = Some(outcome.best.map_or(a.priority, |b| b.min(a.priority)));
+            for slot in &mut outcome.first_alert[pi..] {
+                slot.get_or_insert((outcome.messages, (ev.sent_at - outcome.first_at) / MINUTE));
+            }
+            outcome.suspects.push(a.suspect.user_id.clone());
+            fired.push((id.clone(), a));
+        }
+    }
+    let mut labelled: HashMap<PairId, &Label> = HashMap::new();
+    for l in labels {
+        labelled.insert(pair_id(&l.tenant, &l.pair[0], &l.pair[1]), l);
+        let positive = l.label == "POSITIVE";
+        if positive {
+            report.positives += 1;
+        } else {
+            report.negatives += 1;
+        }
+        let outcome = pairs.get(&pair_id(&l.tenant, &l.pair[0], &l.pair[1]));
+        let best = outcome.and_then(|o| o.best);
+        for p in Priority::ALL {
+            let hit = best.is_some_and(|b| b <= p);
+            let i = p as usize;
+            if positive && hit {
+                report.detected[i] += 1;
+                if outcome.is_some_and(|o| o.suspects.iter().any(|s| Some(s) == l.suspect.as_ref()))
+                {
+                    report.suspect_right[i] += 1;
+                }
+            } else if !positive && hit {
+                report.false_alarms[i] += 1;
+            }
+        }
+        if positive {
+            let pat = l.pattern.clone().unwrap_or_else(|| "?".into());
+            let entry = report.by_pattern.entry(pat).or_default();
+            entry.0 += 1;
+            if let Some((m, min)) = outcome.and_then(|o| o.first_alert[Priority::P2 as usize]) {
+                entry.1 += 1;
+                report.messages_to_alert.push(m);
+                report.minutes_to_alert.push(min);
+            }
+        }
+    }
+    for (id, a) in &fired {
+        let Some(l) = labelled.get(id) else {
+            report.unlabelled_alerts += 1;
+            continue;
+        };
+        let positive = l.label == "POSITIVE";
+        let bump = |e: &mut (usize, usize)| if positive { e.0 += 1 } else { e.1 += 1 };
+        for r in &a.rules {
+            bump(report.rule_fires.entry(r.clone()).or_default());
+        }
+        bump(
+            report
+                .alerts_by_pattern
+                .entry((
+                    a.pattern.as_str().to_string(),
+                    a.priority.as_str().to_string(),
+                ))
+                .or_default(),
+        );
+    }
+    Ok(report)
+}

@@ -1,0 +1,532 @@
+//! Lexicons: phrases per signal category and language, read from `rules/lexicon/*.toml`,
+//! compiled once into a single Aho-Corasick automaton over normalised text.
+//!
+//! Every language is matched on every message in one pass. Phrases pass through the
+//! same normaliser as messages and are padded with spaces, so a match is always on
+//! word boundaries (a trailing `*` drops the right boundary). A phrase `A ... B` is
+//! two literals in the same automaton, joined after the pass when B follows A within
+//! four words.
+
+use crate::normalize::{normalize, Normalized};
+use crate::pack::PackError;
+use crate::signal::{Signal, SignalSet};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use toml::Spanned;
+
+/// Most words allowed between the two parts of an `A ... B` phrase.
+pub const MAX_GAP_WORDS: usize = 4;
+/// Most languages a pack may hold (languages are a bit mask).
+pub const MAX_LANGUAGES: usize = 8;
+const HINT_CATEGORY: &str = "LANGUAGE_HINT";
+const MINOR_AGE: &str = "{minor_age}";
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LexiconFile {
+    language: Spanned<String>,
+    categories: BTreeMap<Spanned<String>, CategoryPhrases>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CategoryPhrases {
+    phrases: Vec<Spanned<String>>,
+}
+
+/// What one literal of the automaton stands for.
+#[derive(Clone, Default, Debug)]
+struct Literal {
+    signals: SignalSet,
+    /// Languages whose phrases (signal or hint) use this literal.
+    langs: u8,
+    /// (proximity phrase id, is the second part)
+    parts: Vec<(u32, bool)>,
+}
+
+#[derive(Clone, Debug)]
+struct Proximity {
+    signals: SignalSet,
+    langs: u8,
+}
+
+/// The compiled lexicons of a rule pack.
+#[derive(Clone, Debug)]
+pub struct Lexicon {
+    automaton: AhoCorasick,
+    literals: Vec<Literal>,
+    proximities: Vec<Proximity>,
+    languages: Vec<String>,
+    phrases: usize,
+}
+
+/// What one message matched. Reuse one value across messages.
+#[derive(Clone, Debug, Default)]
+pub struct Hits {
+    pub signals: SignalSet,
+    /// For each lexical signal found, the normalised byte span of its first match.
+    spans: [(u32, u32); Signal::SafetyTalk as usize + 1],
+    /// Matches per language (index into `Lexicon::languages`).
+    pub lang_hits: [u16; MAX_LANGUAGES],
+    parts: Vec<(u32, bool, u32, u32)>,
+}
+
+impl Hits {
+    /// Normalised span of the first match of `s`, if `s` was found in this message.
+    pub fn span(&self, s: Signal) -> Option<(usize, usize)> {
+        if !self.signals.contains(s) || !s.is_lexical() {
+            return None;
+        }
+        let (a, b) = self.spans[s as usize];
+        Some((a as usize, b as usize))
+    }
+
+    fn record(&mut self, signals: SignalSet, start: usize, end: usize) {
+        let mut new = signals.0 & !self.signals.0;
+        while new != 0 {
+            let i = new.trailing_zeros() as usize;
+            if i < self.spans.len() {
+                self.spans[i] = (start as u32, end as u32);
+            }
+            new &= new - 1;
+        }
+        self.signals = self.signals.union(signals);
+    }
+
+    fn count_langs(&mut self, langs: u8) {
+        let mut m = langs;
+        while m != 0 {
+            let i = m.trailing_zeros() as usize;
+            self.lang_hits[i] = self.lang_hits[i].saturating_add(1);
+            m &= m - 1;
+        }
+    }
+}
+
+/// Collects lexicon files, then compiles them.
+#[derive(Default)]
+pub struct LexiconBuilder {
+    index: HashMap<Vec<u8>, usize>,
+    patterns: Vec<Vec<u8>>,
+    literals: Vec<Literal>,
+    proximities: Vec<Proximity>,
+    languages: Vec<String>,
+    phrases: usize,
+    scratch: Normalized,
+}
+
+impl LexiconBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds one lexicon file; problems are appended to `errors` with their line.
+    pub fn add_file(&mut self, file: &str, src: &str, errors: &mut Vec<PackError>) {
+        let parsed: LexiconFile = match toml::from_str(src) {
+            Ok(p) => p,
+            Err(e) => {
+                errors.push(PackError::from_toml(file, src, &e));
+                return;
+            }
+        };
+        let err = |span: std::ops::Range<usize>, message: String| {
+            PackError::at(file, src, span.start, message)
+        };
+        let language = parsed.language.get_ref().trim().to_ascii_lowercase();
+        if language.len() != 2 || !language.bytes().all(|b| b.is_ascii_lowercase()) {
+            errors.push(err(
+                parsed.language.span(),
+                format!("language must be a two-letter ISO 639-1 code, not {language:?}"),
+            ));
+            return;
+        }
+        let index = match self.languages.iter().position(|l| *l == language) {
+            Some(i) => i,
+            None if self.languages.len() == MAX_LANGUAGES => {
+                errors.push(err(
+                    parsed.language.span(),
+                    format!("at most {MAX_LANGUAGES} languages per rule pack"),
+                ));
+                return;
+            }
+            None => {
+                self.languages.push(language);
+                self.languages.len() - 1
+            }
+        };
+        let lang_bit = 1u8 << index;
+        for (name, cat) in &parsed.categories {
+            let signals = if name.get_ref() == HINT_CATEGORY {
+                SignalSet::EMPTY
+            } else {
+                match Signal::parse(name.get_ref()).filter(|s| s.is_lexical()) {
+                    Some(s) => s.bit(),
+                    None => {
+                        errors.push(err(
+                            name.span(),
+                            format!("unknown lexicon category {:?}", name.get_ref()),
+                        ));
+                        continue;
+                    }
+                }
+            };
+            for phrase in &cat.phrases {
+                for expanded in expand_template(phrase.get_ref()) {
+                    if let Err(m) = self.add_phrase(&expanded, signals, lang_bit) {
+                        errors.push(err(
+                            phrase.span(),
+                            format!("phrase {:?}: {m}", phrase.get_ref()),
+                        ));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    fn add_phrase(&mut self, phrase: &str, signals: SignalSet, lang: u8) -> Result<(), String> {
+        let parts: Vec<&str> = phrase.split(" ... ").collect();
+        if parts.len() > 2 || phrase.trim() == "..." {
+            return Err("use `...` once, between two parts".into());
+        }
+        let mut ids: Vec<Vec<usize>> = Vec::with_capacity(2);
+        for part in &parts {
+            let mut part_ids = Vec::new();
+            for alternative in expand_alternatives(part)? {
+                part_ids.push(self.literal(&alternative)?);
+            }
+            ids.push(part_ids);
+        }
+        self.phrases += 1;
+        if let [a, b] = &ids[..] {
+            let id = self.proximities.len() as u32;
+            self.proximities.push(Proximity {
+                signals,
+                langs: lang,
+            });
+            for &l in a {
+                self.literals[l].parts.push((id, false));
+            }
+            for &l in b {
+                self.literals[l].parts.push((id, true));
+            }
+        } else {
+            for &l in &ids[0] {
+                let lit = &mut self.literals[l];
+                lit.signals = lit.signals.union(signals);
+                lit.langs |= lang;
+            }
+        }
+        Ok(())
+    }
+
+    /// The automaton pattern for one part of a phrase, created on first use.
+    fn literal(&mut self, part: &str) -> Result<usize, String> {
+        let part = part.trim();
+        let (body, prefix) = match part.strip_suffix('*') {
+            Some(b) => (b, true),
+            None => (part, false),
+        };
+        if body.contains('*') {
+            return Err("`*` is allowed only at the end".into());
+        }
+        normalize(body, &mut self.scratch);
+        let mut pattern = self.scratch.as_bytes().to_vec();
+        if pattern.len() <= 2 {
+            return Err("nothing left to match after normalisation".into());
+        }
+        if prefix {
+            let last_word = pattern[..pattern.len() - 1]
+                .rsplit(|b| *b == b' ')
+                .next()
+                .unwrap_or(&[]);
+            if last_word.len() < 3 {
+                return Err("a prefix (`*`) needs at least 3 letters".into());
+            }
+            pattern.pop();
+        }
+        if let Some(&i) = self.index.get(&pattern) {
+            return Ok(i);
+        }
+        self.index.insert(pattern.clone(), self.patterns.len());
+        self.patterns.push(pattern);
+        self.literals.push(Literal::default());
+        Ok(self.patterns.len() - 1)
+    }
+
+    pub fn build(self) -> Result<Lexicon, String> {
+        let automaton = AhoCorasick::builder()
+            .match_kind(MatchKind::Standard)
+            .kind(Some(AhoCorasickKind::DFA))
+            .build(&self.patterns)
+            .map_err(|e| format!("cannot compile the lexicon automaton: {e}"))?;
+        Ok(Lexicon {
+            automaton,
+            literals: self.literals,
+            proximities: self.proximities,
+            languages: self.languages,
+            phrases: self.phrases,
+        })
+    }
+}
+
+/// Most literals one part of a phrase may expand to.
+const MAX_ALTERNATIVES: usize = 512;
+
+/// Expands `(a|b|c)` groups into every combination (`(a|)` makes a word optional).
+fn expand_alternatives(part: &str) -> Result<Vec<String>, String> {
+    let mut out = vec![String::new()];
+    let mut rest = part;
+    while let Some(open) = rest.find('(') {
+        let close = rest[open..]
+            .find(')')
+            .map(|c| open + c)
+            .ok_or("unclosed `(`")?;
+        let head = &rest[..open];
+        let choices: Vec<&str> = rest[open + 1..close].split('|').collect();
+        if choices.len() < 2 {
+            return Err("a group needs at least two choices: `(a|b)`".into());
+        }
+        out = out
+            .iter()
+            .flat_map(|prefix| choices.iter().map(move |c| format!("{prefix}{head}{c}")))
+            .collect();
+        if out.len() > MAX_ALTERNATIVES {
+            return Err(format!("expands to more than {MAX_ALTERNATIVES} literals"));
+        }
+        rest = &rest[close + 1..];
+    }
+    if rest.contains(')') {
+        return Err("`)` without `(`".into());
+    }
+    Ok(out.into_iter().map(|p| format!("{p}{rest}")).collect())
+}
+
+fn expand_template(phrase: &str) -> Vec<String> {
+    if phrase.contains(MINOR_AGE) {
+        (10..=17)
+            .map(|age| phrase.replace(MINOR_AGE, &age.to_string()))
+            .collect()
+    } else {
+        vec![phrase.to_string()]
+    }
+}
+
+impl Lexicon {
+    /// Languages in pack order; `Hits::lang_hits` is indexed the same way.
+    pub fn languages(&self) -> &[String] {
+        &self.languages
+    }
+
+    /// Number of phrases after template expansion.
+    pub fn phrase_count(&self) -> usize {
+        self.phrases
+    }
+
+    /// Matches every phrase of every language against `text` in one pass.
+    pub fn scan(&self, text: &Normalized, hits: &mut Hits) {
+        hits.signals = SignalSet::EMPTY;
+        hits.lang_hits = [0; MAX_LANGUAGES];
+        hits.parts.clear();
+        let bytes = text.as_bytes();
+        for m in self.automaton.find_overlapping_iter(bytes) {
+            let lit = &self.literals[m.pattern().as_usize()];
+            let (start, end) = trim_span(bytes, m.start(), m.end());
+            if !lit.signals.is_empty() {
+                hits.record(lit.signals, start, end);
+            }
+            hits.count_langs(lit.langs);
+            for &(id, second) in &lit.parts {
+                hits.parts
+                    .push((id, second, m.start() as u32, m.end() as u32));
+            }
+        }
+        if hits.parts.len() >= 2 {
+            self.join_parts(bytes, hits);
+        }
+    }
+
+    fn join_parts(&self, bytes: &[u8], hits: &mut Hits) {
+        let parts = std::mem::take(&mut hits.parts);
+        for &(id, second, bs, be) in parts.iter().filter(|p| p.1) {
+            let _ = second;
+            let first = parts.iter().find(|&&(aid, asecond, _, ae)| {
+                aid == id && !asecond && bs + 1 >= ae && {
+                    let between = &bytes[(ae as usize - 1)..bs as usize];
+                    between.iter().filter(|b| **b == b' ').count() <= MAX_GAP_WORDS
+                }
+            });
+            if let Some(&(_, _, as_, _)) = first {
+                let p = &self.proximities[id as usize];
+                let (s, e) = trim_span(bytes, as_ as usize, be as usize);
+                hits.record(p.signals, s, e);
+                hits.count_langs(p.langs);
+            }
+        }
+        hits.parts = parts;
+    }
+}
+
+/// Drops the padding spaces of a match.
+fn trim_span(bytes: &[u8], mut start: usize, mut end: usize) -> (usize, usize) {
+    if bytes.get(start) == Some(&b' ') {
+        start += 1;
+    }
+    if end > start && bytes.get(end - 1) == Some(&b' ') {
+        end -= 1;
+    }
+    (start, end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lexicon(files: &[(&str, &str)]) -> (Result<Lexicon, String>, Vec<PackError>) {
+        let mut b = LexiconBuilder::new();
+        let mut errors = Vec::new();
+        for (name, src) in files {
+            b.add_file(name, src, &mut errors);
+        }
+        (b.build(), errors)
+    }
+
+    const EN: &str = r#"
+language = "en"
+[categories.IMAGE_REQUEST]
+phrases = ["send me a pic*", "show me ... your body"]
+[categories.SEXUALIZATION]
+phrases = ["nude*", "show me ... your body"]
+[categories.AGE_CLAIM]
+phrases = ["i'm {minor_age}"]
+[categories.LANGUAGE_HINT]
+phrases = ["the", "you"]
+"#;
+    const FR: &str = r#"
+language = "fr"
+[categories.IMAGE_REQUEST]
+phrases = ["envoie moi une photo"]
+[categories.LANGUAGE_HINT]
+phrases = ["je", "tu"]
+"#;
+
+    fn scan(lex: &Lexicon, text: &str) -> (Vec<Signal>, Hits, Normalized) {
+        let mut n = Normalized::new();
+        normalize(text, &mut n);
+        let mut hits = Hits::default();
+        lex.scan(&n, &mut hits);
+        (hits.signals.iter().collect(), hits, n)
+    }
+
+    #[test]
+    fn matches_words_prefixes_and_gaps_in_one_pass() {
+        let (lex, errors) = lexicon(&[("en.toml", EN), ("fr.toml", FR)]);
+        assert!(errors.is_empty(), "{errors:?}");
+        let lex = lex.unwrap();
+        assert_eq!(lex.languages(), ["en", "fr"]);
+        assert_eq!(
+            scan(&lex, "Send me a piccc pls").0,
+            vec![Signal::ImageRequest]
+        );
+        assert_eq!(
+            scan(&lex, "send me a pictures").0,
+            vec![Signal::ImageRequest]
+        );
+        assert_eq!(scan(&lex, "NUDEZ?").0, vec![Signal::Sexualization]);
+        assert_eq!(
+            scan(&lex, "show me all of your body").0,
+            vec![Signal::Sexualization, Signal::ImageRequest]
+        );
+        // Too far apart, or in the wrong order.
+        assert!(scan(&lex, "show me the way to the town where your body")
+            .0
+            .is_empty());
+        assert!(scan(&lex, "your body show me").0.is_empty());
+        assert_eq!(
+            scan(&lex, "envoie-moi une photo stp").0,
+            vec![Signal::ImageRequest]
+        );
+        assert_eq!(scan(&lex, "im 14").0, vec![Signal::AgeClaim]);
+        assert!(scan(&lex, "im 41").0.is_empty());
+    }
+
+    #[test]
+    fn alternatives_expand() {
+        assert_eq!(
+            expand_alternatives("(je|j) (poste|balance) tout").unwrap(),
+            [
+                "je poste tout",
+                "je balance tout",
+                "j poste tout",
+                "j balance tout"
+            ]
+        );
+        assert_eq!(
+            expand_alternatives("send (me |)nudes").unwrap(),
+            ["send me nudes", "send nudes"]
+        );
+        assert!(expand_alternatives("a (b").is_err());
+        assert!(expand_alternatives("a (b) c").is_err());
+        let src = "language = \"fr\"\n[categories.THREAT_TO_DISTRIBUTE]\nphrases = [\"(j envoie|je poste) ... (tes potes|tes parents)\"]\n";
+        let (lex, errors) = lexicon(&[("fr.toml", src)]);
+        assert!(errors.is_empty(), "{errors:?}");
+        let lex = lex.unwrap();
+        assert_eq!(
+            scan(&lex, "sinon j'envoie tout à tes potes").0,
+            vec![Signal::ThreatToDistribute]
+        );
+        assert_eq!(
+            scan(&lex, "je poste ça pour tes parents").0,
+            vec![Signal::ThreatToDistribute]
+        );
+        assert!(scan(&lex, "tes potes j'envoie").0.is_empty());
+    }
+
+    #[test]
+    fn word_boundaries_hold() {
+        let (lex, _) = lexicon(&[("en.toml", EN)]);
+        let lex = lex.unwrap();
+        assert!(scan(&lex, "denudes").0.is_empty());
+        assert!(scan(&lex, "resend me a pic").0.is_empty());
+    }
+
+    #[test]
+    fn spans_and_language_hits() {
+        let (lex, _) = lexicon(&[("en.toml", EN), ("fr.toml", FR)]);
+        let lex = lex.unwrap();
+        let text = "hey you, send me a pic";
+        let (_, hits, n) = scan(&lex, text);
+        let (s, e) = hits.span(Signal::ImageRequest).unwrap();
+        let (a, b) = n.original_span(s, e);
+        assert_eq!(&text[a..b], "send me a pic");
+        assert_eq!(hits.lang_hits[0], 2); // "you" hint + the phrase
+        assert_eq!(hits.lang_hits[1], 0);
+        let (_, hits, _) = scan(&lex, "tu fais quoi, je sais pas");
+        assert_eq!(hits.lang_hits[1], 2);
+    }
+
+    #[test]
+    fn reports_errors_with_lines() {
+        let bad = "language = \"en\"\n[categories.NOT_A_THING]\nphrases = [\"x\"]\n[categories.FLATTERY]\nphrases = [\n  \"?!\",\n  \"so*\",\n]\n";
+        let (_, errors) = lexicon(&[("bad.toml", bad)]);
+        let lines: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert!(lines
+            .iter()
+            .any(|l| l.starts_with("bad.toml:2:") && l.contains("unknown lexicon category")));
+        assert!(lines
+            .iter()
+            .any(|l| l.starts_with("bad.toml:6:") && l.contains("nothing left")));
+        assert!(lines
+            .iter()
+            .any(|l| l.starts_with("bad.toml:7:") && l.contains("at least 3 letters")));
+        let (_, errors) = lexicon(&[("syntax.toml", "language = \"en\"\ncategories = [\n")]);
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0].to_string().starts_with("syntax.toml:"),
+            "{}",
+            errors[0]
+        );
+    }
+}

@@ -1,0 +1,258 @@
+//! The `pairwatch` command line: wires the library's pieces to files and streams.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use pairwatch::engine::{Engine, EngineConfig};
+use pairwatch::event::Limits;
+use pairwatch::pack::RulePack;
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(
+    name = "pairwatch",
+    version,
+    about = "Real-time detection of grooming and sextortion escalation between pairs of chat users"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct EngineArgs {
+    /// Rule pack directory (lexicon/, escalation.toml, notices/); default: the pack built into the binary.
+    #[arg(long, value_name = "DIR")]
+    rules: Option<PathBuf>,
+    /// Time zone for clock-time deadlines ("avant 20h"), IANA name.
+    #[arg(long, value_name = "ZONE", default_value = "UTC")]
+    time_zone: String,
+    /// Per-tenant time zone, TENANT=ZONE; may be repeated.
+    #[arg(long = "tenant-time-zone", value_name = "TENANT=ZONE")]
+    tenant_time_zones: Vec<String>,
+    /// Pairs idle for longer than this (event time) are forgotten: 30d, 12h...
+    #[arg(long, value_name = "DURATION", default_value = "30d")]
+    pair_ttl: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Events JSONL in (FILE or - for stdin), alerts JSONL out on stdout, summary on stderr.
+    Replay {
+        #[command(flatten)]
+        engine: EngineArgs,
+        /// Stop at the first bad line instead of reporting and skipping it.
+        #[arg(long)]
+        strict: bool,
+        #[arg(default_value = "-")]
+        input: String,
+    },
+    /// Backtest the rules on labelled history: recall, false alarms, time to alert.
+    Eval {
+        #[command(flatten)]
+        engine: EngineArgs,
+        #[arg(long, value_name = "FILE")]
+        events: PathBuf,
+        #[arg(long, value_name = "FILE")]
+        labels: PathBuf,
+    },
+    /// Rule pack commands.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Validate a rule pack and report every error with its file and line.
+    Check {
+        #[arg(default_value = "rules")]
+        dir: PathBuf,
+    },
+    /// Show how a text is normalised and which signals it matches (for rule authors).
+    Match {
+        /// Rule pack directory; default: the pack built into the binary.
+        #[arg(long, value_name = "DIR")]
+        rules: Option<PathBuf>,
+        /// Texts to match; one line each from stdin when none is given.
+        texts: Vec<String>,
+    },
+}
+
+fn load_pack(dir: Option<&Path>) -> Result<RulePack> {
+    match dir {
+        Some(d) => RulePack::load(d)
+            .map_err(|e| anyhow::anyhow!("invalid rule pack {}:\n{e}", d.display())),
+        None => {
+            RulePack::embedded().map_err(|e| anyhow::anyhow!("invalid embedded rule pack:\n{e}"))
+        }
+    }
+}
+
+fn engine(args: &EngineArgs) -> Result<Engine> {
+    let pack = load_pack(args.rules.as_deref())?;
+    let zone = |name: &str| {
+        jiff::tz::TimeZone::get(name).with_context(|| format!("unknown time zone {name:?}"))
+    };
+    let mut config = EngineConfig {
+        default_time_zone: zone(&args.time_zone)?,
+        ..EngineConfig::default()
+    };
+    for spec in &args.tenant_time_zones {
+        let Some((tenant, name)) = spec.split_once('=') else {
+            bail!("--tenant-time-zone takes TENANT=ZONE, not {spec:?}")
+        };
+        config
+            .tenant_time_zones
+            .insert(tenant.to_string(), zone(name)?);
+    }
+    config.pair_ttl = pairwatch::time::parse_duration(&args.pair_ttl)
+        .with_context(|| format!("bad --pair-ttl {:?}", args.pair_ttl))?;
+    Ok(Engine::new(Arc::new(pack), config))
+}
+
+fn open(input: &str) -> Result<Box<dyn BufRead>> {
+    Ok(if input == "-" {
+        Box::new(BufReader::new(std::io::stdin().lock()))
+    } else {
+        Box::new(BufReader::new(
+            std::fs::File::open(input).with_context(|| format!("cannot open {input}"))?,
+        ))
+    })
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Replay {
+            engine: args,
+            strict,
+            input,
+        } => {
+            let mut engine = engine(&args)?;
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let summary = pairwatch::replay::replay(
+                open(&input)?,
+                &mut engine,
+                &Limits::default(),
+                strict,
+                |a| pairwatch::replay::write_alert(&mut out, a),
+                |line, e| eprintln!("line {line}: rejected: {e}"),
+            )?;
+            out.flush()?;
+            eprintln!("{summary}");
+        }
+        Command::Eval {
+            engine: args,
+            events,
+            labels,
+        } => {
+            let mut engine = engine(&args)?;
+            let labels = pairwatch::eval::read_labels(open(&labels.to_string_lossy())?)
+                .map_err(anyhow::Error::msg)?;
+            let total = std::fs::metadata(&events).map(|m| m.len()).unwrap_or(0);
+            let mut bar = Progress::new(total);
+            let report = pairwatch::eval::evaluate(
+                open(&events.to_string_lossy())?,
+                &labels,
+                &mut engine,
+                &Limits::default(),
+                |n| bar.update(n),
+            )
+            .map_err(anyhow::Error::msg)?;
+            bar.finish();
+            print!("{}", report.render());
+        }
+        Command::Rules {
+            command: RulesCommand::Check { dir },
+        } => match RulePack::load(&dir) {
+            Ok(pack) => {
+                println!(
+                    "{}: ok: {} languages ({}), {} phrases, {} rules, {} caps, version {}",
+                    dir.display(),
+                    pack.lexicon.languages().len(),
+                    pack.lexicon.languages().join(", "),
+                    pack.lexicon.phrase_count(),
+                    pack.rules.rules.len(),
+                    pack.rules.caps.len(),
+                    pack.version
+                );
+            }
+            Err(errors) => {
+                for e in &errors.0 {
+                    eprintln!("{e}");
+                }
+                bail!("{} error(s) in {}", errors.0.len(), dir.display());
+            }
+        },
+        Command::Rules {
+            command: RulesCommand::Match { rules, texts },
+        } => {
+            let pack = load_pack(rules.as_deref())?;
+            let texts = if texts.is_empty() {
+                std::io::stdin()
+                    .lock()
+                    .lines()
+                    .collect::<Result<Vec<_>, _>>()?
+            } else {
+                texts
+            };
+            let mut norm = pairwatch::normalize::Normalized::new();
+            let mut hits = pairwatch::lexicon::Hits::default();
+            for text in texts {
+                pairwatch::normalize::normalize(&text, &mut norm);
+                pack.lexicon.scan(&norm, &mut hits);
+                let signals: Vec<&str> = hits.signals.iter().map(|s| s.as_str()).collect();
+                println!("{}\t[{}]", norm.as_str().trim(), signals.join(" "));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A progress bar on stderr: redrawn in place on a terminal, a line per 10% otherwise.
+struct Progress {
+    total: u64,
+    shown: u64,
+    tty: bool,
+}
+
+impl Progress {
+    fn new(total: u64) -> Self {
+        Progress {
+            total,
+            shown: u64::MAX,
+            tty: std::io::stderr().is_terminal(),
+        }
+    }
+
+    fn update(&mut self, done: u64) {
+        if self.total == 0 {
+            return;
+        }
+        let step = if self.tty { 100 } else { 10 };
+        let pct = (done.min(self.total) * step / self.total) * (100 / step);
+        if pct == self.shown {
+            return;
+        }
+        self.shown = pct;
+        if self.tty {
+            let filled = (pct / 5) as usize;
+            eprint!(
+                "\r[{}{}] {pct:>3}%",
+                "#".repeat(filled),
+                " ".repeat(20 - filled)
+            );
+        } else {
+            eprintln!("progress: {pct}%");
+        }
+    }
+
+    fn finish(&self) {
+        if self.tty && self.total > 0 {
+            eprintln!();
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! The protobuf contract (`proto/pairwatch/v1`), generated at build time, and its
+//! conversions. A `ChatEvent` is turned into a [`RawEvent`] and validated by the same
+//! code as JSON, so both forms accept and reject exactly the same events.
+
+use crate::alert::{Alert, Side};
+use crate::event::{
+    Event, EventError, Limits, RawAction, RawAttachment, RawCall, RawEvent, RawMessage, RawUser,
+};
+use crate::rules::{Pattern, Priority};
+use crate::time::{format_rfc3339, parse_rfc3339, Millis};
+
+/// Generated types of package `pairwatch.v1`.
+#[allow(clippy::all)]
+pub mod pb {
+    include!(concat!(env!("OUT_DIR"), "/pairwatch.v1.rs"));
+}
+
+fn timestamp(ms: Millis) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+fn rfc3339(ts: &prost_types::Timestamp) -> String {
+    format_rfc3339(
+        ts.seconds
+            .saturating_mul(1000)
+            .saturating_add(ts.nanos as i64 / 1_000_000),
+    )
+}
+
+fn timestamp_str(s: &str) -> Option<prost_types::Timestamp> {
+    parse_rfc3339(s).map(timestamp)
+}
+
+/// Proto enum value names without their type prefix, as in the JSON form; an unknown
+/// number becomes a name that validation rejects with the field and the value.
+fn enum_name(prefix: &str, name: Option<&str>, value: i32) -> String {
+    match name {
+        Some(n) => n.strip_prefix(prefix).unwrap_or(n).to_string(),
+        None => format!("<enum value {value}>"),
+    }
+}
+
+fn raw_user(u: pb::UserRef) -> RawUser {
+    let band = pb::AgeBand::try_from(u.age_band)
+        .ok()
+        .map(|b| b.as_str_name());
+    RawUser {
+        user_id: Some(u.user_id),
+        age_band: Some(enum_name("AGE_BAND_", band, u.age_band)),
+        account_created_at: u.account_created_at.as_ref().map(rfc3339),
+        locale: Some(u.locale).filter(|l| !l.is_empty()),
+    }
+}
+
+/// Decodes and validates a protobuf event.
+pub fn event_from_proto(e: pb::ChatEvent, limits: &Limits) -> Result<Event, EventError> {
+    use pb::chat_event::Body;
+    let mut raw = RawEvent {
+        event_id: Some(e.event_id),
+        tenant: Some(e.tenant),
+        sent_at: e.sent_at.as_ref().map(rfc3339),
+        sender: e.sender.map(raw_user),
+        recipient: e.recipient.map(raw_user),
+        conversation_id: Some(e.conversation_id),
+        ..RawEvent::default()
+    };
+    match e.body {
+        Some(Body::Message(m)) => {
+            raw.message = Some(RawMessage {
+                text: m.text,
+                attachments: m
+                    .attachments
+                    .into_iter()
+                    .map(|a| {
+                        let name = pb::AttachmentKind::try_from(a.kind)
+                            .ok()
+                            .map(|k| k.as_str_name());
+                        RawAttachment {
+                            kind: enum_name("ATTACHMENT_KIND_", name, a.kind),
+                        }
+                    })
+                    .collect(),
+            })
+        }
+        Some(Body::Contact(c)) => {
+            let name = pb::ContactAction::try_from(c.action)
+                .ok()
+                .map(|k| k.as_str_name());
+            raw.contact = Some(RawAction {
+                action: enum_name("CONTACT_ACTION_", name, c.action),
+            });
+        }
+        Some(Body::Call(c)) => {
+            raw.call = Some(RawCall {
+                video: c.video,
+                duration_s: c.duration_s,
+            })
+        }
+        Some(Body::Safety(s)) => {
+            let name = pb::SafetyAction::try_from(s.action)
+                .ok()
+                .map(|k| k.as_str_name());
+            raw.safety = Some(RawAction {
+                action: enum_name("SAFETY_ACTION_", name, s.action),
+            });
+        }
+        None => {}
+    }
+    raw.validate(limits)
+}
+
+fn proto_user(u: &RawUser) -> pb::UserRef {
+    let band = u.age_band.as_deref().unwrap_or("UNKNOWN");
+    pb::UserRef {
+        user_id: u.user_id.clone().unwrap_or_default(),
+        age_band: pb::AgeBand::from_str_name(&format!("AGE_BAND_{band}")).map_or(0, |b| b as i32),
+        account_created_at: u.account_created_at.as_deref().and_then(timestamp_str),
+        locale: u.locale.clone().unwrap_or_default(),
+    }
+}
+
+impl From<&Event> for pb::ChatEvent {
+    fn from(e: &Event) -> Self {
+        use pb::chat_event::Body;
+        let raw = e.to_raw();
+        let action = |prefix: &str, a: &RawAction| -> i32 {
+            let name = format!("{prefix}{}", a.action);
+            match prefix {
+                "CONTACT_ACTION_" => {
+                    pb::ContactAction::from_str_name(&name).map_or(0, |v| v as i32)
+                }
+                _ => pb::SafetyAction::from_str_name(&name).map_or(0, |v| v as i32),
+            }
+        };
+        let body = if let Some(m) = &raw.message {
+            Body::Message(pb::MessageBody {
+                text: m.text.clone(),
+                attachments: m
+                    .attachments
+                    .iter()
+                    .map(|a| pb::Attachment {
+                        kind: pb::AttachmentKind::from_str_name(&format!(
+                            "ATTACHMENT_KIND_{}",
+                            a.kind
+                        ))
+                        .map_or(0, |k| k as i32),
+                    })
+                    .collect(),
+            })
+        } else if let Some(c) = &raw.contact {
+            Body::Contact(pb::ContactBody {
+                action: action("CONTACT_ACTION_", c),
+            })
+        } else if let Some(c) = &raw.call {
+            Body::Call(pb::CallBody {
+                video: c.video,
+                duration_s: c.duration_s,
+            })
+        } else {
+            Body::Safety(pb::SafetyBody {
+                action: raw
+                    .safety
+                    .as_ref()
+                    .map_or(0, |s| action("SAFETY_ACTION_", s)),
+            })
+        };
+        pb::ChatEvent {
+            event_id: e.event_id.clone(),
+            tenant: e.tenant.clone(),
+            sent_at: Some(timestamp(e.sent_at)),
+            sender: raw.sender.as_ref().map(proto_user),
+            recipient: raw.recipient.as_ref().map(proto_user),
+            conversation_id: e.conversation_id.clone().unwrap_or_default(),
+            body: Some(body),
+        }
+    }
+}
+
+impl From<&Alert> for pb::Alert {
+    fn from(a: &Alert) -> Self {
+        let user = |u: &crate::alert::AlertUser| pb::UserRef {
+            user_id: u.user_id.clone(),
+            age_band: pb::AgeBand::from_str_name(&format!("AGE_BAND_{}", u.age_band))
+                .map_or(0, |b| b as i32),
+            account_created_at: None,
+            locale: String::new(),
+        };
+        let priority = match a.priority {
+            Priority::P0 => pb::Priority::P0,
+            Priority::P1 => pb::Priority::P1,
+            Priority::P2 => pb::Priority::P2,
+            Priority::P3 => pb::Priority::P3,
+        };
+        let pattern = match a.pattern {
+            Pattern::Sextortion => pb::Pattern::Sextortion,
+            Pattern::SexualSolicitation => pb::Pattern::SexualSolicitation,
+            Pattern::Grooming => pb::Pattern::Grooming,
+            Pattern::SelfHarmRisk => pb::Pattern::SelfHarmRisk,
+        };
+        pb::Alert {
+            alert_id: a.alert_id.clone(),
+            tenant: a.tenant.clone(),
+            priority: priority as i32,
+            pattern: pattern as i32,
+            suspect: Some(user(&a.suspect)),
+            target: Some(user(&a.target)),
+            trigger_event_id: a.trigger_event_id.clone(),
+            triggered_at: timestamp_str(&a.triggered_at),
+            first_contact_at: timestamp_str(&a.first_contact_at),
+            respond_by: a.respond_by.as_deref().and_then(timestamp_str),
+            rules: a.rules.clone(),
+            signals: a
+                .signals
+                .iter()
+                .map(|s| pb::SignalSummary {
+                    category: s.category.clone(),
+                    side: match s.side {
+                        Side::Suspect => pb::Side::Suspect as i32,
+                        Side::Target => pb::Side::Target as i32,
+                    },
+                    count: s.count,
+                    first_at: timestamp_str(&s.first_at),
+                    last_at: timestamp_str(&s.last_at),
+                })
+                .collect(),
+            evidence: a
+                .evidence
+                .iter()
+                .map(|e| pb::Evidence {
+                    event_id: e.event_id.clone(),
+                    sent_at: timestamp_str(&e.sent_at),
+                    sender_id: e.sender_id.clone(),
+                    excerpt: e.excerpt.clone(),
+                    sha256: e.sha256.clone(),
+                })
+                .collect(),
+            victim_notice: Some(pb::VictimNotice {
+                language: a.victim_notice.language.clone(),
+                text: a.victim_notice.text.clone(),
+            }),
+            recommended_actions: a.recommended_actions.clone(),
+            engine_version: a.engine_version.clone(),
+            rules_version: a.rules_version.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    const EVENTS: [&str; 4] = [
+        r#"{"event_id":"e-1","tenant":"game-eu","sent_at":"2026-11-22T21:04:05.25Z","sender":{"user_id":"u-981","age_band":"ADULT","account_created_at":"2026-11-01T00:00:00Z"},"recipient":{"user_id":"u-112","age_band":"AGE_13_15","locale":"fr-FR"},"conversation_id":"dm","message":{"text":"t'as 1h","attachments":[{"kind":"IMAGE"},{"kind":"LINK"}]}}"#,
+        r#"{"event_id":"e-2","tenant":"default","sent_at":"2026-11-22T21:04:05Z","sender":{"user_id":"a","age_band":"UNKNOWN"},"recipient":{"user_id":"b","age_band":"UNDER_13"},"contact":{"action":"FRIEND_ACCEPT"}}"#,
+        r#"{"event_id":"e-3","tenant":"default","sent_at":"2026-11-22T21:04:05Z","sender":{"user_id":"a","age_band":"AGE_16_17"},"recipient":{"user_id":"b","age_band":"ADULT"},"call":{"video":true,"duration_s":42}}"#,
+        r#"{"event_id":"e-4","tenant":"default","sent_at":"2026-11-22T21:04:05Z","sender":{"user_id":"a","age_band":"UNKNOWN"},"recipient":{"user_id":"b","age_band":"UNKNOWN"},"safety":{"action":"REPORT"}}"#,
+    ];
+
+    #[test]
+    fn json_and_protobuf_carry_the_same_event() {
+        let limits = Limits::default();
+        for json in EVENTS {
+            let event = Event::from_json(json, &limits).unwrap();
+            let pb = pb::ChatEvent::from(&event);
+            let bytes = pb.encode_to_vec();
+            let back = event_from_proto(pb::ChatEvent::decode(bytes.as_slice()).unwrap(), &limits)
+                .unwrap();
+            assert_eq!(back, event);
+            assert_eq!(back.to_json(), json);
+        }
+    }
+
+    #[test]
+    fn protobuf_events_are_validated_like_json() {
+        let limits = Limits::default();
+        let mut pb = pb::ChatEvent::from(&Event::from_json(EVENTS[0], &limits).unwrap());
+        pb.sender.as_mut().unwrap().age_band = 42;
+        let err = event_from_proto(pb.clone(), &limits).unwrap_err();
+        assert_eq!(err.to_string(), "field `sender.age_band` has unknown value \"<enum value 42>\" (expected one of UNKNOWN, UNDER_13, AGE_13_15, AGE_16_17, ADULT)");
+        pb.sender.as_mut().unwrap().age_band = 0;
+        pb.body = None;
+        assert_eq!(
+            event_from_proto(pb.clone(), &limits).unwrap_err(),
+            EventError::NoBody
+        );
+        pb.sent_at = None;
+        assert_eq!(
+            event_from_proto(pb, &limits).unwrap_err(),
+            EventError::Missing("sent_at")
+        );
+    }
+}

@@ -1,0 +1,82 @@
+//! Event time: milliseconds since the Unix epoch, parsed from and printed as RFC 3339.
+//!
+//! The engine never reads a clock; every window (first contact, first day, deadline)
+//! is computed from these values.
+
+/// Milliseconds since 1970-01-01T00:00:00Z.
+pub type Millis = i64;
+
+pub const SECOND: Millis = 1_000;
+pub const MINUTE: Millis = 60 * SECOND;
+pub const HOUR: Millis = 60 * MINUTE;
+pub const DAY: Millis = 24 * HOUR;
+
+/// Parses an RFC 3339 timestamp with an offset (`2026-11-22T21:04:05Z`,
+/// `2026-11-22T22:04:05.250+01:00`). Sub-millisecond digits are truncated.
+pub fn parse_rfc3339(s: &str) -> Option<Millis> {
+    let ts: jiff::Timestamp = s.parse().ok()?;
+    Some(ts.as_millisecond())
+}
+
+/// Prints `ms` as RFC 3339 in UTC, with milliseconds only when they are not zero.
+pub fn format_rfc3339(ms: Millis) -> String {
+    match jiff::Timestamp::from_millisecond(ms) {
+        Ok(ts) => ts.to_string(),
+        Err(_) => String::from("invalid-time"),
+    }
+}
+
+/// Parses a human duration used in configuration and rules: `90s`, `30m`, `24h`, `7d`.
+pub fn parse_duration(s: &str) -> Option<Millis> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit())?;
+    let (num, unit) = s.split_at(split);
+    let n: i64 = num.parse().ok()?;
+    let unit_ms = match unit {
+        "s" => SECOND,
+        "m" | "min" => MINUTE,
+        "h" => HOUR,
+        "d" => DAY,
+        "w" => 7 * DAY,
+        _ => return None,
+    };
+    n.checked_mul(unit_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_utc_and_offsets() {
+        let a = parse_rfc3339("2026-11-22T21:04:05Z").unwrap();
+        let b = parse_rfc3339("2026-11-22T22:04:05+01:00").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(format_rfc3339(a), "2026-11-22T21:04:05Z");
+        let c = parse_rfc3339("2026-11-22T21:04:05.250Z").unwrap();
+        assert_eq!(c - a, 250);
+        assert_eq!(format_rfc3339(c), "2026-11-22T21:04:05.25Z");
+    }
+
+    #[test]
+    fn rejects_bad_timestamps() {
+        for bad in [
+            "",
+            "2026-11-22",
+            "2026-13-01T00:00:00Z",
+            "yesterday",
+            "2026-11-22T21:04:05",
+        ] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30d"), Some(30 * DAY));
+        assert_eq!(parse_duration("24h"), Some(DAY));
+        assert_eq!(parse_duration("90s"), Some(90 * SECOND));
+        assert_eq!(parse_duration("5 parsecs"), None);
+        assert_eq!(parse_duration("h"), None);
+    }
+}
