@@ -1,5 +1,10 @@
-//! Generates the protobuf types from `proto/` with the protoc shipped by the
-//! `protoc-bin-vendored` crate, so no protoc is needed on the machine.
+//! Build steps:
+//! - generates the protobuf types from `proto/` with the protoc shipped by the
+//!   `protoc-bin-vendored` crate, so no protoc is needed on the machine;
+//! - lists the files of `rules/` so the binary embeds the default rule pack.
+
+use std::fmt::Write as _;
+use std::path::Path;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
@@ -12,6 +17,36 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "proto/pairwatch/v1/alert.proto",
         ],
         &["proto".into(), include],
+    )?;
+
+    println!("cargo:rerun-if-changed=rules");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for sub in ["lexicon", "notices"] {
+        println!("cargo:rerun-if-changed=rules/{sub}");
+        for entry in std::fs::read_dir(root.join("rules").join(sub))? {
+            let name = entry?
+                .file_name()
+                .into_string()
+                .map_err(|_| "non-UTF-8 file name in rules/")?;
+            if name.ends_with(".toml") {
+                files.push(format!("{sub}/{name}"));
+            }
+        }
+    }
+    files.push("escalation.toml".to_string());
+    files.sort();
+    let mut code = String::from("/// The default rule pack: (path in the pack, contents).\npub const EMBEDDED: &[(&str, &str)] = &[\n");
+    for f in &files {
+        writeln!(
+            code,
+            "    ({f:?}, include_str!(concat!(env!(\"CARGO_MANIFEST_DIR\"), \"/rules/{f}\"))),"
+        )?;
+    }
+    code.push_str("];\n");
+    std::fs::write(
+        Path::new(&std::env::var("OUT_DIR")?).join("embedded_rules.rs"),
+        code,
     )?;
     Ok(())
 }

@@ -89,10 +89,11 @@ impl Facts for PairFacts<'_> {
     fn count(&self, side: usize, s: Signal) -> u16 {
         self.state.count(side, s)
     }
-    fn age(&self, side: usize) -> crate::event::AgeClass {
+    fn age(&self, side: usize, as_target: bool) -> crate::event::AgeClass {
         let band = self.state.bands[side];
-        // An account of unknown age that says it is a minor is taken at its word.
-        if band == AgeBand::Unknown && self.state.count(side, Signal::AgeClaim) > 0 {
+        // A target of unknown age that says it is a minor is taken at its word; a
+        // suspect's claim is not (offenders pose as peers).
+        if as_target && band == AgeBand::Unknown && self.state.count(side, Signal::AgeClaim) > 0 {
             return crate::event::AgeClass::Minor;
         }
         band.class()
@@ -258,22 +259,37 @@ impl Engine {
             let is_new = match slot {
                 None => true,
                 Some(r) => {
-                    v.priority < r.priority || (respond_by.is_some() && respond_by != r.respond_by)
+                    v.priority < r.priority || new_deadline(respond_by, r.respond_by, ev.sent_at)
                 }
             };
             if !is_new {
                 continue;
             }
             let priority = slot.map_or(v.priority, |r| r.priority.min(v.priority));
+            let kept = match (respond_by, slot.and_then(|r| r.respond_by)) {
+                (Some(d), Some(a)) if a >= ev.sent_at => Some(d.min(a)),
+                (d, a) => d.or(a),
+            };
             *slot = Some(Raised {
                 priority,
-                respond_by,
+                respond_by: kept,
             });
             let mut verdict = v.clone();
             verdict.priority = priority;
             out.push(ctx.build(state, &verdict, respond_by));
             self.stats.alerts += 1;
         }
+    }
+}
+
+/// A deadline is new when there was none, when it is earlier than the one already
+/// alerted (more urgent), or when the one already alerted has passed. A countdown
+/// restated later ("you have 30 minutes, I said") is not news to moderators.
+fn new_deadline(deadline: Option<Millis>, alerted: Option<Millis>, now: Millis) -> bool {
+    match (deadline, alerted) {
+        (None, _) => false,
+        (Some(_), None) => true,
+        (Some(d), Some(a)) => d < a || a < now,
     }
 }
 

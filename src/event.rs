@@ -535,6 +535,8 @@ mod tests {
 
     const OK: &str = r#"{"event_id":"e-17","tenant":"game-eu","sent_at":"2026-11-22T21:04:05Z","sender":{"user_id":"u-981","age_band":"ADULT"},"recipient":{"user_id":"u-112","age_band":"AGE_13_15","locale":"fr-FR"},"conversation_id":"dm-981-112","message":{"text":"salut","attachments":[{"kind":"IMAGE"}]}}"#;
 
+    type Patch = Box<dyn FnOnce(&mut serde_json::Value)>;
+
     fn with(patch: impl FnOnce(&mut serde_json::Value)) -> Result<Event, EventError> {
         let mut v: serde_json::Value = serde_json::from_str(OK).unwrap();
         patch(&mut v);
@@ -570,7 +572,7 @@ mod tests {
 
     #[test]
     fn rejects_with_precise_reasons() {
-        let cases: Vec<(Box<dyn FnOnce(&mut serde_json::Value)>, EventError)> = vec![
+        let cases: Vec<(Patch, EventError)> = vec![
             (
                 Box::new(|v| {
                     v.as_object_mut().unwrap().remove("event_id");

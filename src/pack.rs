@@ -89,14 +89,8 @@ pub struct RulePack {
     pub version: String,
 }
 
-/// The rule pack shipped inside the binary (this repository's `rules/`).
-const EMBEDDED: [(&str, &str); 5] = [
-    ("lexicon/en.toml", include_str!("../rules/lexicon/en.toml")),
-    ("lexicon/fr.toml", include_str!("../rules/lexicon/fr.toml")),
-    ("escalation.toml", include_str!("../rules/escalation.toml")),
-    ("notices/en.toml", include_str!("../rules/notices/en.toml")),
-    ("notices/fr.toml", include_str!("../rules/notices/fr.toml")),
-];
+// The rule pack shipped inside the binary (this repository's `rules/`), listed by build.rs.
+include!(concat!(env!("OUT_DIR"), "/embedded_rules.rs"));
 
 impl RulePack {
     /// The pack built into the binary.

@@ -175,7 +175,8 @@ pub struct RuleSet {
 /// What a rule reads: the counts of each side, the age class of each side.
 pub trait Facts {
     fn count(&self, side: usize, s: Signal) -> u16;
-    fn age(&self, side: usize) -> AgeClass;
+    /// The side's age class when it plays the suspect (`as_target` false) or the target.
+    fn age(&self, side: usize, as_target: bool) -> AgeClass;
 }
 
 /// One pattern's verdict for an event.
@@ -212,7 +213,9 @@ impl Rule {
         since_first_contact: Millis,
     ) -> Option<Priority> {
         let target = 1 - suspect;
-        if !self.suspect_age.contains(f.age(suspect)) || !self.target_age.contains(f.age(target)) {
+        if !self.suspect_age.contains(f.age(suspect, false))
+            || !self.target_age.contains(f.age(target, true))
+        {
             return None;
         }
         if self
@@ -236,7 +239,7 @@ impl Rule {
         for r in &self.raise {
             let applies = match &r.when {
                 RaiseWhen::Signal(c) => c.holds(f, suspect),
-                RaiseWhen::TargetAge(a) => a.contains(f.age(target)),
+                RaiseWhen::TargetAge(a) => a.contains(f.age(target, true)),
             };
             if applies {
                 p = match r.to {
@@ -315,8 +318,8 @@ impl RuleSet {
         let mut result: Option<Option<Priority>> = None;
         for cap in &self.caps {
             let applies = cap.patterns.contains(&pattern)
-                && cap.suspect_age.contains(f.age(suspect))
-                && cap.target_age.contains(f.age(1 - suspect))
+                && cap.suspect_age.contains(f.age(suspect, false))
+                && cap.target_age.contains(f.age(1 - suspect, true))
                 && !cap.unless.iter().any(|c| c.holds(f, suspect));
             if applies {
                 result = Some(match (result, cap.max) {
@@ -646,7 +649,7 @@ mod tests {
         fn count(&self, side: usize, s: Signal) -> u16 {
             self.counts[side][s as usize]
         }
-        fn age(&self, side: usize) -> AgeClass {
+        fn age(&self, side: usize, _as_target: bool) -> AgeClass {
             self.ages[side]
         }
     }

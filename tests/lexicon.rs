@@ -1,0 +1,115 @@
+//! Every signal category of the shipped lexicons, in French and English, written
+//! plainly and obfuscated the way teenagers and scammers write.
+
+mod common;
+
+use pairwatch::lexicon::Hits;
+use pairwatch::normalize::{normalize, Normalized};
+use pairwatch::signal::Signal;
+
+fn signals(text: &str) -> Vec<Signal> {
+    let pack = common::pack();
+    let mut n = Normalized::new();
+    normalize(text, &mut n);
+    let mut hits = Hits::default();
+    pack.lexicon.scan(&n, &mut hits);
+    hits.signals.iter().collect()
+}
+
+#[test]
+fn each_category_in_both_languages_plain_and_obfuscated() {
+    use Signal::*;
+    let cases: &[(Signal, &str)] = &[
+        (AgeProbe, "t'as quel âge ?"),
+        (AgeProbe, "tas kel age"),
+        (AgeProbe, "how old r u"),
+        (AgeProbe, "HOW OLD ARE YOUUU"),
+        (PersonalProbe, "tes parents sont là ?"),
+        (PersonalProbe, "t'es seule chez toi ce soir"),
+        (PersonalProbe, "are your parents home"),
+        (PersonalProbe, "r u h0me al0ne"),
+        (Flattery, "t'es trop mature pour ton âge"),
+        (Flattery, "you're so mature for your age"),
+        (Secrecy, "dis-le à personne, c'est notre secret"),
+        (Secrecy, "don't tell anyone, it's our little secret"),
+        (Secrecy, "delete this chat"),
+        (PlatformMove, "ajoute moi sur snap"),
+        (PlatformMove, "add me on s.n.a.p"),
+        (PlatformMove, "let's talk on discord"),
+        (GiftOffer, "je te donne des robux"),
+        (GiftOffer, "i'll buy you v-bucks"),
+        (Sexualization, "t'es vierge ?"),
+        (Sexualization, "what are you wearing rn"),
+        (Sexualization, "send n u d e s"),
+        (ImageRequest, "envoie une photo de toi"),
+        (ImageRequest, "envoie 1 ph0to de toi stp"),
+        (ImageRequest, "send me a pic"),
+        (ImageRequest, "pic for pic?"),
+        (VideoCallRequest, "allume ta caméra"),
+        (VideoCallRequest, "turn on your cam"),
+        (RecordingClaim, "j'ai tout enregistré"),
+        (RecordingClaim, "i recorded everything"),
+        (RecordingClaim, "I SCREENSHOTTED everything"),
+        (ThreatToDistribute, "je vais l'envoyer à tous tes contacts"),
+        (ThreatToDistribute, "j'envoie tout à tes potes"),
+        (ThreatToDistribute, "i'll send it to all your followers"),
+        (ThreatToDistribute, "your family will see it"),
+        (MoneyDemand, "envoie 200€ en carte PCS"),
+        (MoneyDemand, "paysafecard"),
+        (MoneyDemand, "send $500 on cash app"),
+        (MoreContentDemand, "envoie-en une autre"),
+        (MoreContentDemand, "send another one"),
+        (Countdown, "dépêche-toi ⏳"),
+        (Countdown, "tick tock"),
+        (Meetup, "on se voit demain ?"),
+        (Meetup, "i can pick you up after school"),
+        (AgeClaim, "moi aussi j'ai 14 ans"),
+        (AgeClaim, "i'm 15 too"),
+        (SelfHarm, "je veux mourir"),
+        (SelfHarm, "i want to kill myself"),
+        (VictimDistress, "s'il te plaît ne fais pas ça"),
+        (VictimDistress, "please don't send it"),
+        (SafetyTalk, "appelle le 3018"),
+        (SafetyTalk, "it's a scam, don't pay him"),
+    ];
+    let mut failures = Vec::new();
+    for (expected, text) in cases {
+        let got = signals(text);
+        if !got.contains(expected) {
+            failures.push(format!(
+                "{text:?}: expected {}, got {got:?}",
+                expected.as_str()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn banter_and_everyday_talk_stay_quiet() {
+    for text in [
+        "je vais te tuer au prochain round",
+        "I'll destroy you, gg ez",
+        "t'es mort mdr",
+        "envoie la photo du devoir de maths",
+        "send me the homework",
+        "i'm 15 minutes away",
+        "on se fait une partie ?",
+    ] {
+        let got = signals(text);
+        let risky: Vec<_> = got
+            .iter()
+            .filter(|s| {
+                matches!(
+                    s,
+                    Signal::ThreatToDistribute
+                        | Signal::Sexualization
+                        | Signal::MoneyDemand
+                        | Signal::RecordingClaim
+                        | Signal::SelfHarm
+                )
+            })
+            .collect();
+        assert!(risky.is_empty(), "{text:?} matched {risky:?}");
+    }
+}

@@ -1,0 +1,153 @@
+//! Scenario tests: conversations written for this project under `tests/scenarios/`,
+//! each with an expectation in `expect.toml` and a golden alert file
+//! (`<name>.alerts.jsonl`). Set `UPDATE_GOLDEN=1` to rewrite the golden files after a
+//! deliberate change, then review the diff.
+
+mod common;
+
+use pairwatch::alert::Alert;
+use pairwatch::rules::{Pattern, Priority};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Expect {
+    expect: String,
+    pattern: Option<String>,
+    max_priority: Option<String>,
+    suspect: Option<String>,
+    #[serde(default)]
+    deadline: bool,
+}
+
+fn dir() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scenarios"))
+}
+
+fn check(name: &str, e: &Expect, alerts: &[Alert]) -> Result<(), String> {
+    let summary: Vec<String> = alerts
+        .iter()
+        .map(|a| format!("{} {}", a.priority, a.pattern.as_str()))
+        .collect();
+    match e.expect.as_str() {
+        "quiet" => match alerts.iter().find(|a| a.priority <= Priority::P2) {
+            Some(_) => Err(format!(
+                "{name}: expected no alert at P2 or higher, got {summary:?}"
+            )),
+            None => Ok(()),
+        },
+        "watch" => match alerts.iter().find(|a| a.priority < Priority::P3) {
+            Some(_) => Err(format!(
+                "{name}: expected at most a P3 watch, got {summary:?}"
+            )),
+            None => Ok(()),
+        },
+        "alert" => {
+            let pattern = Pattern::parse(e.pattern.as_deref().unwrap_or(""))
+                .ok_or(format!("{name}: bad pattern"))?;
+            let max = Priority::parse(e.max_priority.as_deref().unwrap_or(""))
+                .ok_or(format!("{name}: bad max_priority"))?;
+            let hit = alerts
+                .iter()
+                .filter(|a| a.pattern == pattern && a.priority <= max)
+                .collect::<Vec<_>>();
+            if hit.is_empty() {
+                return Err(format!(
+                    "{name}: expected {pattern:?} at {max} or higher, got {summary:?}"
+                ));
+            }
+            if let Some(s) = &e.suspect {
+                if let Some(a) = hit.iter().find(|a| &a.suspect.user_id != s) {
+                    return Err(format!(
+                        "{name}: suspect {} named instead of {s}",
+                        a.suspect.user_id
+                    ));
+                }
+            }
+            if e.deadline && !hit.iter().any(|a| a.respond_by.is_some()) {
+                return Err(format!("{name}: expected an alert with respond_by"));
+            }
+            Ok(())
+        }
+        other => Err(format!("{name}: unknown expectation {other:?}")),
+    }
+}
+
+#[test]
+fn every_scenario_meets_its_expectation_and_matches_its_golden_file() {
+    let expect: BTreeMap<String, Expect> =
+        toml::from_str(&std::fs::read_to_string(dir().join("expect.toml")).unwrap())
+            .expect("expect.toml");
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let mut failures = Vec::new();
+    let mut seen = 0;
+    for entry in std::fs::read_dir(dir()).unwrap() {
+        let path = entry.unwrap().path();
+        let Some(name) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".events.jsonl"))
+        else {
+            continue;
+        };
+        seen += 1;
+        let alerts = common::replay_lines(&std::fs::read_to_string(&path).unwrap());
+        match expect.get(name) {
+            Some(e) => {
+                if let Err(f) = check(name, e, &alerts) {
+                    failures.push(f);
+                }
+            }
+            None => failures.push(format!("{name}: no entry in expect.toml")),
+        }
+        let golden_path = dir().join(format!("{name}.alerts.jsonl"));
+        let actual: String = alerts.iter().map(|a| a.to_json() + "\n").collect();
+        if update {
+            std::fs::write(&golden_path, &actual).unwrap();
+        } else {
+            let golden = std::fs::read_to_string(&golden_path).unwrap_or_default();
+            if golden != actual {
+                failures.push(format!(
+                    "{name}: alerts differ from {} (UPDATE_GOLDEN=1 to accept)",
+                    golden_path.display()
+                ));
+            }
+        }
+    }
+    assert_eq!(
+        seen,
+        expect.len(),
+        "every expect.toml entry needs a scenario file"
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn the_readme_examples_behave_as_documented() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let alerts = common::replay_lines(
+        &std::fs::read_to_string(root.join("examples/sextortion_fr.jsonl")).unwrap(),
+    );
+    let top = alerts
+        .iter()
+        .find(|a| a.pattern == Pattern::Sextortion && a.respond_by.is_some())
+        .expect("sextortion alert with deadline");
+    assert_eq!(top.priority, Priority::P0);
+    assert_eq!(top.suspect.user_id, "u-981");
+    assert_eq!(top.target.user_id, "u-112");
+    assert_eq!(top.victim_notice.language, "fr");
+    assert!(top.victim_notice.text.contains("3018"));
+    assert!(
+        !top.evidence.is_empty()
+            && top
+                .evidence
+                .iter()
+                .all(|e| e.excerpt.chars().count() <= 200)
+    );
+    let quiet = common::replay_lines(
+        &std::fs::read_to_string(root.join("examples/harmless_fr.jsonl")).unwrap(),
+    );
+    assert!(quiet.is_empty(), "{quiet:?}");
+}
