@@ -34,6 +34,15 @@ const CANCELLED_BY_SAFETY_TALK: [Signal; 8] = [
     Signal::VideoCallRequest,
 ];
 
+/// A time in a message is a deadline only from a side that presses: one that threatens,
+/// demands money or claims a recording (now or before), or counts down in the same
+/// message. "See you at 8pm" is not a deadline.
+const PRESSURE: [Signal; 3] = [
+    Signal::ThreatToDistribute,
+    Signal::MoneyDemand,
+    Signal::RecordingClaim,
+];
+
 /// Words that, right after an age claim, make it a duration or a distance ("i'm 15 min away").
 const NOT_AN_AGE: [&str; 12] = [
     "min", "mins", "minutes", "mn", "h", "hours", "sec", "secs", "seconds", "km", "miles", "minute",
@@ -181,7 +190,14 @@ impl Engine {
                             .tenant_time_zones
                             .get(&ev.tenant)
                             .unwrap_or(&self.config.default_time_zone);
-                        if let Some(deadline) = find_deadline(self.norm.as_str(), ev.sent_at, tz) {
+                        let pressing = signals.contains(Signal::Countdown)
+                            || PRESSURE
+                                .iter()
+                                .any(|s| signals.contains(*s) || state.count(sender_side, *s) > 0);
+                        let found = pressing
+                            .then(|| find_deadline(self.norm.as_str(), ev.sent_at, tz))
+                            .flatten();
+                        if let Some(deadline) = found {
                             signals.insert(Signal::Deadline);
                             state.active.get_or_insert_with(Default::default).deadline
                                 [sender_side] = Some(deadline);
@@ -254,7 +270,9 @@ impl Engine {
         };
         for v in &self.verdicts {
             let active = state.active.get_or_insert_with(Default::default);
-            let respond_by = active.deadline[v.suspect];
+            // Only patterns whose rules read the suspect's deadline carry it.
+            let respond_by =
+                active.deadline[v.suspect].filter(|_| v.read[0].contains(Signal::Deadline));
             let slot = &mut active.raised[v.pattern as usize];
             let is_new = match slot {
                 None => true,

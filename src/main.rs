@@ -56,6 +56,15 @@ enum Command {
         events: PathBuf,
         #[arg(long, value_name = "FILE")]
         labels: PathBuf,
+        /// Priority threshold for the two gates below: alerts at this priority or higher count.
+        #[arg(long, value_name = "P", default_value = "P2")]
+        threshold: String,
+        /// Exit with an error when recall on the positives is below this fraction.
+        #[arg(long, value_name = "FRACTION")]
+        min_recall: Option<f64>,
+        /// Exit with an error when the share of negatives with an alert is above this fraction.
+        #[arg(long, value_name = "FRACTION")]
+        max_false_alarm_rate: Option<f64>,
     },
     /// Rule pack commands.
     Rules {
@@ -148,7 +157,12 @@ fn main() -> Result<()> {
             engine: args,
             events,
             labels,
+            threshold,
+            min_recall,
+            max_false_alarm_rate,
         } => {
+            let threshold = pairwatch::rules::Priority::parse(&threshold)
+                .with_context(|| format!("bad --threshold {threshold:?} (P0 to P3)"))?;
             let mut engine = engine(&args)?;
             let labels = pairwatch::eval::read_labels(open(&labels.to_string_lossy())?)
                 .map_err(anyhow::Error::msg)?;
@@ -164,6 +178,26 @@ fn main() -> Result<()> {
             .map_err(anyhow::Error::msg)?;
             bar.finish();
             print!("{}", report.render());
+            if let Some(min) = min_recall.filter(|_| report.positives > 0) {
+                let recall = report.recall(threshold);
+                if recall < min {
+                    bail!(
+                        "recall at {threshold}+ is {:.2}%, below the required {:.2}%",
+                        100.0 * recall,
+                        100.0 * min
+                    );
+                }
+            }
+            if let Some(max) = max_false_alarm_rate.filter(|_| report.negatives > 0) {
+                let rate = report.false_alarm_rate(threshold);
+                if rate > max {
+                    bail!(
+                        "false alarms at {threshold}+ are {:.2}%, above the allowed {:.2}%",
+                        100.0 * rate,
+                        100.0 * max
+                    );
+                }
+            }
         }
         Command::Rules {
             command: RulesCommand::Check { dir },

@@ -154,8 +154,9 @@ fn end_token(out: &mut Normalized, apostrophe: bool) {
         flush_singles(out);
         let tok = std::mem::take(&mut out.tok);
         let starts = std::mem::take(&mut out.tok_starts);
-        if apostrophe && tok.len() == 1 {
-            // An elided word (t'as, c'est, j'ai) is no abbreviation.
+        if (apostrophe || out.apostrophe_before) && tok.len() == 1 {
+            // An elided word (t'as, c'est, j'ai) or a contraction's tail (can't, it's)
+            // is no abbreviation.
             out.push_word(&tok, Some(&starts), 0, out.tok_end);
         } else {
             word(out, &tok, &starts, out.tok_end);
@@ -576,6 +577,7 @@ mod tests {
         // Ordinary single-letter words stay words.
         assert_eq!(norm("u r a star"), "you are a star");
         assert_eq!(norm("I'm a girl"), "i m a girl");
+        assert_eq!(norm("can't go, it's late"), "can t go it s late");
         assert_eq!(norm("a b"), "a b");
     }
 
