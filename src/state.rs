@@ -13,7 +13,7 @@ use crate::signal::{Signal, SignalSet, SIGNAL_COUNT};
 use crate::time::{Millis, SECOND};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use xxhash_rust::xxh3::{xxh3_128, xxh3_64};
+use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 
 /// Most evidence references kept per pair.
 pub const MAX_EVIDENCE: usize = 12;
@@ -26,13 +26,13 @@ impl PairKey {
     /// The key and the side of `a` (0 if `a` is the smaller id).
     pub fn of(tenant: &str, a: &str, b: &str) -> (PairKey, usize) {
         let (lo, hi, side) = if a <= b { (a, b, 0) } else { (b, a, 1) };
-        let mut buf = Vec::with_capacity(tenant.len() + lo.len() + hi.len() + 2);
-        buf.extend_from_slice(tenant.as_bytes());
-        buf.push(0);
-        buf.extend_from_slice(lo.as_bytes());
-        buf.push(0);
-        buf.extend_from_slice(hi.as_bytes());
-        (PairKey(xxh3_128(&buf)), side)
+        let mut h = Xxh3::new();
+        h.update(tenant.as_bytes());
+        h.update(&[0]);
+        h.update(lo.as_bytes());
+        h.update(&[0]);
+        h.update(hi.as_bytes());
+        (PairKey(h.digest128()), side)
     }
 }
 
