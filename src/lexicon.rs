@@ -349,8 +349,7 @@ impl Lexicon {
 
     fn join_parts(&self, bytes: &[u8], hits: &mut Hits) {
         let parts = std::mem::take(&mut hits.parts);
-        for &(id, second, bs, be) in parts.iter().filter(|p| p.1) {
-            let _ = second;
+        for &(id, _, bs, be) in parts.iter().filter(|p| p.1) {
             let first = parts.iter().find(|&&(aid, asecond, _, ae)| {
                 aid == id && !asecond && bs + 1 >= ae && {
                     let between = &bytes[(ae as usize - 1)..bs as usize];

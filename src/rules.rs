@@ -436,6 +436,28 @@ fn parse_ages(v: &[String]) -> Result<AgeSet, String> {
     Ok(AgeSet(bits))
 }
 
+/// Age classes of an optional list; problems go to `err` with their offset.
+fn spanned_ages(v: &Option<Spanned<Vec<String>>>, err: &mut impl FnMut(usize, String)) -> AgeSet {
+    match v {
+        None => AgeSet::ANY,
+        Some(v) => parse_ages(v.get_ref()).unwrap_or_else(|m| {
+            err(v.span().start, m);
+            AgeSet::ANY
+        }),
+    }
+}
+
+/// Conditions of a list; problems go to `err` with their offset.
+fn spanned_conds(list: &[Spanned<String>], err: &mut impl FnMut(usize, String)) -> Vec<Cond> {
+    list.iter()
+        .filter_map(|c| {
+            parse_cond(c.get_ref())
+                .map_err(|m| err(c.span().start, m))
+                .ok()
+        })
+        .collect()
+}
+
 impl RuleSet {
     /// Parses an escalation file; problems go to `errors`, `None` if there were any.
     pub fn parse(file: &str, src: &str, errors: &mut Vec<PackError>) -> Option<RuleSet> {
@@ -466,15 +488,8 @@ impl RuleSet {
                     format!("unknown priority {:?} (P0 to P3)", r.priority.get_ref()),
                 );
             }
-            let mut ages = |v: &Option<Spanned<Vec<String>>>| match v {
-                None => AgeSet::ANY,
-                Some(v) => parse_ages(v.get_ref()).unwrap_or_else(|m| {
-                    err(v.span().start, m);
-                    AgeSet::ANY
-                }),
-            };
-            let suspect_age = ages(&r.suspect_age);
-            let target_age = ages(&r.target_age);
+            let suspect_age = spanned_ages(&r.suspect_age, &mut err);
+            let target_age = spanned_ages(&r.target_age, &mut err);
             let within = r.within_first_contact.as_ref().and_then(|w| {
                 let d = parse_duration(w.get_ref());
                 if d.is_none() {
@@ -485,18 +500,9 @@ impl RuleSet {
                 }
                 d
             });
-            let mut conds = |list: &[Spanned<String>]| -> Vec<Cond> {
-                list.iter()
-                    .filter_map(|c| {
-                        parse_cond(c.get_ref())
-                            .map_err(|m| err(c.span().start, m))
-                            .ok()
-                    })
-                    .collect()
-            };
-            let all = conds(&r.all);
-            let any = conds(&r.any);
-            let none = conds(&r.none);
+            let all = spanned_conds(&r.all, &mut err);
+            let any = spanned_conds(&r.any, &mut err);
+            let none = spanned_conds(&r.none, &mut err);
             if r.all.is_empty() && r.any.is_empty() {
                 err(
                     at,
@@ -567,15 +573,8 @@ impl RuleSet {
                     parsed
                 })
                 .collect();
-            let mut ages = |v: &Option<Spanned<Vec<String>>>| match v {
-                None => AgeSet::ANY,
-                Some(v) => parse_ages(v.get_ref()).unwrap_or_else(|m| {
-                    err(v.span().start, m);
-                    AgeSet::ANY
-                }),
-            };
-            let suspect_age = ages(&c.suspect_age);
-            let target_age = ages(&c.target_age);
+            let suspect_age = spanned_ages(&c.suspect_age, &mut err);
+            let target_age = spanned_ages(&c.target_age, &mut err);
             let max = match c.max.get_ref().as_str() {
                 "NONE" => None,
                 p => {
@@ -589,15 +588,7 @@ impl RuleSet {
                     parsed
                 }
             };
-            let unless = c
-                .unless
-                .iter()
-                .filter_map(|u| {
-                    parse_cond(u.get_ref())
-                        .map_err(|m| err(u.span().start, m))
-                        .ok()
-                })
-                .collect();
+            let unless = spanned_conds(&c.unless, &mut err);
             caps.push(Cap {
                 patterns,
                 suspect_age,
