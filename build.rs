@@ -1,5 +1,5 @@
 //! Build steps:
-//! - generates the protobuf types from `proto/` with the protoc shipped by the
+//! - generates the protobuf types and gRPC services from `proto/` with the protoc shipped by the
 //!   `protoc-bin-vendored` crate, so no protoc is needed on the machine;
 //! - lists the files of `rules/` so the binary embeds the default rule pack.
 
@@ -11,13 +11,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::env::set_var("PROTOC", protoc);
     let include = protoc_bin_vendored::include_path()?;
     println!("cargo:rerun-if-changed=proto");
-    prost_build::Config::new().compile_protos(
-        &[
-            "proto/pairwatch/v1/event.proto",
-            "proto/pairwatch/v1/alert.proto",
-        ],
-        &["proto".into(), include],
-    )?;
+    let out = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
+    tonic_build::configure()
+        .file_descriptor_set_path(out.join("pairwatch_descriptor.bin"))
+        .compile_protos(
+            &[
+                "proto/pairwatch/v1/event.proto",
+                "proto/pairwatch/v1/alert.proto",
+                "proto/pairwatch/v1/service.proto",
+            ],
+            &["proto".into(), include],
+        )?;
 
     println!("cargo:rerun-if-changed=rules");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -143,6 +143,40 @@ impl Engine {
         self.store.get(&PairKey::of(tenant, a, b).0)
     }
 
+    /// A moderator judged the pair's alert for `pattern` a false positive: no re-alert
+    /// for it unless the priority rises. Returns false if the pair is unknown.
+    pub fn suppress(
+        &mut self,
+        tenant: &str,
+        a: &str,
+        b: &str,
+        pattern: crate::rules::Pattern,
+    ) -> bool {
+        let Some(state) = self.store.get_mut(&PairKey::of(tenant, a, b).0) else {
+            return false;
+        };
+        let Some(active) = state.active.as_mut() else {
+            return false;
+        };
+        match &mut active.raised[pattern as usize] {
+            Some(r) => {
+                r.suppressed = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Every pair, for a checkpoint.
+    pub fn pairs_iter(&self) -> impl Iterator<Item = (&PairKey, &PairState)> {
+        self.store.iter()
+    }
+
+    /// Puts back a pair from a checkpoint.
+    pub fn restore_pair(&mut self, key: PairKey, state: PairState) {
+        self.store.insert(key, state);
+    }
+
     /// Erases every pair of `user_id`; returns how many pairs were removed.
     pub fn forget_user(&mut self, user_id: &str) -> usize {
         self.store.forget_user(user_id)
@@ -277,7 +311,8 @@ impl Engine {
             let is_new = match slot {
                 None => true,
                 Some(r) => {
-                    v.priority < r.priority || new_deadline(respond_by, r.respond_by, ev.sent_at)
+                    v.priority < r.priority
+                        || (!r.suppressed && new_deadline(respond_by, r.respond_by, ev.sent_at))
                 }
             };
             if !is_new {
@@ -288,9 +323,11 @@ impl Engine {
                 (Some(d), Some(a)) if a >= ev.sent_at => Some(d.min(a)),
                 (d, a) => d.or(a),
             };
+            // A priority rise lifts a false-positive suppression.
             *slot = Some(Raised {
                 priority,
                 respond_by: kept,
+                suppressed: false,
             });
             let mut verdict = v.clone();
             verdict.priority = priority;

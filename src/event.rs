@@ -8,7 +8,7 @@ use crate::time::{format_rfc3339, parse_rfc3339, Millis};
 use serde::{Deserialize, Serialize};
 
 /// The age band the platform knows for an account.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 pub enum AgeBand {
     #[default]
     Unknown,
@@ -196,6 +196,21 @@ pub enum EventError {
 }
 
 impl EventError {
+    /// Every reason code, for metric initialisation.
+    pub const REASONS: [&'static str; 11] = [
+        "bad_json",
+        "missing_field",
+        "field_too_long",
+        "bad_timestamp",
+        "unknown_value",
+        "no_body",
+        "several_bodies",
+        "text_too_long",
+        "too_many_attachments",
+        "empty_message",
+        "same_user",
+    ];
+
     /// Bounded set of reason codes, used as a metric label.
     pub fn reason(&self) -> &'static str {
         match self {

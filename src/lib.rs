@@ -17,19 +17,25 @@
 //! - [`engine`]: `Engine::process`, the pure synchronous core tying the above together.
 //! - [`replay`]: `pairwatch replay`, events JSONL in, alerts JSONL out.
 //! - [`eval`]: `pairwatch eval`, backtesting on labelled history.
+//! - [`config`]: service configuration (defaults, file, environment).
+//! - [`metrics`]: every Prometheus metric, in one place.
+//! - [`server`]: `pairwatch serve`: gRPC, write-ahead log, checkpoints, shards, HTTP.
 
 pub mod alert;
+pub mod config;
 pub mod deadline;
 pub mod engine;
 pub mod eval;
 pub mod event;
 pub mod lexicon;
+pub mod metrics;
 pub mod normalize;
 pub mod notice;
 pub mod pack;
 pub mod proto;
 pub mod replay;
 pub mod rules;
+pub mod server;
 pub mod signal;
 pub mod state;
 pub mod time;

@@ -38,6 +38,17 @@ struct EngineArgs {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The service: gRPC ingest and alerts, durable state, metrics. With no config it runs
+    /// the embedded default (gRPC 127.0.0.1:50051, HTTP 127.0.0.1:9464, state in ./data).
+    Serve {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Configuration commands.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Events JSONL in (FILE or - for stdin), alerts JSONL out on stdout, summary on stderr.
     Replay {
         #[command(flatten)]
@@ -70,6 +81,15 @@ enum Command {
     Rules {
         #[command(subcommand)]
         command: RulesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration (defaults, file, environment), secrets masked.
+    Show {
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
 }
 
@@ -132,8 +152,40 @@ fn open(input: &str) -> Result<Box<dyn BufRead>> {
     })
 }
 
+fn load_config(file: Option<&Path>) -> Result<pairwatch::config::Config> {
+    Ok(pairwatch::config::Config::load(file, std::env::vars())?)
+}
+
+async fn serve(config: pairwatch::config::Config) -> Result<()> {
+    pairwatch::server::init_logging(&config);
+    // Signals are watched before anything starts, so a SIGTERM during start-up still
+    // stops the service cleanly.
+    let token = tokio_util::sync::CancellationToken::new();
+    let on_signal = token.clone();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("shutdown requested");
+        on_signal.cancel();
+    });
+    pairwatch::server::start(config, token).await?.wait().await
+}
+
 fn main() -> Result<()> {
     match Cli::parse().command {
+        Command::Serve { config } => {
+            let config = load_config(config.as_deref())?;
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(serve(config))?;
+        }
+        Command::Config {
+            command: ConfigCommand::Show { config },
+        } => print!("{}", load_config(config.as_deref())?.show()),
         Command::Replay {
             engine: args,
             strict,

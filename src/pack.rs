@@ -125,10 +125,15 @@ impl RulePack {
                 )),
             }
         }
-        if !errors.is_empty() {
-            return Err(PackErrors(errors));
+        // Check what could be read too, so that every problem is reported at once.
+        match (RulePack::from_files(files), errors.is_empty()) {
+            (Ok(pack), true) => Ok(pack),
+            (Ok(_), false) => Err(PackErrors(errors)),
+            (Err(PackErrors(more)), _) => {
+                errors.extend(more.into_iter().filter(|e| !e.message.contains("missing")));
+                Err(PackErrors(errors))
+            }
         }
-        RulePack::from_files(files)
     }
 
     /// Builds a pack from `(display name, path in the pack, contents)`.

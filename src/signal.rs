@@ -120,7 +120,9 @@ impl Signal {
 }
 
 /// A set of signals as a bit mask.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct SignalSet(pub u32);
 
 impl SignalSet {

@@ -11,6 +11,7 @@ use crate::lexicon::MAX_LANGUAGES;
 use crate::rules::{Pattern, Priority};
 use crate::signal::{Signal, SignalSet, SIGNAL_COUNT};
 use crate::time::{Millis, SECOND};
+use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use xxhash_rust::xxh3::{xxh3_64, Xxh3};
@@ -19,7 +20,7 @@ use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 pub const MAX_EVIDENCE: usize = 12;
 
 /// Hash of `(tenant, min user, max user)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct PairKey(pub u128);
 
 impl PairKey {
@@ -62,7 +63,7 @@ impl Hasher for KeyHasher {
 }
 
 /// One message (or media, call) kept as evidence.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EvidenceRef {
     pub event_id: Box<str>,
     pub sent_at: Millis,
@@ -74,14 +75,16 @@ pub struct EvidenceRef {
 }
 
 /// The last alert raised for one pattern.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Raised {
     pub priority: Priority,
     pub respond_by: Option<Millis>,
+    /// A moderator judged the alert a false positive: only a higher priority re-alerts.
+    pub suppressed: bool,
 }
 
 /// The part of a pair's state that exists once a signal was seen.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Active {
     pub counts: [[u16; SIGNAL_COUNT]; 2],
     /// Seconds since first contact of the first and last occurrence.
@@ -106,7 +109,7 @@ impl Default for Active {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PairState {
     pub first_contact: Millis,
     pub last_seen: Millis,
@@ -238,6 +241,21 @@ impl PairStore {
         let before = self.map.len();
         self.map.retain(|_, s| s.last_seen >= horizon);
         before - self.map.len()
+    }
+
+    /// Every pair, for a checkpoint.
+    pub fn iter(&self) -> impl Iterator<Item = (&PairKey, &PairState)> {
+        self.map.iter()
+    }
+
+    /// Puts back a pair from a checkpoint.
+    pub fn insert(&mut self, key: PairKey, state: PairState) {
+        self.watermark = self.watermark.max(state.last_seen);
+        self.map.insert(key, state);
+    }
+
+    pub fn get_mut(&mut self, key: &PairKey) -> Option<&mut PairState> {
+        self.map.get_mut(key)
     }
 
     /// Removes every pair in which `user` takes part; returns how many.

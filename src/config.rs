@@ -1,0 +1,542 @@
+//! Service configuration: built-in defaults, then a TOML file (`--config`), then
+//! `PAIRWATCH__SECTION__KEY` environment variables. Unknown keys are rejected and every
+//! problem is reported at once. `pairwatch config show` prints the effective values with
+//! secrets masked.
+
+use crate::time::parse_duration;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use toml::{Table, Value};
+
+pub const ENV_PREFIX: &str = "PAIRWATCH__";
+const MASK: &str = "********";
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: Server,
+    pub engine: Engine,
+    pub limits: Limits,
+    pub shards: Shards,
+    pub durability: Durability,
+    pub auth: Auth,
+    pub tls: Tls,
+    pub log: Log,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    pub grpc_addr: String,
+    pub http_addr: String,
+    pub data_dir: String,
+    /// How long SIGTERM may take: stop intake, drain, checkpoint, flush.
+    pub shutdown_grace: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Engine {
+    /// Rule pack directory; empty for the pack built into the binary.
+    pub rules_dir: String,
+    pub pair_ttl: String,
+    pub time_zone: String,
+    pub tenant_time_zones: BTreeMap<String, String>,
+    pub default_language: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    pub max_text_bytes: i64,
+    pub max_batch_events: i64,
+    /// Largest gRPC message accepted, in bytes.
+    pub max_message_bytes: i64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Shards {
+    /// Worker threads owning the pair state; 0 means one per core.
+    pub count: i64,
+    /// Events queued per shard before ingest waits.
+    pub queue_capacity: i64,
+    /// Events waiting for the write-ahead log before ingest answers RESOURCE_EXHAUSTED.
+    pub ingest_queue_capacity: i64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Durability {
+    /// fsync the write-ahead log before acknowledging (off only for tests and benchmarks).
+    pub fsync: bool,
+    pub checkpoint_interval: String,
+    pub wal_segment_bytes: i64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Auth {
+    /// Bearer tokens per role. With no token at all, authentication is off (local use).
+    pub ingest_tokens: Vec<String>,
+    pub moderator_tokens: Vec<String>,
+    pub admin_tokens: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// PEM files; empty for plaintext. `client_ca` turns on mutual TLS.
+    pub cert: String,
+    pub key: String,
+    pub client_ca: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Log {
+    /// `text` or `json`.
+    pub format: String,
+    pub level: String,
+    /// Key of the hash that pseudonymises user ids in logs; a random one per process when empty.
+    pub pseudonym_key: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: Server {
+                grpc_addr: "127.0.0.1:50051".into(),
+                http_addr: "127.0.0.1:9464".into(),
+                data_dir: "./data".into(),
+                shutdown_grace: "30s".into(),
+            },
+            engine: Engine {
+                rules_dir: String::new(),
+                pair_ttl: "30d".into(),
+                time_zone: "UTC".into(),
+                tenant_time_zones: BTreeMap::new(),
+                default_language: "en".into(),
+            },
+            limits: Limits {
+                max_text_bytes: 8192,
+                max_batch_events: 1000,
+                max_message_bytes: 4 << 20,
+            },
+            shards: Shards {
+                count: 0,
+                queue_capacity: 4096,
+                ingest_queue_capacity: 16384,
+            },
+            durability: Durability {
+                fsync: true,
+                checkpoint_interval: "60s".into(),
+                wal_segment_bytes: 64 << 20,
+            },
+            auth: Auth {
+                ingest_tokens: vec![],
+                moderator_tokens: vec![],
+                admin_tokens: vec![],
+            },
+            tls: Tls {
+                cert: String::new(),
+                key: String::new(),
+                client_ca: String::new(),
+            },
+            log: Log {
+                format: "text".into(),
+                level: "info".into(),
+                pseudonym_key: String::new(),
+            },
+        }
+    }
+}
+
+/// Every problem found, one per line.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n{}", .0.join("\n"))]
+pub struct ConfigErrors(pub Vec<String>);
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::String(_) => "a string",
+        Value::Integer(_) => "an integer",
+        Value::Float(_) => "a number",
+        Value::Boolean(_) => "a boolean",
+        Value::Datetime(_) => "a date",
+        Value::Array(_) => "a list",
+        Value::Table(_) => "a table",
+    }
+}
+
+/// Merges `over` into `base`, checking every key exists in `base` with the same type.
+fn merge(base: &mut Table, over: Table, origin: &str, path: &str, errors: &mut Vec<String>) {
+    for (k, v) in over {
+        let at = if path.is_empty() {
+            k.clone()
+        } else {
+            format!("{path}.{k}")
+        };
+        match base.get_mut(&k) {
+            None => errors.push(format!("{origin}: unknown key `{at}`")),
+            Some(Value::Table(b)) if at == "engine.tenant_time_zones" => match v {
+                Value::Table(t) => *b = t,
+                other => errors.push(format!(
+                    "{origin}: `{at}` must be a table, not {}",
+                    type_name(&other)
+                )),
+            },
+            Some(Value::Table(b)) => match v {
+                Value::Table(t) => merge(b, t, origin, &at, errors),
+                other => errors.push(format!(
+                    "{origin}: `{at}` must be a table, not {}",
+                    type_name(&other)
+                )),
+            },
+            Some(slot) => {
+                if std::mem::discriminant(slot) == std::mem::discriminant(&v) {
+                    *slot = v;
+                } else {
+                    errors.push(format!(
+                        "{origin}: `{at}` must be {}, not {}",
+                        type_name(slot),
+                        type_name(&v)
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// Turns an environment value into the type of the default it overrides.
+fn env_value(like: &Value, raw: &str) -> Result<Value, String> {
+    let list = || raw.split(',').map(str::trim).filter(|s| !s.is_empty());
+    match like {
+        Value::String(_) => Ok(Value::String(raw.to_string())),
+        Value::Integer(_) => raw
+            .trim()
+            .parse()
+            .map(Value::Integer)
+            .map_err(|_| format!("{raw:?} is not an integer")),
+        Value::Boolean(_) => match raw.trim() {
+            "true" | "1" => Ok(Value::Boolean(true)),
+            "false" | "0" => Ok(Value::Boolean(false)),
+            _ => Err(format!("{raw:?} is not a boolean (true/false)")),
+        },
+        Value::Array(_) => Ok(Value::Array(
+            list().map(|s| Value::String(s.into())).collect(),
+        )),
+        Value::Table(_) => {
+            let mut t = Table::new();
+            for item in list() {
+                let (k, v) = item
+                    .split_once('=')
+                    .ok_or(format!("{item:?} is not KEY=VALUE"))?;
+                t.insert(k.trim().to_string(), Value::String(v.trim().to_string()));
+            }
+            Ok(Value::Table(t))
+        }
+        other => Err(format!(
+            "cannot be set from the environment ({})",
+            type_name(other)
+        )),
+    }
+}
+
+impl Config {
+    /// Defaults, then `file` if given, then the environment (`vars`).
+    pub fn load(
+        file: Option<&std::path::Path>,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigErrors> {
+        let mut errors = Vec::new();
+        let Value::Table(mut table) =
+            Value::try_from(Config::default()).expect("defaults serialise")
+        else {
+            unreachable!("a struct serialises to a table")
+        };
+        if let Some(path) = file {
+            let origin = path.display().to_string();
+            match std::fs::read_to_string(path) {
+                Ok(src) => match src.parse::<Table>() {
+                    Ok(over) => merge(&mut table, over, &origin, "", &mut errors),
+                    Err(e) => errors.push(format!("{origin}: {}", e.to_string().trim())),
+                },
+                Err(e) => errors.push(format!("{origin}: cannot read: {e}")),
+            }
+        }
+        let mut vars: Vec<(String, String)> = vars
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
+        vars.sort();
+        for (name, raw) in vars {
+            let rest = name[ENV_PREFIX.len()..].to_ascii_lowercase();
+            let Some((section, key)) = rest.split_once("__") else {
+                errors.push(format!(
+                    "environment: {name} is not {ENV_PREFIX}SECTION__KEY"
+                ));
+                continue;
+            };
+            let Some(Value::Table(sec)) = table.get_mut(section) else {
+                errors.push(format!("environment: {name}: unknown section `{section}`"));
+                continue;
+            };
+            match sec.get(key) {
+                None => errors.push(format!(
+                    "environment: {name}: unknown key `{section}.{key}`"
+                )),
+                Some(like) => match env_value(like, &raw) {
+                    Ok(v) => {
+                        sec.insert(key.to_string(), v);
+                    }
+                    Err(m) => errors.push(format!("environment: {name}: {m}")),
+                },
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        let config: Config = Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigErrors(vec![e.to_string()]))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Semantic checks, all reported together.
+    pub fn validate(&self) -> Result<(), ConfigErrors> {
+        let mut errors = Vec::new();
+        for (key, v) in [
+            ("server.grpc_addr", &self.server.grpc_addr),
+            ("server.http_addr", &self.server.http_addr),
+        ] {
+            if v.parse::<SocketAddr>().is_err() {
+                errors.push(format!(
+                    "`{key}`: {v:?} is not an address like 127.0.0.1:50051"
+                ));
+            }
+        }
+        for (key, v) in [
+            ("server.shutdown_grace", &self.server.shutdown_grace),
+            ("engine.pair_ttl", &self.engine.pair_ttl),
+            (
+                "durability.checkpoint_interval",
+                &self.durability.checkpoint_interval,
+            ),
+        ] {
+            if parse_duration(v).is_none_or(|d| d <= 0) {
+                errors.push(format!(
+                    "`{key}`: {v:?} is not a duration like 30s, 5m, 24h, 30d"
+                ));
+            }
+        }
+        let zones = std::iter::once(("engine.time_zone".to_string(), &self.engine.time_zone))
+            .chain(
+                self.engine
+                    .tenant_time_zones
+                    .iter()
+                    .map(|(t, z)| (format!("engine.tenant_time_zones.{t}"), z)),
+            );
+        for (key, zone) in zones {
+            if jiff::tz::TimeZone::get(zone).is_err() {
+                errors.push(format!("`{key}`: unknown time zone {zone:?}"));
+            }
+        }
+        for (key, v, min) in [
+            ("limits.max_text_bytes", self.limits.max_text_bytes, 1),
+            ("limits.max_batch_events", self.limits.max_batch_events, 1),
+            (
+                "limits.max_message_bytes",
+                self.limits.max_message_bytes,
+                1024,
+            ),
+            ("shards.count", self.shards.count, 0),
+            ("shards.queue_capacity", self.shards.queue_capacity, 1),
+            (
+                "shards.ingest_queue_capacity",
+                self.shards.ingest_queue_capacity,
+                1,
+            ),
+            (
+                "durability.wal_segment_bytes",
+                self.durability.wal_segment_bytes,
+                4096,
+            ),
+        ] {
+            if v < min {
+                errors.push(format!("`{key}`: {v} is below the minimum {min}"));
+            }
+        }
+        if !["text", "json"].contains(&self.log.format.as_str()) {
+            errors.push(format!(
+                "`log.format`: {:?} is not `text` or `json`",
+                self.log.format
+            ));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            errors.push(format!(
+                "`log.level`: {:?} is not a level or filter (info, debug, pairwatch=debug)",
+                self.log.level
+            ));
+        }
+        if self.tls.cert.is_empty() != self.tls.key.is_empty() {
+            errors.push("`tls.cert` and `tls.key` go together".to_string());
+        }
+        if !self.tls.client_ca.is_empty() && self.tls.cert.is_empty() {
+            errors.push("`tls.client_ca` (mutual TLS) needs `tls.cert` and `tls.key`".to_string());
+        }
+        for (key, tokens) in [
+            ("auth.ingest_tokens", &self.auth.ingest_tokens),
+            ("auth.moderator_tokens", &self.auth.moderator_tokens),
+            ("auth.admin_tokens", &self.auth.admin_tokens),
+        ] {
+            if tokens.iter().any(|t| t.len() < 16) {
+                errors.push(format!("`{key}`: every token needs at least 16 characters"));
+            }
+        }
+        if !self.engine.rules_dir.is_empty()
+            && !std::path::Path::new(&self.engine.rules_dir).is_dir()
+        {
+            errors.push(format!(
+                "`engine.rules_dir`: {:?} is not a directory",
+                self.engine.rules_dir
+            ));
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigErrors(errors))
+        }
+    }
+
+    /// The effective configuration as TOML, secrets masked.
+    pub fn show(&self) -> String {
+        let mut c = self.clone();
+        for tokens in [
+            &mut c.auth.ingest_tokens,
+            &mut c.auth.moderator_tokens,
+            &mut c.auth.admin_tokens,
+        ] {
+            tokens.iter_mut().for_each(|t| *t = MASK.to_string());
+        }
+        if !c.log.pseudonym_key.is_empty() {
+            c.log.pseudonym_key = MASK.to_string();
+        }
+        toml::to_string(&c).unwrap_or_default()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        PathBuf::from(&self.server.data_dir)
+    }
+
+    /// A validated duration field, in milliseconds.
+    pub fn duration(v: &str) -> crate::time::Millis {
+        parse_duration(v).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_are_valid_and_the_embedded_default() {
+        let c = Config::load(None, env(&[])).unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.server.grpc_addr, "127.0.0.1:50051");
+        assert_eq!(c.server.http_addr, "127.0.0.1:9464");
+    }
+
+    #[test]
+    fn file_then_environment() {
+        let dir = std::env::temp_dir().join(format!("pw-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(
+            &file,
+            "[server]\ngrpc_addr = \"0.0.0.0:6000\"\n[shards]\ncount = 3\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            Some(&file),
+            env(&[
+                ("PAIRWATCH__SHARDS__COUNT", "5"),
+                (
+                    "PAIRWATCH__AUTH__ADMIN_TOKENS",
+                    "aaaaaaaaaaaaaaaa, bbbbbbbbbbbbbbbb",
+                ),
+                (
+                    "PAIRWATCH__ENGINE__TENANT_TIME_ZONES",
+                    "game-eu=Europe/Paris",
+                ),
+                ("HOME", "/root"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.server.grpc_addr, "0.0.0.0:6000");
+        assert_eq!(c.shards.count, 5);
+        assert_eq!(c.auth.admin_tokens.len(), 2);
+        assert_eq!(c.engine.tenant_time_zones["game-eu"], "Europe/Paris");
+        let shown = c.show();
+        assert!(
+            !shown.contains("aaaaaaaaaaaaaaaa") && shown.contains(MASK),
+            "{shown}"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let dir = std::env::temp_dir().join(format!("pw-config-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(
+            &file,
+            "[server]\ngrpc_adr = \"x\"\n[shards]\ncount = \"many\"\n[nope]\nx = 1\n",
+        )
+        .unwrap();
+        let err = Config::load(
+            Some(&file),
+            env(&[
+                ("PAIRWATCH__SHARDS__QUEUE_CAPACITY", "lots"),
+                ("PAIRWATCH__LOG__COLOUR", "red"),
+                ("PAIRWATCH__X", "1"),
+            ]),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        for expected in [
+            "unknown key `server.grpc_adr`",
+            "`shards.count` must be an integer, not a string",
+            "unknown key `nope`",
+            "PAIRWATCH__SHARDS__QUEUE_CAPACITY: \"lots\" is not an integer",
+            "PAIRWATCH__LOG__COLOUR: unknown key `log.colour`",
+            "PAIRWATCH__X is not PAIRWATCH__SECTION__KEY",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
+        let err = Config::load(
+            None,
+            env(&[
+                ("PAIRWATCH__SERVER__GRPC_ADDR", "localhost"),
+                ("PAIRWATCH__ENGINE__PAIR_TTL", "forever"),
+                ("PAIRWATCH__ENGINE__TIME_ZONE", "Mars/Olympus"),
+                ("PAIRWATCH__AUTH__INGEST_TOKENS", "short"),
+                ("PAIRWATCH__TLS__CERT", "cert.pem"),
+            ]),
+        )
+        .unwrap_err();
+        assert_eq!(err.0.len(), 5, "{err}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

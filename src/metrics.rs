@@ -1,0 +1,208 @@
+//! Every Prometheus metric of the service, in one place. Names follow
+//! `pairwatch_<subsystem>_<name>_<unit>`; counters end in `_total`; labels have bounded
+//! values only (reason codes, categories, priorities, patterns, rule ids, shard
+//! numbers), never a user or pair id. Hot-path handles are resolved once.
+
+use crate::rules::{Pattern, Priority};
+use crate::signal::Signal;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub events_accepted: IntCounter,
+    rejected: IntCounterVec,
+    pub signals: Vec<IntCounter>,
+    alerts: IntCounterVec,
+    decisions: IntCounterVec,
+    pub processing_seconds: Histogram,
+    pub event_to_alert_seconds: Histogram,
+    pub pairs: IntGaugeVec,
+    pub queue_depth: IntGaugeVec,
+    pub ingest_queue_depth: IntGauge,
+    pub wal_fsync_seconds: Histogram,
+    pub wal_failures: IntCounter,
+    pub checkpoint_seconds: Histogram,
+    pub checkpoint_failures: IntCounter,
+    pub checkpoint_pairs: IntGauge,
+    pub subscribers: IntGauge,
+    pub saturated: IntCounter,
+    pub rules_reloads: IntCounterVec,
+    build_info: IntGaugeVec,
+}
+
+fn buckets() -> Vec<f64> {
+    vec![
+        0.000_005, 0.000_02, 0.000_1, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+        0.5, 1.0, 2.5,
+    ]
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("metric");
+            registry.register(Box::new(c.clone())).expect("register");
+            c
+        };
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("metric");
+            registry.register(Box::new(c.clone())).expect("register");
+            c
+        };
+        let histogram = |name: &str, help: &str| {
+            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets()))
+                .expect("metric");
+            registry.register(Box::new(h.clone())).expect("register");
+            h
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("metric");
+            registry.register(Box::new(g.clone())).expect("register");
+            g
+        };
+        let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("metric");
+            registry.register(Box::new(g.clone())).expect("register");
+            g
+        };
+        let signals_vec = counter_vec(
+            "pairwatch_engine_signals_total",
+            "Signals found, by category.",
+            &["category"],
+        );
+        let signals = Signal::ALL
+            .iter()
+            .map(|s| signals_vec.with_label_values(&[s.as_str()]))
+            .collect();
+        let alerts = counter_vec(
+            "pairwatch_alerts_raised_total",
+            "Alerts raised, by priority and pattern.",
+            &["priority", "pattern"],
+        );
+        for p in Priority::ALL {
+            for pat in Pattern::ALL {
+                alerts.with_label_values(&[p.as_str(), pat.as_str()]);
+            }
+        }
+        let m = Metrics {
+            events_accepted: counter(
+                "pairwatch_ingest_events_total",
+                "Events accepted (durable and queued).",
+            ),
+            rejected: counter_vec(
+                "pairwatch_ingest_rejected_total",
+                "Events rejected, by reason.",
+                &["reason"],
+            ),
+            signals,
+            alerts,
+            decisions: counter_vec(
+                "pairwatch_moderation_decisions_total",
+                "Moderator decisions, by rule and decision.",
+                &["rule", "decision"],
+            ),
+            processing_seconds: histogram(
+                "pairwatch_engine_processing_seconds",
+                "Engine time per event.",
+            ),
+            event_to_alert_seconds: histogram(
+                "pairwatch_alerts_event_to_alert_seconds",
+                "From event receipt to alert emission.",
+            ),
+            pairs: gauge_vec(
+                "pairwatch_state_pairs",
+                "Pairs tracked, by shard.",
+                &["shard"],
+            ),
+            queue_depth: gauge_vec(
+                "pairwatch_shard_queue_depth",
+                "Events waiting in each shard's queue.",
+                &["shard"],
+            ),
+            ingest_queue_depth: gauge(
+                "pairwatch_ingest_queue_depth",
+                "Events waiting for the write-ahead log.",
+            ),
+            wal_fsync_seconds: histogram(
+                "pairwatch_wal_fsync_seconds",
+                "Write-ahead log group commit (write + fsync).",
+            ),
+            wal_failures: counter(
+                "pairwatch_wal_failures_total",
+                "Write-ahead log write or fsync failures.",
+            ),
+            checkpoint_seconds: histogram(
+                "pairwatch_checkpoint_duration_seconds",
+                "Checkpoint duration.",
+            ),
+            checkpoint_failures: counter(
+                "pairwatch_checkpoint_failures_total",
+                "Checkpoints that failed.",
+            ),
+            checkpoint_pairs: gauge(
+                "pairwatch_checkpoint_pairs",
+                "Pairs in the last checkpoint.",
+            ),
+            subscribers: gauge("pairwatch_alerts_subscribers", "Open alert subscriptions."),
+            saturated: counter(
+                "pairwatch_ingest_saturated_total",
+                "Events refused with RESOURCE_EXHAUSTED because intake was full.",
+            ),
+            rules_reloads: counter_vec(
+                "pairwatch_rules_reloads_total",
+                "Rule reloads, by outcome.",
+                &["outcome"],
+            ),
+            build_info: gauge_vec(
+                "pairwatch_build_info",
+                "Build and rules version.",
+                &["version", "rules_version"],
+            ),
+            registry,
+        };
+        for reason in crate::event::EventError::REASONS {
+            m.rejected.with_label_values(&[reason]);
+        }
+        m
+    }
+
+    pub fn rejected(&self, reason: &str) {
+        self.rejected.with_label_values(&[reason]).inc();
+    }
+
+    pub fn alert(&self, a: &crate::alert::Alert) {
+        self.alerts
+            .with_label_values(&[a.priority.as_str(), a.pattern.as_str()])
+            .inc();
+    }
+
+    pub fn decision(&self, rules: &[String], decision: &str) {
+        for r in rules {
+            self.decisions.with_label_values(&[r, decision]).inc();
+        }
+    }
+
+    pub fn set_rules_version(&self, version: &str) {
+        self.build_info.reset();
+        self.build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), version])
+            .set(1);
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,126 @@
+//! Checkpoints of the pair state: every shard's pairs at one log position, written to a
+//! temporary file, fsynced, then renamed over `checkpoint.bin`, so a crash leaves either
+//! the old checkpoint or the new one. Format: magic (with the format version), log
+//! position, number of parts, then per shard a length-prefixed bincode list of
+//! `(PairKey, PairState)`, and a CRC32 of everything before it.
+
+use crate::state::{PairKey, PairState};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::Path;
+
+const MAGIC: &[u8; 8] = b"PWCKPT01";
+const FILE: &str = "checkpoint.bin";
+const TMP: &str = "checkpoint.tmp";
+
+/// One shard's pairs, encoded.
+pub fn encode_pairs<'a>(pairs: impl Iterator<Item = (&'a PairKey, &'a PairState)>) -> Vec<u8> {
+    let pairs: Vec<(&PairKey, &PairState)> = pairs.collect();
+    bincode::serialize(&pairs).unwrap_or_default()
+}
+
+/// Writes a checkpoint at log position `seq` from the encoded parts of every shard.
+pub fn write(dir: &Path, seq: u64, parts: &[Vec<u8>]) -> io::Result<u64> {
+    let mut buf = Vec::with_capacity(parts.iter().map(|p| p.len() + 8).sum::<usize>() + 32);
+    buf.extend_from_slice(MAGIC);
+    buf.extend_from_slice(&seq.to_le_bytes());
+    buf.extend_from_slice(&(parts.len() as u64).to_le_bytes());
+    for p in parts {
+        buf.extend_from_slice(&(p.len() as u64).to_le_bytes());
+        buf.extend_from_slice(p);
+    }
+    let crc = crc32fast::hash(&buf);
+    buf.extend_from_slice(&crc.to_le_bytes());
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(TMP);
+    let mut f = File::create(&tmp)?;
+    f.write_all(&buf)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, dir.join(FILE))?;
+    File::open(dir)?.sync_all()?;
+    Ok(buf.len() as u64)
+}
+
+/// A checkpoint read back: its log position and all its pairs.
+#[derive(Debug)]
+pub struct Restored {
+    pub seq: u64,
+    pub pairs: Vec<(PairKey, PairState)>,
+}
+
+fn corrupt(m: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("checkpoint: {m}"))
+}
+
+/// Reads the checkpoint of `dir`, if there is one.
+pub fn read(dir: &Path) -> io::Result<Option<Restored>> {
+    let mut f = match File::open(dir.join(FILE)) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut buf = Vec::new();
+    f.read_to_end(&mut buf)?;
+    if buf.len() < 28 || &buf[..8] != MAGIC {
+        return Err(corrupt("not a pairwatch checkpoint (or another version)"));
+    }
+    let (body, crc) = buf.split_at(buf.len() - 4);
+    if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().unwrap()) {
+        return Err(corrupt("checksum mismatch"));
+    }
+    let u64_at = |at: usize| -> io::Result<u64> {
+        body.get(at..at + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap()))
+            .ok_or_else(|| corrupt("truncated"))
+    };
+    let seq = u64_at(8)?;
+    let parts = u64_at(16)?;
+    let mut at = 24;
+    let mut pairs = Vec::new();
+    for _ in 0..parts {
+        let len = u64_at(at)? as usize;
+        at += 8;
+        let part = body
+            .get(at..at + len)
+            .ok_or_else(|| corrupt("truncated part"))?;
+        let mut decoded: Vec<(PairKey, PairState)> =
+            bincode::deserialize(part).map_err(|e| corrupt(&e.to_string()))?;
+        pairs.append(&mut decoded);
+        at += len;
+    }
+    Ok(Some(Restored { seq, pairs }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signal::Signal;
+
+    #[test]
+    fn round_trip_and_corruption_is_detected() {
+        let dir = std::env::temp_dir().join(format!("pw-ckpt-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(read(&dir).unwrap().is_none());
+        let (k1, _) = PairKey::of("t", "a", "b");
+        let (k2, _) = PairKey::of("t", "c", "d");
+        let mut s1 = PairState::new(1000);
+        s1.record(0, Signal::ThreatToDistribute.bit(), 2000);
+        let s2 = PairState::new(5000);
+        let parts = vec![
+            encode_pairs([(&k1, &s1)].into_iter()),
+            encode_pairs([(&k2, &s2)].into_iter()),
+        ];
+        write(&dir, 42, &parts).unwrap();
+        let back = read(&dir).unwrap().unwrap();
+        assert_eq!(back.seq, 42);
+        assert_eq!(back.pairs, vec![(k1, s1), (k2, s2)]);
+        let path = dir.join(FILE);
+        let mut bytes = std::fs::read(&path).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+        std::fs::write(&path, bytes).unwrap();
+        assert!(read(&dir).unwrap_err().to_string().contains("checksum"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -1,0 +1,314 @@
+//! `pairwatch serve`: the engine as a service. gRPC ingest and alert streaming, a
+//! write-ahead log and checkpoints for durability, Prometheus metrics, health checks.
+//!
+//! - [`pipeline`]: the log thread, the shard threads, the alert writer thread;
+//! - [`wal`], [`checkpoint`]: what survives a crash;
+//! - [`alerts`]: the alert log, open alerts, decisions;
+//! - [`grpc`], [`auth`], [`summary`]: the gRPC services; [`http`]: metrics and health.
+
+pub mod alerts;
+pub mod auth;
+pub mod checkpoint;
+pub mod grpc;
+pub mod http;
+pub mod pipeline;
+pub mod summary;
+pub mod wal;
+
+use crate::config::Config;
+use crate::engine::EngineConfig;
+use crate::event::Limits;
+use crate::metrics::Metrics;
+use crate::pack::RulePack;
+use crate::proto::pb;
+use auth::{Role, Tokens};
+use grpc::ServiceError;
+use pipeline::{Command, Pipeline, Settings};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
+
+const DESCRIPTOR: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pairwatch_descriptor.bin"));
+
+/// A running service.
+pub struct Running {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Stops intake, drains the queues, checkpoints, flushes; returns when done.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.task.await?
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Waits until the service stops (after `shutdown_token().cancel()`).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await?
+    }
+}
+
+fn load_pack(dir: &str) -> Result<RulePack, String> {
+    if dir.is_empty() {
+        RulePack::embedded().map_err(|e| e.to_string())
+    } else {
+        RulePack::load(std::path::Path::new(dir)).map_err(|e| e.to_string())
+    }
+}
+
+/// Validates the pack in `dir`, then swaps it in on every shard; invalid rules are
+/// refused with the reasons and the old ones stay.
+pub async fn reload_rules(p: &Pipeline, dir: &str) -> Result<String, ServiceError> {
+    let d = dir.to_string();
+    let pack = tokio::task::spawn_blocking(move || load_pack(&d))
+        .await
+        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+    let pack = match pack {
+        Ok(p) => Arc::new(p),
+        Err(reasons) => {
+            p.metrics
+                .rules_reloads
+                .with_label_values(&["refused"])
+                .inc();
+            tracing::warn!("rule reload refused");
+            return Err(ServiceError::InvalidArgument(format!(
+                "rules refused, the current ones stay:\n{reasons}"
+            )));
+        }
+    };
+    let version = pack.version.clone();
+    *p.pack.lock().unwrap_or_else(|e| e.into_inner()) = pack.clone();
+    p.commands
+        .send(Command::Reload(pack))
+        .await
+        .map_err(|_| ServiceError::ShuttingDown)?;
+    p.metrics
+        .rules_reloads
+        .with_label_values(&["applied"])
+        .inc();
+    p.metrics.set_rules_version(&version);
+    tracing::info!(rules_version = %version, "rules reloaded");
+    Ok(version)
+}
+
+fn engine_config(c: &Config) -> EngineConfig {
+    let zone = |z: &str| jiff::tz::TimeZone::get(z).unwrap_or(jiff::tz::TimeZone::UTC);
+    EngineConfig {
+        pair_ttl: Config::duration(&c.engine.pair_ttl),
+        tenant_time_zones: c
+            .engine
+            .tenant_time_zones
+            .iter()
+            .map(|(t, z)| (t.clone(), zone(z)))
+            .collect(),
+        default_time_zone: zone(&c.engine.time_zone),
+        default_language: c.engine.default_language.clone(),
+    }
+}
+
+/// Sets up logging once per process: text or JSON, never message text; user ids only
+/// through [`pseudonym`].
+pub fn init_logging(c: &Config) {
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(&c.log.level).unwrap_or_else(|_| "info".into());
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let _ = if c.log.format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// A keyed hash of a user id for logs: stable for one key, meaningless without it.
+pub fn pseudonym(key: &[u8], user_id: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("any key length");
+    mac.update(user_id.as_bytes());
+    crate::pack::hex(&mac.finalize().into_bytes()[..8])
+}
+
+/// Restores the state, binds the listeners and serves until `shutdown` fires (or
+/// [`Running::stop`] is called).
+pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
+    let metrics = Arc::new(Metrics::new());
+    let pack = Arc::new(load_pack(&config.engine.rules_dir).map_err(anyhow::Error::msg)?);
+    metrics.set_rules_version(&pack.version);
+    let shards = match config.shards.count {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n as usize,
+    };
+    let limits = Limits {
+        max_text_bytes: config.limits.max_text_bytes as usize,
+        ..Limits::default()
+    };
+    let settings = Settings {
+        data_dir: config.data_dir(),
+        shards,
+        shard_queue: config.shards.queue_capacity as usize,
+        ingest_queue: config.shards.ingest_queue_capacity as usize,
+        segment_bytes: config.durability.wal_segment_bytes as u64,
+        fsync: config.durability.fsync,
+        limits,
+        max_batch: config.limits.max_batch_events as usize,
+        engine: engine_config(&config),
+    };
+    let ready = Arc::new(AtomicBool::new(false));
+    let grpc_listener = tokio::net::TcpListener::bind(&config.server.grpc_addr).await?;
+    let http_listener = tokio::net::TcpListener::bind(&config.server.http_addr).await?;
+    let (grpc_addr, http_addr) = (grpc_listener.local_addr()?, http_listener.local_addr()?);
+
+    // /healthz answers while the state is restored; /readyz only after.
+    let http_state = http::HttpState {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+    };
+    let http_shutdown = shutdown.clone();
+    let http_task = tokio::spawn(async move {
+        axum::serve(http_listener, http::router(http_state))
+            .with_graceful_shutdown(http_shutdown.cancelled_owned())
+            .await
+    });
+
+    let pipeline_metrics = metrics.clone();
+    let (pipeline, threads) =
+        tokio::task::spawn_blocking(move || pipeline::start(settings, pack, pipeline_metrics))
+            .await??;
+
+    let tokens = Tokens::new(&config.auth);
+    if !tokens.enabled() {
+        tracing::warn!("no auth token configured: every RPC is allowed (fine on loopback only)");
+    }
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(DESCRIPTOR)
+        .build_v1()?;
+    let max_msg = config.limits.max_message_bytes as usize;
+    let ingest =
+        pb::ingest_service_server::IngestServiceServer::new(grpc::Ingest(pipeline.clone()))
+            .max_decoding_message_size(max_msg);
+    let alerts = pb::alert_service_server::AlertServiceServer::new(grpc::Alerts {
+        pipeline: pipeline.clone(),
+        shutdown: shutdown.clone(),
+    });
+    let admin = pb::admin_service_server::AdminServiceServer::new(grpc::Admin {
+        pipeline: pipeline.clone(),
+        rules_dir: config.engine.rules_dir.clone(),
+    });
+    let mut builder = tonic::transport::Server::builder();
+    if !config.tls.cert.is_empty() {
+        let identity = tonic::transport::Identity::from_pem(
+            std::fs::read(&config.tls.cert)?,
+            std::fs::read(&config.tls.key)?,
+        );
+        let mut tls = tonic::transport::ServerTlsConfig::new().identity(identity);
+        if !config.tls.client_ca.is_empty() {
+            tls = tls.client_ca_root(tonic::transport::Certificate::from_pem(std::fs::read(
+                &config.tls.client_ca,
+            )?));
+        }
+        builder = builder.tls_config(tls)?;
+    }
+    let router = builder
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(InterceptedService::new(
+            ingest,
+            tokens.require(&[Role::Ingest]),
+        ))
+        .add_service(InterceptedService::new(
+            alerts,
+            tokens.require(&[Role::Moderator]),
+        ))
+        .add_service(InterceptedService::new(
+            admin,
+            tokens.require(&[Role::Admin]),
+        ));
+    health
+        .set_serving::<pb::ingest_service_server::IngestServiceServer<grpc::Ingest>>()
+        .await;
+    health
+        .set_serving::<pb::alert_service_server::AlertServiceServer<grpc::Alerts>>()
+        .await;
+    health
+        .set_serving::<pb::admin_service_server::AdminServiceServer<grpc::Admin>>()
+        .await;
+    ready.store(true, Ordering::Release);
+    tracing::info!(%grpc_addr, %http_addr, shards, "serving");
+
+    let grace = Duration::from_millis(Config::duration(&config.server.shutdown_grace) as u64);
+    let interval =
+        Duration::from_millis(Config::duration(&config.durability.checkpoint_interval) as u64);
+    let rules_dir = config.engine.rules_dir.clone();
+    let token = shutdown.clone();
+    let task = tokio::spawn(async move {
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
+        let stop = token.clone();
+        let mut grpc_task =
+            tokio::spawn(router.serve_with_incoming_shutdown(incoming, stop.cancelled_owned()));
+        let mut ticker = tokio::time::interval(interval);
+        ticker.tick().await;
+        let mut hangup = signal_stream(tokio::signal::unix::SignalKind::hangup());
+        loop {
+            tokio::select! {
+                _ = token.cancelled() => break,
+                _ = ticker.tick() => {
+                    if let Err(e) = pipeline.checkpoint().await {
+                        tracing::error!(error = %e, "periodic checkpoint failed");
+                    }
+                }
+                _ = hangup.recv() => {
+                    if let Err(e) = reload_rules(&pipeline, &rules_dir).await {
+                        tracing::error!(error = %e, "SIGHUP rule reload refused");
+                    }
+                }
+                r = &mut grpc_task => {
+                    r??;
+                    break;
+                }
+            }
+        }
+        // Stop intake, then drain: the last checkpoint is taken when the log thread sees
+        // intake closed, and the threads stop when their queues are empty.
+        ready.store(false, Ordering::Release);
+        health
+            .set_not_serving::<pb::ingest_service_server::IngestServiceServer<grpc::Ingest>>()
+            .await;
+        if tokio::time::timeout(grace, &mut grpc_task).await.is_err() {
+            tracing::warn!("gRPC connections still open after the grace period; closing");
+            grpc_task.abort();
+        }
+        let _ = pipeline.commands.send(Command::Shutdown).await;
+        drop(pipeline);
+        let joined = tokio::task::spawn_blocking(move || threads.join());
+        if tokio::time::timeout(grace, joined).await.is_err() {
+            anyhow::bail!("shutdown did not finish within the grace period");
+        }
+        let _ = http_task.await;
+        tracing::info!("stopped");
+        Ok(())
+    });
+    Ok(Running {
+        grpc_addr,
+        http_addr,
+        shutdown,
+        task,
+    })
+}
+
+fn signal_stream(kind: tokio::signal::unix::SignalKind) -> tokio::signal::unix::Signal {
+    tokio::signal::unix::signal(kind).expect("signal handler")
+}

@@ -1,0 +1,672 @@
+//! The threads that own the state. Ingest handlers send [`Command`]s to one log thread,
+//! which appends them to the write-ahead log in groups (one fsync per group), then
+//! routes each to the shard that owns its pair and acknowledges it. Each shard thread
+//! owns an [`Engine`] for its pairs, with no lock; its alerts and snapshots go, in
+//! order, to one writer thread that keeps the alert log and writes checkpoints.
+//!
+//! Every queue is bounded; a full shard queue blocks the log thread, whose full queue
+//! makes ingest wait and then answer RESOURCE_EXHAUSTED.
+
+use super::alerts::AlertBook;
+use super::checkpoint;
+use super::wal::{Kind, Record, Wal};
+use crate::alert::Alert;
+use crate::engine::{Engine, EngineConfig};
+use crate::event::{Event, Limits};
+use crate::metrics::Metrics;
+use crate::pack::RulePack;
+use crate::proto::{event_from_proto, pb};
+use crate::rules::Pattern;
+use crate::state::{PairKey, PairState};
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::Instant;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// Alerts kept for live subscribers that fall behind.
+const FEED_CAPACITY: usize = 4096;
+/// Records per group commit at most.
+const GROUP_MAX: usize = 2048;
+
+/// What a command does once it is in the log.
+pub enum Route {
+    Event {
+        event: Box<Event>,
+        received: Instant,
+    },
+    Forget {
+        user: String,
+        reply: std::sync::mpsc::Sender<usize>,
+    },
+    Suppress(Suppress),
+}
+
+/// A false-positive decision, as logged.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Suppress {
+    pub tenant: String,
+    pub a: String,
+    pub b: String,
+    pub pattern: Pattern,
+}
+
+pub enum Command {
+    /// Log, route, then acknowledge with the sequence number.
+    Append {
+        route: Route,
+        payload: Vec<u8>,
+        ack: Option<oneshot::Sender<Result<u64, String>>>,
+    },
+    /// Checkpoint every shard at the current position; `done` gets the position.
+    Checkpoint {
+        done: Option<oneshot::Sender<Result<u64, String>>>,
+    },
+    /// Swap the rule pack on every shard, then checkpoint.
+    Reload(Arc<RulePack>),
+    /// Intake is closed: take a last checkpoint and stop the threads once drained.
+    Shutdown,
+}
+
+enum ShardMsg {
+    Event {
+        event: Box<Event>,
+        received: Option<Instant>,
+    },
+    Forget {
+        user: String,
+        reply: Option<std::sync::mpsc::Sender<usize>>,
+    },
+    Suppress(Suppress),
+    Checkpoint {
+        seq: u64,
+    },
+    Pair {
+        tenant: String,
+        a: String,
+        b: String,
+        reply: oneshot::Sender<Option<PairState>>,
+    },
+    Reload(Arc<RulePack>),
+    Stop,
+}
+
+enum WriterMsg {
+    Alert {
+        alert: Box<Alert>,
+        received: Option<Instant>,
+    },
+    Part {
+        seq: u64,
+        shard: usize,
+        bytes: Vec<u8>,
+        pairs: usize,
+    },
+    Expect {
+        seq: u64,
+        done: Option<oneshot::Sender<Result<u64, String>>>,
+    },
+}
+
+/// Handles the gRPC layer uses.
+#[derive(Clone)]
+pub struct Pipeline {
+    pub commands: mpsc::Sender<Command>,
+    shards: Shards,
+    pub book: Arc<RwLock<AlertBook>>,
+    pub feed: broadcast::Sender<super::alerts::Logged>,
+    pub limits: Limits,
+    pub max_batch: usize,
+    pub metrics: Arc<Metrics>,
+    pub pack: Arc<Mutex<Arc<RulePack>>>,
+}
+
+pub struct Threads {
+    handles: Vec<JoinHandle<()>>,
+}
+
+impl Threads {
+    /// Waits for every thread to finish (after the command channel closed).
+    pub fn join(self) {
+        for h in self.handles {
+            let _ = h.join();
+        }
+    }
+}
+
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub shards: usize,
+    pub shard_queue: usize,
+    pub ingest_queue: usize,
+    pub segment_bytes: u64,
+    pub fsync: bool,
+    pub limits: Limits,
+    pub max_batch: usize,
+    pub engine: EngineConfig,
+}
+
+pub fn shard_of(key: &PairKey, shards: usize) -> usize {
+    ((key.0 >> 64) as u64 % shards as u64) as usize
+}
+
+impl Pipeline {
+    /// The shard that owns the pair of these two users.
+    pub fn shard_for(&self, tenant: &str, a: &str, b: &str) -> usize {
+        shard_of(&PairKey::of(tenant, a, b).0, self.shards.len())
+    }
+
+    /// A copy of a pair's state, from the shard that owns it.
+    pub async fn pair(&self, tenant: &str, a: &str, b: &str) -> Option<PairState> {
+        let (reply, rx) = oneshot::channel();
+        let shard = self.shard_for(tenant, a, b);
+        let shards = self.shards.clone();
+        let msg = ShardMsg::Pair {
+            tenant: tenant.into(),
+            a: a.into(),
+            b: b.into(),
+            reply,
+        };
+        tokio::task::spawn_blocking(move || shards.send(shard, msg))
+            .await
+            .ok()?;
+        rx.await.ok().flatten()
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+}
+
+/// Restores the checkpoint, replays the log after it, and starts the threads.
+/// Returns when the state is fully restored (the service can then be ready).
+pub fn start(
+    settings: Settings,
+    pack: Arc<RulePack>,
+    metrics: Arc<Metrics>,
+) -> std::io::Result<(Pipeline, Threads)> {
+    let dir = settings.data_dir.clone();
+    std::fs::create_dir_all(&dir)?;
+    let book = Arc::new(RwLock::new(AlertBook::open(&dir)?));
+    let (feed, _) = broadcast::channel(FEED_CAPACITY);
+    let (writer_tx, writer_rx) =
+        sync_channel::<WriterMsg>(settings.shard_queue * settings.shards.max(1));
+
+    // Shards, restored from the checkpoint.
+    let started = Instant::now();
+    let restored = checkpoint::read(&dir.join("checkpoint"))?;
+    let after = restored.as_ref().map_or(0, |r| r.seq);
+    let mut engines: Vec<Engine> = (0..settings.shards)
+        .map(|_| Engine::new(pack.clone(), settings.engine.clone()))
+        .collect();
+    if let Some(r) = restored {
+        metrics.checkpoint_pairs.set(r.pairs.len() as i64);
+        for (key, state) in r.pairs {
+            engines[shard_of(&key, settings.shards)].restore_pair(key, state);
+        }
+    }
+    let mut handles = Vec::new();
+    let mut senders = Vec::new();
+    let depth: Vec<prometheus::IntGauge> = (0..settings.shards)
+        .map(|i| metrics.queue_depth.with_label_values(&[&i.to_string()]))
+        .collect();
+    for (i, engine) in engines.into_iter().enumerate() {
+        let (tx, rx) = sync_channel::<ShardMsg>(settings.shard_queue);
+        senders.push(tx);
+        let writer = writer_tx.clone();
+        let metrics = metrics.clone();
+        let depth = depth[i].clone();
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("shard-{i}"))
+                .spawn(move || shard_loop(i, engine, rx, writer, metrics, depth))?,
+        );
+    }
+    let shards = Shards { senders, depth };
+    let writer_metrics = metrics.clone();
+    let writer_book = book.clone();
+    let writer_feed = feed.clone();
+    let ckpt_dir = dir.join("checkpoint");
+    let wal_dir = dir.join("wal");
+    let shard_count = settings.shards;
+    let truncate_dir = wal_dir.clone();
+    handles.push(
+        std::thread::Builder::new()
+            .name("alert-writer".into())
+            .spawn(move || {
+                writer_loop(
+                    writer_rx,
+                    writer_book,
+                    writer_feed,
+                    writer_metrics,
+                    ckpt_dir,
+                    truncate_dir,
+                    shard_count,
+                )
+            })?,
+    );
+
+    // Replay the log after the checkpoint, synchronously, before serving.
+    let limits = settings.limits;
+    let mut replayed = 0u64;
+    let wal = Wal::open(
+        &wal_dir,
+        settings.segment_bytes,
+        settings.fsync,
+        after,
+        |rec: Record| {
+            replayed += 1;
+            for (shard, msg) in route_record(&rec, &limits, settings.shards) {
+                shards.send(shard, msg);
+            }
+        },
+    )?;
+    tracing::info!(
+        checkpoint_seq = after,
+        replayed,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "state restored"
+    );
+
+    let (commands, command_rx) = mpsc::channel::<Command>(settings.ingest_queue);
+    let log_shards = shards.clone();
+    let log_writer = writer_tx;
+    let log_metrics = metrics.clone();
+    handles.push(
+        std::thread::Builder::new()
+            .name("wal".into())
+            .spawn(move || log_loop(wal, command_rx, log_shards, log_writer, log_metrics))?,
+    );
+    let pipeline = Pipeline {
+        commands,
+        shards,
+        book,
+        feed,
+        limits: settings.limits,
+        max_batch: settings.max_batch,
+        metrics,
+        pack: Arc::new(Mutex::new(pack)),
+    };
+    Ok((pipeline, Threads { handles }))
+}
+
+/// Rebuilds the shard messages of a logged record (replay after a crash).
+fn route_record(rec: &Record, limits: &Limits, shards: usize) -> Vec<(usize, ShardMsg)> {
+    match rec.kind {
+        Kind::Event => {
+            let Ok(pb) = pb::ChatEvent::decode(rec.payload.as_slice()) else {
+                return vec![];
+            };
+            let Ok(event) = event_from_proto(pb, limits) else {
+                return vec![];
+            };
+            let shard = shard_of(
+                &PairKey::of(
+                    &event.tenant,
+                    &event.sender.user_id,
+                    &event.recipient.user_id,
+                )
+                .0,
+                shards,
+            );
+            vec![(
+                shard,
+                ShardMsg::Event {
+                    event: Box::new(event),
+                    received: None,
+                },
+            )]
+        }
+        Kind::Forget => {
+            let user = String::from_utf8_lossy(&rec.payload).into_owned();
+            (0..shards)
+                .map(|s| {
+                    (
+                        s,
+                        ShardMsg::Forget {
+                            user: user.clone(),
+                            reply: None,
+                        },
+                    )
+                })
+                .collect()
+        }
+        Kind::Suppress => match serde_json::from_slice::<Suppress>(&rec.payload) {
+            Ok(s) => {
+                let shard = shard_of(&PairKey::of(&s.tenant, &s.a, &s.b).0, shards);
+                vec![(shard, ShardMsg::Suppress(s))]
+            }
+            Err(_) => vec![],
+        },
+    }
+}
+
+/// The shard queues, with their depth gauges.
+#[derive(Clone)]
+struct Shards {
+    senders: Vec<SyncSender<ShardMsg>>,
+    depth: Vec<prometheus::IntGauge>,
+}
+
+impl Shards {
+    fn len(&self) -> usize {
+        self.senders.len()
+    }
+
+    /// Sends, waiting while the shard's queue is full (backpressure).
+    fn send(&self, shard: usize, msg: ShardMsg) {
+        self.depth[shard].inc();
+        if self.senders[shard].send(msg).is_err() {
+            self.depth[shard].dec();
+        }
+    }
+
+    fn all(&self, msg: impl Fn() -> ShardMsg) {
+        (0..self.len()).for_each(|s| self.send(s, msg()));
+    }
+}
+
+fn log_loop(
+    mut wal: Wal,
+    mut rx: mpsc::Receiver<Command>,
+    shards: Shards,
+    writer: SyncSender<WriterMsg>,
+    metrics: Arc<Metrics>,
+) {
+    let mut group: Vec<Command> = Vec::with_capacity(GROUP_MAX);
+    let checkpoint = |wal: &mut Wal, done: Option<oneshot::Sender<Result<u64, String>>>| {
+        let seq = wal.next_seq() - 1;
+        if let Err(e) = wal.seal() {
+            metrics.wal_failures.inc();
+            tracing::error!(error = %e, "cannot start a new log segment");
+        }
+        let _ = writer.send(WriterMsg::Expect { seq, done });
+        shards.all(|| ShardMsg::Checkpoint { seq });
+    };
+    let mut running = true;
+    while running {
+        let Some(first) = rx.blocking_recv() else {
+            break;
+        };
+        group.push(first);
+        while group.len() < GROUP_MAX {
+            match rx.try_recv() {
+                Ok(c) => group.push(c),
+                Err(_) => break,
+            }
+        }
+        metrics.ingest_queue_depth.set(rx.len() as i64);
+        // One write and one fsync for every record of the group.
+        let records: Vec<(Kind, &[u8])> = group
+            .iter()
+            .filter_map(|c| match c {
+                Command::Append { route, payload, .. } => {
+                    Some((kind_of(route), payload.as_slice()))
+                }
+                _ => None,
+            })
+            .collect();
+        let timer = metrics.wal_fsync_seconds.start_timer();
+        let seqs = if records.is_empty() {
+            Ok(vec![])
+        } else {
+            wal.append(&records)
+        };
+        timer.observe_duration();
+        let mut seqs = match seqs {
+            Ok(s) => s.into_iter(),
+            Err(e) => {
+                metrics.wal_failures.inc();
+                tracing::error!(error = %e, "write-ahead log append failed");
+                for c in group.drain(..) {
+                    if let Command::Append { ack: Some(ack), .. } = c {
+                        let _ = ack.send(Err(format!("write-ahead log unavailable: {e}")));
+                    }
+                }
+                continue;
+            }
+        };
+        for c in group.drain(..) {
+            match c {
+                Command::Append { route, ack, .. } => {
+                    let seq = seqs.next().unwrap_or_default();
+                    match route {
+                        Route::Event { event, received } => {
+                            let shard = shard_of(
+                                &PairKey::of(
+                                    &event.tenant,
+                                    &event.sender.user_id,
+                                    &event.recipient.user_id,
+                                )
+                                .0,
+                                shards.len(),
+                            );
+                            shards.send(
+                                shard,
+                                ShardMsg::Event {
+                                    event,
+                                    received: Some(received),
+                                },
+                            );
+                            metrics.events_accepted.inc();
+                        }
+                        Route::Forget { user, reply } => shards.all(|| ShardMsg::Forget {
+                            user: user.clone(),
+                            reply: Some(reply.clone()),
+                        }),
+                        Route::Suppress(sup) => {
+                            let shard =
+                                shard_of(&PairKey::of(&sup.tenant, &sup.a, &sup.b).0, shards.len());
+                            shards.send(shard, ShardMsg::Suppress(sup));
+                        }
+                    }
+                    if let Some(ack) = ack {
+                        let _ = ack.send(Ok(seq));
+                    }
+                }
+                Command::Checkpoint { done } => checkpoint(&mut wal, done),
+                Command::Reload(pack) => {
+                    shards.all(|| ShardMsg::Reload(pack.clone()));
+                    checkpoint(&mut wal, None);
+                }
+                Command::Shutdown => running = false,
+            }
+        }
+    }
+    // Intake closed: a last checkpoint, then the shards stop once their queues drain.
+    checkpoint(&mut wal, None);
+    shards.all(|| ShardMsg::Stop);
+}
+
+fn kind_of(route: &Route) -> Kind {
+    match route {
+        Route::Event { .. } => Kind::Event,
+        Route::Forget { .. } => Kind::Forget,
+        Route::Suppress(_) => Kind::Suppress,
+    }
+}
+
+fn shard_loop(
+    index: usize,
+    mut engine: Engine,
+    rx: Receiver<ShardMsg>,
+    writer: SyncSender<WriterMsg>,
+    metrics: Arc<Metrics>,
+    depth: prometheus::IntGauge,
+) {
+    let pairs_gauge = metrics.pairs.with_label_values(&[&index.to_string()]);
+    let mut alerts = Vec::new();
+    let mut signals_seen = engine.stats().signals;
+    let mut n = 0u64;
+    while let Ok(msg) = rx.recv() {
+        depth.dec();
+        match msg {
+            ShardMsg::Event {
+                event, received, ..
+            } => {
+                let t = Instant::now();
+                engine.process(&event, &mut alerts);
+                metrics
+                    .processing_seconds
+                    .observe(t.elapsed().as_secs_f64());
+                for a in alerts.drain(..) {
+                    let _ = writer.send(WriterMsg::Alert {
+                        alert: Box::new(a),
+                        received,
+                    });
+                }
+                n += 1;
+                if n % 256 == 0 {
+                    pairs_gauge.set(engine.pairs() as i64);
+                }
+                let now = engine.stats().signals;
+                for (i, (a, b)) in now.iter().zip(signals_seen.iter()).enumerate() {
+                    if a > b {
+                        metrics.signals[i].inc_by(a - b);
+                    }
+                }
+                signals_seen = now;
+            }
+            ShardMsg::Forget { user, reply } => {
+                let removed = engine.forget_user(&user);
+                if let Some(r) = reply {
+                    let _ = r.send(removed);
+                }
+            }
+            ShardMsg::Suppress(s) => {
+                engine.suppress(&s.tenant, &s.a, &s.b, s.pattern);
+            }
+            ShardMsg::Checkpoint { seq } => {
+                let bytes = checkpoint::encode_pairs(engine.pairs_iter());
+                pairs_gauge.set(engine.pairs() as i64);
+                let _ = writer.send(WriterMsg::Part {
+                    seq,
+                    shard: index,
+                    bytes,
+                    pairs: engine.pairs(),
+                });
+            }
+            ShardMsg::Pair {
+                tenant,
+                a,
+                b,
+                reply,
+            } => {
+                let _ = reply.send(engine.pair(&tenant, &a, &b).cloned());
+            }
+            ShardMsg::Reload(pack) => engine.set_pack(pack),
+            ShardMsg::Stop => break,
+        }
+    }
+}
+
+struct Pending {
+    parts: Vec<Option<Vec<u8>>>,
+    pairs: usize,
+    done: Option<oneshot::Sender<Result<u64, String>>>,
+    started: Instant,
+}
+
+fn writer_loop(
+    rx: Receiver<WriterMsg>,
+    book: Arc<RwLock<AlertBook>>,
+    feed: broadcast::Sender<super::alerts::Logged>,
+    metrics: Arc<Metrics>,
+    ckpt_dir: PathBuf,
+    wal_dir: PathBuf,
+    shards: usize,
+) {
+    let mut pending: HashMap<u64, Pending> = HashMap::new();
+    let new_pending = || Pending {
+        parts: vec![None; shards],
+        pairs: 0,
+        done: None,
+        started: Instant::now(),
+    };
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        batch.extend(rx.try_iter().take(1024));
+        let mut wrote = false;
+        let mut complete = Vec::new();
+        for msg in batch {
+            match msg {
+                WriterMsg::Alert { alert, received } => {
+                    let mut b = book.write().unwrap_or_else(|p| p.into_inner());
+                    match b.append(*alert) {
+                        Ok(Some(logged)) => {
+                            wrote = true;
+                            metrics.alert(&logged.alert);
+                            if let Some(r) = received {
+                                metrics
+                                    .event_to_alert_seconds
+                                    .observe(r.elapsed().as_secs_f64());
+                            }
+                            tracing::info!(
+                                alert_id = %logged.alert.alert_id,
+                                priority = logged.alert.priority.as_str(),
+                                pattern = logged.alert.pattern.as_str(),
+                                cursor = logged.cursor,
+                                "alert raised"
+                            );
+                            let _ = feed.send(logged);
+                        }
+                        Ok(None) => {}
+                        Err(e) => tracing::error!(error = %e, "cannot write the alert log"),
+                    }
+                }
+                WriterMsg::Part {
+                    seq,
+                    shard,
+                    bytes,
+                    pairs,
+                } => {
+                    let p = pending.entry(seq).or_insert_with(new_pending);
+                    p.parts[shard] = Some(bytes);
+                    p.pairs += pairs;
+                    if p.parts.iter().all(Option::is_some) {
+                        complete.push(seq);
+                    }
+                }
+                WriterMsg::Expect { seq, done } => {
+                    pending.entry(seq).or_insert_with(new_pending).done = done
+                }
+            }
+        }
+        if wrote {
+            if let Err(e) = book.write().unwrap_or_else(|p| p.into_inner()).sync() {
+                tracing::error!(error = %e, "cannot fsync the alert log");
+            }
+        }
+        // Alerts before a snapshot are durable (fsynced above) before the snapshot is.
+        for seq in complete {
+            let Some(p) = pending.remove(&seq) else {
+                continue;
+            };
+            let parts: Vec<Vec<u8>> = p.parts.into_iter().flatten().collect();
+            let result = checkpoint::write(&ckpt_dir, seq, &parts)
+                .and_then(|_| super::wal::truncate(&wal_dir, seq))
+                .map(|_| seq)
+                .map_err(|e| e.to_string());
+            metrics
+                .checkpoint_seconds
+                .observe(p.started.elapsed().as_secs_f64());
+            match &result {
+                Ok(_) => {
+                    metrics.checkpoint_pairs.set(p.pairs as i64);
+                    tracing::info!(seq, pairs = p.pairs, "checkpoint written");
+                }
+                Err(e) => {
+                    metrics.checkpoint_failures.inc();
+                    tracing::error!(seq, error = %e, "checkpoint failed");
+                }
+            }
+            if let Some(done) = p.done {
+                let _ = done.send(result);
+            }
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! Durability: an acknowledged event survives `kill -9`. The real binary is started,
+//! fed, killed, restarted and fed again; its alert log must hold exactly the alerts an
+//! uninterrupted run raises (none lost, none duplicated), and the pair state must match.
+
+mod common;
+
+use pairwatch::event::{Event, Limits};
+use pairwatch::proto::pb;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tokio_stream::StreamExt;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spawn(dir: &Path, grpc: u16, http: u16) -> Child {
+    std::fs::create_dir_all(dir).unwrap();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))
+        .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_pairwatch"))
+        .arg("serve")
+        .env("PAIRWATCH__SERVER__DATA_DIR", dir)
+        .env("PAIRWATCH__SERVER__GRPC_ADDR", format!("127.0.0.1:{grpc}"))
+        .env("PAIRWATCH__SERVER__HTTP_ADDR", format!("127.0.0.1:{http}"))
+        .env("PAIRWATCH__DURABILITY__CHECKPOINT_INTERVAL", "1s")
+        .env("PAIRWATCH__LOG__LEVEL", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start pairwatch serve")
+}
+
+async fn ready(http: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", http)).await {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let _ = s
+                .write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await;
+            let mut buf = String::new();
+            let _ = s.read_to_string(&mut buf).await;
+            if buf.starts_with("HTTP/1.1 200") {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("server not ready");
+}
+
+fn conversation() -> Vec<String> {
+    let s = ("u-scam", "ADULT");
+    let v = ("u-teen", "AGE_13_15");
+    let g = ("u-groomer", "UNKNOWN");
+    let k = ("u-kid", "UNDER_13");
+    vec![
+        common::msg(
+            "c1",
+            "2026-03-01T20:00:00Z",
+            s,
+            v,
+            "t'es trop mignon, envoie une photo de toi",
+        ),
+        common::msg(
+            "c2",
+            "2026-03-01T20:00:10Z",
+            g,
+            k,
+            "how old are you? ur so mature for your age",
+        ),
+        common::image("c3", "2026-03-01T20:05:00Z", v, s),
+        common::msg(
+            "c4",
+            "2026-03-01T20:06:00Z",
+            s,
+            v,
+            "j'ai tout enregistré. envoie 200€ en PCS sinon j'envoie tout à tes potes",
+        ),
+        common::msg(
+            "c5",
+            "2026-03-01T20:06:30Z",
+            g,
+            k,
+            "are your parents home? don't tell anyone about us, it's our secret",
+        ),
+        common::msg("c6", "2026-03-01T20:07:00Z", s, v, "t'as 1h"),
+        common::msg(
+            "c7",
+            "2026-03-01T20:08:00Z",
+            g,
+            k,
+            "add me on snap, what are you wearing? send me a pic of you",
+        ),
+        common::msg("c8", "2026-03-01T20:20:00Z", s, v, "plus que 30 min"),
+        common::msg("c9", "2026-03-01T20:21:00Z", v, s, "je veux mourir"),
+        common::msg(
+            "c10",
+            "2026-03-01T20:30:00Z",
+            g,
+            k,
+            "i can pick you up after school tomorrow, we should meet",
+        ),
+    ]
+}
+
+async fn publish(grpc: u16, lines: &[String]) {
+    let ch = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{grpc}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = pb::ingest_service_client::IngestServiceClient::new(ch);
+    let events: Vec<pb::ChatEvent> = lines
+        .iter()
+        .map(|l| pb::ChatEvent::from(&Event::from_json(l, &Limits::default()).unwrap()))
+        .collect();
+    let acks = client
+        .publish_batch(pb::PublishBatchRequest { events })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(acks.results.iter().all(|a| a.accepted));
+}
+
+fn logged_ids(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("alerts.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["alert_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+/// Benign chat on many pairs: no alerts, lots of state.
+fn load(pairs: usize, per_pair: usize) -> Vec<pb::ChatEvent> {
+    let mut out = Vec::with_capacity(pairs * per_pair);
+    for i in 0..per_pair {
+        for p in 0..pairs {
+            let at = format!("2026-03-02T{:02}:{:02}:{:02}Z", 10 + i / 60, i % 60, p % 60);
+            let line = common::msg(
+                &format!("l{p}-{i}"),
+                &at,
+                (&format!("u-a{p}"), "AGE_13_15"),
+                (&format!("u-b{p}"), "AGE_13_15"),
+                "gg on rejoue ?",
+            );
+            out.push(pb::ChatEvent::from(
+                &Event::from_json(&line, &Limits::default()).unwrap(),
+            ));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_loses_no_acknowledged_event_and_duplicates_no_alert() {
+    let lines = conversation();
+    let expected: Vec<String> = common::replay_lines(&lines.join("\n"))
+        .into_iter()
+        .map(|a| a.alert_id)
+        .collect();
+    assert!(
+        expected.len() >= 4,
+        "the conversation should raise several alerts"
+    );
+
+    let dir = std::env::temp_dir().join(format!("pw-crash-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (grpc, http) = (free_port(), free_port());
+    let mut child = spawn(&dir, grpc, http);
+    ready(http).await;
+    publish(grpc, &lines[..4]).await;
+    // Let a checkpoint happen, then more events after it.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    publish(grpc, &lines[4..7]).await;
+
+    // Stream a load and kill -9 the server while acks are still coming.
+    let events = load(400, 20);
+    let ch = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{grpc}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = pb::ingest_service_client::IngestServiceClient::new(ch);
+    let mut acks = client
+        .publish(tokio_stream::iter(events.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut acked = Vec::new();
+    while let Some(Ok(ack)) = acks.next().await {
+        if ack.accepted {
+            acked.push(ack.event_id);
+        }
+        if acked.len() == 3000 {
+            child.kill().unwrap(); // SIGKILL, mid-stream
+        }
+    }
+    child.wait().unwrap();
+    assert!(
+        acked.len() >= 3000 && acked.len() < events.len(),
+        "killed mid-stream after {} acks",
+        acked.len()
+    );
+
+    // Every acknowledged event is reflected in the restored state.
+    let mut child = spawn(&dir, grpc, http);
+    ready(http).await;
+    let ch = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{grpc}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut admin = pb::admin_service_client::AdminServiceClient::new(ch);
+    let mut last_acked: std::collections::HashMap<String, pb::ChatEvent> =
+        std::collections::HashMap::new();
+    let by_id: std::collections::HashMap<&str, &pb::ChatEvent> =
+        events.iter().map(|e| (e.event_id.as_str(), e)).collect();
+    for id in &acked {
+        let e = by_id[id.as_str()];
+        last_acked.insert(e.sender.as_ref().unwrap().user_id.clone(), e.clone());
+    }
+    for (user, e) in &last_acked {
+        let other = e.recipient.as_ref().unwrap().user_id.clone();
+        let pair = admin
+            .get_pair(pb::GetPairRequest {
+                tenant: "t".into(),
+                user_a: user.clone(),
+                user_b: other,
+            })
+            .await
+            .unwrap_or_else(|s| panic!("pair of {user} lost: {s}"))
+            .into_inner();
+        let seen = pair.last_seen_at.unwrap();
+        let acked_at = e.sent_at.unwrap();
+        assert!(
+            (seen.seconds, seen.nanos) >= (acked_at.seconds, acked_at.nanos),
+            "{user}: last event not restored"
+        );
+    }
+
+    publish(grpc, &lines[7..]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
+    assert!(exit.success(), "graceful stop exits 0, got {exit:?}\n{log}");
+
+    let got = logged_ids(&dir);
+    let unique: std::collections::HashSet<&String> = got.iter().collect();
+    assert_eq!(unique.len(), got.len(), "an alert was logged twice");
+    let mut got = got.clone();
+    let mut want = expected.clone();
+    got.sort();
+    want.sort();
+    assert_eq!(
+        got, want,
+        "alerts after a crash must equal an uninterrupted run's"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
