@@ -20,8 +20,10 @@
 //! - [`config`]: service configuration (defaults, file, environment).
 //! - [`metrics`]: every Prometheus metric, in one place.
 //! - [`server`]: `pairwatch serve`: gRPC, write-ahead log, checkpoints, shards, HTTP.
+//! - [`client`]: `pairwatch publish` / `pairwatch subscribe`, a gRPC client.
 
 pub mod alert;
+pub mod client;
 pub mod config;
 pub mod deadline;
 pub mod engine;

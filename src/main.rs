@@ -44,6 +44,30 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Stream a JSONL file of events (or - for stdin) to a running service.
+    Publish {
+        #[command(flatten)]
+        target: ClientArgs,
+        #[arg(default_value = "-")]
+        input: String,
+    },
+    /// Print a running service's alerts as JSON lines, as they are raised.
+    Subscribe {
+        #[command(flatten)]
+        target: ClientArgs,
+        /// Only alerts at this priority or more urgent (P0..P3).
+        #[arg(long, default_value = "P3")]
+        min_priority: String,
+        /// Only this tenant.
+        #[arg(long, default_value = "")]
+        tenant: String,
+        /// Resume after this cursor (0: only new alerts).
+        #[arg(long, default_value_t = 0)]
+        after_cursor: u64,
+        /// Print the whole alert log first, then follow.
+        #[arg(long)]
+        from_beginning: bool,
+    },
     /// Configuration commands.
     Config {
         #[command(subcommand)]
@@ -82,6 +106,16 @@ enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
+}
+
+#[derive(clap::Args)]
+struct ClientArgs {
+    /// The service's gRPC address.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    addr: String,
+    /// Bearer token (or the PAIRWATCH_TOKEN environment variable).
+    #[arg(long, env = "PAIRWATCH_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -182,6 +216,56 @@ fn main() -> Result<()> {
                 .enable_all()
                 .build()?
                 .block_on(serve(config))?;
+        }
+        Command::Publish { target, input } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let input: Box<dyn BufRead + Send> = if input == "-" {
+                Box::new(BufReader::new(std::io::stdin()))
+            } else {
+                Box::new(BufReader::new(
+                    std::fs::File::open(&input).with_context(|| format!("cannot open {input}"))?,
+                ))
+            };
+            let done = rt.block_on(async {
+                let ch = pairwatch::client::connect(&target.addr).await?;
+                pairwatch::client::publish(ch, target.token.as_deref(), input).await
+            })?;
+            eprintln!(
+                "publish: {} accepted, {} rejected",
+                done.accepted, done.rejected
+            );
+            if done.rejected > 0 {
+                std::process::exit(2);
+            }
+        }
+        Command::Subscribe {
+            target,
+            min_priority,
+            tenant,
+            after_cursor,
+            from_beginning,
+        } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let ch = pairwatch::client::connect(&target.addr).await?;
+                let req = pairwatch::proto::pb::SubscribeRequest {
+                    min_priority,
+                    tenant,
+                    after_cursor,
+                    from_beginning,
+                };
+                pairwatch::client::subscribe(
+                    ch,
+                    target.token.as_deref(),
+                    req,
+                    std::io::stdout().lock(),
+                )
+                .await
+            })?;
         }
         Command::Config {
             command: ConfigCommand::Show { config },

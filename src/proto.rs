@@ -248,6 +248,88 @@ impl From<&Alert> for pb::Alert {
     }
 }
 
+fn enum_str(name: Option<&str>, prefix: &str) -> String {
+    name.map(|n| n.trim_start_matches(prefix).to_string())
+        .unwrap_or_default()
+}
+
+fn opt_time(t: &Option<prost_types::Timestamp>) -> String {
+    t.as_ref().map(rfc3339).unwrap_or_default()
+}
+
+/// The JSON-contract alert carried by a protobuf `Alert` (for clients).
+pub fn alert_from_proto(a: &pb::Alert) -> Result<Alert, String> {
+    let user = |u: &Option<pb::UserRef>| crate::alert::AlertUser {
+        user_id: u.as_ref().map(|u| u.user_id.clone()).unwrap_or_default(),
+        age_band: enum_str(
+            u.as_ref()
+                .and_then(|u| pb::AgeBand::try_from(u.age_band).ok())
+                .map(|b| b.as_str_name()),
+            "AGE_BAND_",
+        ),
+    };
+    let priority = pb::Priority::try_from(a.priority)
+        .ok()
+        .map(|p| p.as_str_name());
+    let pattern = pb::Pattern::try_from(a.pattern)
+        .ok()
+        .map(|p| p.as_str_name());
+    Ok(Alert {
+        alert_id: a.alert_id.clone(),
+        tenant: a.tenant.clone(),
+        priority: Priority::parse(&enum_str(priority, "PRIORITY_"))
+            .ok_or("alert without a priority")?,
+        pattern: Pattern::parse(&enum_str(pattern, "PATTERN_")).ok_or("alert without a pattern")?,
+        suspect: user(&a.suspect),
+        target: user(&a.target),
+        trigger_event_id: a.trigger_event_id.clone(),
+        triggered_at: opt_time(&a.triggered_at),
+        first_contact_at: opt_time(&a.first_contact_at),
+        respond_by: a.respond_by.as_ref().map(rfc3339),
+        rules: a.rules.clone(),
+        signals: a
+            .signals
+            .iter()
+            .map(|s| crate::alert::SignalSummary {
+                category: s.category.clone(),
+                side: if s.side == pb::Side::Target as i32 {
+                    Side::Target
+                } else {
+                    Side::Suspect
+                },
+                count: s.count,
+                first_at: opt_time(&s.first_at),
+                last_at: opt_time(&s.last_at),
+            })
+            .collect(),
+        evidence: a
+            .evidence
+            .iter()
+            .map(|e| crate::alert::Evidence {
+                event_id: e.event_id.clone(),
+                sent_at: opt_time(&e.sent_at),
+                sender_id: e.sender_id.clone(),
+                excerpt: e.excerpt.clone(),
+                sha256: e.sha256.clone(),
+            })
+            .collect(),
+        victim_notice: a
+            .victim_notice
+            .as_ref()
+            .map(|n| crate::alert::VictimNotice {
+                language: n.language.clone(),
+                text: n.text.clone(),
+            })
+            .unwrap_or(crate::alert::VictimNotice {
+                language: String::new(),
+                text: String::new(),
+            }),
+        recommended_actions: a.recommended_actions.clone(),
+        engine_version: a.engine_version.clone(),
+        rules_version: a.rules_version.clone(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,6 +353,35 @@ mod tests {
                 .unwrap();
             assert_eq!(back, event);
             assert_eq!(back.to_json(), json);
+        }
+    }
+
+    #[test]
+    fn alerts_survive_the_protobuf_round_trip() {
+        let alerts = {
+            let pack = std::sync::Arc::new(crate::pack::RulePack::embedded().unwrap());
+            let mut engine = crate::engine::Engine::new(pack, Default::default());
+            let mut out = Vec::new();
+            for (i, text) in [
+                "j'ai tout enregistré",
+                "envoie 200€ en PCS sinon j'envoie tout à tes potes, t'as 1h",
+            ]
+            .iter()
+            .enumerate()
+            {
+                let line = format!(
+                    r#"{{"event_id":"e{i}","sent_at":"2026-03-01T20:0{i}:00Z","sender":{{"user_id":"s","age_band":"ADULT"}},"recipient":{{"user_id":"v","age_band":"AGE_13_15"}},"message":{{"text":{text:?},"attachments":[]}}}}"#
+                );
+                engine.process(
+                    &Event::from_json(&line, &Limits::default()).unwrap(),
+                    &mut out,
+                );
+            }
+            out
+        };
+        assert!(!alerts.is_empty());
+        for a in &alerts {
+            assert_eq!(&alert_from_proto(&pb::Alert::from(a)).unwrap(), a);
         }
     }
 

@@ -122,6 +122,7 @@ async fn publish_a_sextortion_and_receive_the_p0_alert_then_resume_from_a_cursor
                 min_priority: "P1".into(),
                 tenant: String::new(),
                 after_cursor: 0,
+                from_beginning: false,
             },
             MODERATOR,
         ))
@@ -156,6 +157,7 @@ async fn publish_a_sextortion_and_receive_the_p0_alert_then_resume_from_a_cursor
                 min_priority: String::new(),
                 tenant: "t".into(),
                 after_cursor: first.cursor,
+                from_beginning: false,
             },
             MODERATOR,
         ))
@@ -179,6 +181,32 @@ async fn publish_a_sextortion_and_receive_the_p0_alert_then_resume_from_a_cursor
     // The alert log on disk.
     let log = std::fs::read_to_string(dir.join("alerts.jsonl")).unwrap();
     assert_eq!(log.lines().count(), 2);
+    // The metrics SREs read, with the values this conversation must give.
+    let (code, metrics) = http_get(server.http_addr, "/metrics").await;
+    assert_eq!(code, 200);
+    for expected in [
+        "pairwatch_ingest_events_total 4",
+        "pairwatch_alerts_raised_total{pattern=\"SEXTORTION\",priority=\"P0\"} 2",
+        "pairwatch_engine_signals_total{category=\"THREAT_TO_DISTRIBUTE\"} 1",
+        "pairwatch_engine_signals_total{category=\"DEADLINE\"} 1",
+        "pairwatch_engine_processing_seconds_count 4",
+        "pairwatch_alerts_event_to_alert_seconds_count 2",
+        "pairwatch_wal_fsync_seconds_count",
+        "pairwatch_checkpoint_duration_seconds_bucket",
+        "pairwatch_state_pairs{shard=",
+        "pairwatch_shard_queue_depth{shard=\"0\"} 0",
+        "pairwatch_ingest_queue_depth",
+        "pairwatch_alerts_subscribers 2",
+        "pairwatch_build_info{rules_version=\"sha256:",
+        "pairwatch_ingest_rejected_total{reason=\"bad_timestamp\"} 0",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "missing {expected:?} in\n{metrics}"
+        );
+    }
+    // No user id ever appears in the metrics.
+    assert!(!metrics.contains("u-scam") && !metrics.contains("u-teen"));
     server.stop().await.unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -466,5 +494,46 @@ async fn state_and_alerts_survive_a_restart_and_decisions_suppress_re_alerts() {
         "{metrics}"
     );
     server.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_publishes_the_readme_example_and_prints_its_alerts() {
+    let dir = data_dir("client");
+    let mut c = config(&dir);
+    c.auth = Config::default().auth;
+    let server = start(c, Default::default()).await.unwrap();
+    let ch = channel(&server).await;
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sextortion_fr.jsonl");
+    let input = std::io::BufReader::new(std::fs::File::open(example).unwrap());
+    let done = pairwatch::client::publish(ch.clone(), None, input)
+        .await
+        .unwrap();
+    assert_eq!((done.accepted, done.rejected), (16, 0));
+    let req = pb::SubscribeRequest {
+        from_beginning: true,
+        ..Default::default()
+    };
+    let printer = tokio::spawn(async move {
+        let mut out = Vec::new();
+        pairwatch::client::subscribe(ch, None, req, &mut out)
+            .await
+            .map(|_| out)
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.stop().await.unwrap();
+    let out = String::from_utf8(printer.await.unwrap().unwrap()).unwrap();
+    let alerts: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(alerts.len(), 4, "{out}");
+    assert_eq!(alerts[3]["priority"], "P0");
+    assert_eq!(alerts[3]["pattern"], "SEXTORTION");
+    assert_eq!(alerts[3]["cursor"], 4);
+    assert_eq!(alerts[3]["victim_notice"]["language"], "fr");
+    // The alert log on disk holds the same alerts.
+    let log = std::fs::read_to_string(dir.join("alerts.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 4);
     let _ = std::fs::remove_dir_all(dir);
 }

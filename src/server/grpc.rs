@@ -240,10 +240,10 @@ impl pb::alert_service_server::AlertService for Alerts {
         let (tx, rx) = mpsc::channel(256);
         let metrics = self.pipeline.metrics.clone();
         let shutdown = self.shutdown.clone();
-        let start = if req.after_cursor == 0 {
-            book.read().unwrap_or_else(|p| p.into_inner()).last_cursor()
-        } else {
-            req.after_cursor
+        let start = match (req.from_beginning, req.after_cursor) {
+            (true, _) => 0,
+            (false, 0) => book.read().unwrap_or_else(|p| p.into_inner()).last_cursor(),
+            (false, after) => after,
         };
         tokio::spawn(async move {
             metrics.subscribers.inc();
