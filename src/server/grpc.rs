@@ -365,6 +365,8 @@ impl pb::alert_service_server::AlertService for Alerts {
 
 pub struct Admin {
     pub pipeline: Pipeline,
+    /// Key of the hash that stands for user ids in logs.
+    pub pseudonym_key: Vec<u8>,
     /// The configured rule pack directory (empty: the embedded pack).
     pub rules_dir: String,
 }
@@ -447,7 +449,7 @@ impl pb::admin_service_server::AdminService for Admin {
             .map_err(|e| ServiceError::Internal(format!("cannot rewrite the alert log: {e}")))?;
         // A checkpoint now, so the log segments holding the user's messages are deleted.
         self.pipeline.checkpoint().await?;
-        tracing::info!(pairs, alerts, "user forgotten");
+        tracing::info!(user = %super::pseudonym(&self.pseudonym_key, &user), pairs, alerts, "user forgotten");
         Ok(Response::new(pb::ForgetUserResponse {
             pairs_removed: pairs as u32,
             alerts_removed: alerts as u32,
