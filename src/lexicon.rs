@@ -324,6 +324,14 @@ impl Lexicon {
         self.phrases
     }
 
+    /// Counts the automaton's matches in a raw text, with no normalisation and no
+    /// bookkeeping: the bare multi-pattern scan benchmarks compare the engine with.
+    pub fn count_raw(&self, text: &str) -> usize {
+        self.automaton
+            .find_overlapping_iter(text.as_bytes())
+            .count()
+    }
+
     /// Matches every phrase of every language against `text` in one pass.
     pub fn scan(&self, text: &Normalized, hits: &mut Hits) {
         hits.signals = SignalSet::EMPTY;

@@ -21,8 +21,11 @@
 //! - [`metrics`]: every Prometheus metric, in one place.
 //! - [`server`]: `pairwatch serve`: gRPC, write-ahead log, checkpoints, shards, HTTP.
 //! - [`client`]: `pairwatch publish` / `pairwatch subscribe`, a gRPC client.
+//! - [`workload`]: a deterministic synthetic chat stream for benchmarks and load tests.
+//! - [`bench`]: `pairwatch bench`, the load generator (engine, gRPC, memory).
 
 pub mod alert;
+pub mod bench;
 pub mod client;
 pub mod config;
 pub mod deadline;
@@ -41,3 +44,4 @@ pub mod server;
 pub mod signal;
 pub mod state;
 pub mod time;
+pub mod workload;

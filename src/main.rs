@@ -68,6 +68,12 @@ enum Command {
         #[arg(long)]
         from_beginning: bool,
     },
+    /// The load generator: the synthetic workload through the engine, a running service,
+    /// or memory.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Configuration commands.
     Config {
         #[command(subcommand)]
@@ -116,6 +122,69 @@ struct ClientArgs {
     /// Bearer token (or the PAIRWATCH_TOKEN environment variable).
     #[arg(long, env = "PAIRWATCH_TOKEN", hide_env_values = true)]
     token: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct WorkloadArgs {
+    /// Events to generate.
+    #[arg(long, default_value_t = 1_000_000)]
+    events: usize,
+    /// Distinct pairs the events fall on.
+    #[arg(long, default_value_t = 100_000)]
+    pairs: usize,
+    /// Share of pairs following an escalation script.
+    #[arg(long, default_value_t = 0.005)]
+    escalating: f64,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+impl WorkloadArgs {
+    fn shape(&self) -> pairwatch::workload::Shape {
+        pairwatch::workload::Shape {
+            seed: self.seed,
+            pairs: self.pairs,
+            escalating: self.escalating,
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// The engine in process, on one core, with a bare automaton scan of the same texts.
+    Engine {
+        #[command(flatten)]
+        workload: WorkloadArgs,
+        #[arg(long, value_name = "DIR")]
+        rules: Option<PathBuf>,
+    },
+    /// Resident bytes per tracked pair, idle and active.
+    Memory {
+        #[arg(long, default_value_t = 1_000_000)]
+        pairs: usize,
+        #[arg(long, value_name = "DIR")]
+        rules: Option<PathBuf>,
+    },
+    /// A running `pairwatch serve` over gRPC: batched publishing, event-to-alert latency.
+    Grpc {
+        #[command(flatten)]
+        target: ClientArgs,
+        #[command(flatten)]
+        workload: WorkloadArgs,
+        /// Events per PublishBatch call.
+        #[arg(long, default_value_t = 1000)]
+        batch: usize,
+        /// Concurrent calls.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Events per second to hold (default: as fast as possible).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// PID of the server, to report its CPU and memory.
+        #[arg(long)]
+        server_pid: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -267,6 +336,7 @@ fn main() -> Result<()> {
                 .await
             })?;
         }
+        Command::Bench { command } => bench(command)?,
         Command::Config {
             command: ConfigCommand::Show { config },
         } => print!("{}", load_config(config.as_deref())?.show()),
@@ -376,6 +446,86 @@ fn main() -> Result<()> {
                 pack.lexicon.scan(&norm, &mut hits);
                 let signals: Vec<&str> = hits.signals.iter().map(|s| s.as_str()).collect();
                 println!("{}\t[{}]", norm.as_str().trim(), signals.join(" "));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn mib(b: u64) -> f64 {
+    b as f64 / (1024.0 * 1024.0)
+}
+
+fn bench(command: BenchCommand) -> Result<()> {
+    match command {
+        BenchCommand::Engine { workload, rules } => {
+            let pack = Arc::new(load_pack(rules.as_deref())?);
+            let r = pairwatch::bench::run_engine(pack, workload.shape(), workload.events);
+            println!(
+                "engine (1 thread): {:.0} events/s ({} events in {:.2} s, {} alerts, {} pairs)",
+                r.events_per_s, r.events, r.seconds, r.alerts, r.pairs
+            );
+            println!("normalisation alone: {:.0} texts/s", r.normalize_per_s);
+            println!(
+                "bare automaton scan: {:.0} texts/s; engine / bare = {:.2}",
+                r.bare_scan_per_s,
+                r.events_per_s / r.bare_scan_per_s
+            );
+            println!(
+                "cpu {:.2} s, peak rss {:.0} MiB",
+                r.cpu_seconds,
+                mib(r.peak_rss_bytes)
+            );
+        }
+        BenchCommand::Memory { pairs, rules } => {
+            let pack = Arc::new(load_pack(rules.as_deref())?);
+            let r = pairwatch::bench::run_memory(pack, pairs);
+            println!("pairs tracked: {}", r.pairs);
+            println!(
+                "idle pair: {:.0} bytes; active pair: {:.0} bytes",
+                r.idle_bytes_per_pair, r.active_bytes_per_pair
+            );
+        }
+        BenchCommand::Grpc {
+            target,
+            workload,
+            batch,
+            concurrency,
+            rate,
+            server_pid,
+        } => {
+            let load = pairwatch::bench::GrpcLoad {
+                addr: target.addr,
+                token: target.token,
+                events: workload.events,
+                batch,
+                concurrency,
+                rate,
+                server_pid,
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let r = rt.block_on(pairwatch::bench::run_grpc(load, workload.shape()))?;
+            println!(
+                "grpc: {:.0} events/s accepted ({} of {} in {:.2} s)",
+                r.events_per_s, r.accepted, r.events, r.seconds
+            );
+            match r.latency_ms {
+                Some((p50, p99, p999)) => println!("event-to-alert over {} alerts: p50 {p50:.2} ms, p99 {p99:.2} ms, p999 {p999:.2} ms", r.alerts),
+                None => println!("event-to-alert: no alert seen"),
+            }
+            println!(
+                "client: cpu {:.2} s, peak rss {:.0} MiB",
+                r.client.cpu_seconds,
+                mib(r.client.peak_rss_bytes)
+            );
+            if let Some(s) = r.server {
+                println!(
+                    "server: cpu {:.2} s, peak rss {:.0} MiB",
+                    s.cpu_seconds,
+                    mib(s.peak_rss_bytes)
+                );
             }
         }
     }

@@ -93,20 +93,28 @@ pub fn normalize(input: &str, out: &mut Normalized) {
     out.has_digit = false;
     out.text.push(b' ');
     out.starts.push(0);
-    for (i, c) in input.char_indices() {
-        let i = i as u32;
-        let next = i + c.len_utf8() as u32;
-        if c.is_ascii() {
-            let b = c as u8;
+    let bytes = input.as_bytes();
+    let mut at = 0usize;
+    while at < bytes.len() {
+        let b = bytes[at];
+        let i = at as u32;
+        // ASCII, most of chat: no decoding.
+        if b < 0x80 {
             if b.is_ascii_alphanumeric() || b == b'$' || b == b'@' {
                 out.tok.push(b.to_ascii_lowercase());
                 out.tok_starts.push(i);
-                out.tok_end = next;
+                out.tok_end = i + 1;
             } else {
                 end_token(out, b == b'\'');
             }
+            at += 1;
             continue;
         }
+        let Some(c) = input[at..].chars().next() else {
+            break;
+        };
+        at += c.len_utf8();
+        let next = at as u32;
         if is_invisible(c) {
             continue;
         }
@@ -200,6 +208,27 @@ fn flush_singles(out: &mut Normalized) {
 
 /// Finishes one raw token: collapse, abbreviations, leetspeak, currency signs.
 fn word(out: &mut Normalized, tok: &[u8], starts: &[u32], end: u32) {
+    if tok.iter().all(u8::is_ascii_lowercase) {
+        // Letters only, the common case: collapse straight into the output.
+        let from = out.text.len();
+        let mut prev = 0u8;
+        for (&b, &s) in tok.iter().zip(starts) {
+            if b != prev {
+                out.text.push(b);
+                out.starts.push(s);
+                prev = b;
+            }
+        }
+        if let Some(exp) = abbreviation(&out.text[from..]) {
+            out.text.truncate(from);
+            out.starts.truncate(from);
+            push_expansion(out, exp, starts[0], end);
+        } else {
+            out.text.push(b' ');
+            out.starts.push(end);
+        }
+        return;
+    }
     let first_letter = tok.iter().position(|b| b.is_ascii_lowercase());
     let last_letter = tok.iter().rposition(|b| b.is_ascii_lowercase());
     // `$` or `@` with no letter after it splits the token; `$` then stands for dollars.
@@ -496,14 +525,51 @@ const ABBREVIATIONS: &[(&str, &str)] = &[
     ("yrs", "years"),
 ];
 
+/// A word of at most 8 bytes packed into an integer (bytes are never zero, so words of
+/// different lengths differ).
+fn pack_word(word: &[u8]) -> u64 {
+    word.iter().fold(0u64, |v, &b| v << 8 | b as u64)
+}
+
+/// Slots of the abbreviation hash table (a power of two, at most half full).
+const ABBREVIATION_SLOTS: usize = 256;
+
+fn slot(key: u64) -> usize {
+    (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 56) as usize % ABBREVIATION_SLOTS
+}
+
+/// The abbreviation table as an open-addressing hash table on packed words: one or two
+/// integer probes per word, no string comparison.
+fn abbreviation_table() -> &'static [(u64, &'static str)] {
+    static TABLE: std::sync::OnceLock<Vec<(u64, &'static str)>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut t = vec![(0u64, ""); ABBREVIATION_SLOTS];
+        for (k, e) in ABBREVIATIONS {
+            let key = pack_word(k.as_bytes());
+            let mut i = slot(key);
+            while t[i].0 != 0 {
+                i = (i + 1) % ABBREVIATION_SLOTS;
+            }
+            t[i] = (key, e);
+        }
+        t
+    })
+}
+
 fn abbreviation(word: &[u8]) -> Option<&'static str> {
-    if word.len() > 6 {
+    if word.is_empty() || word.len() > 6 {
         return None;
     }
-    ABBREVIATIONS
-        .binary_search_by(|(k, _)| k.as_bytes().cmp(word))
-        .ok()
-        .map(|i| ABBREVIATIONS[i].1)
+    let table = abbreviation_table();
+    let key = pack_word(word);
+    let mut i = slot(key);
+    loop {
+        match table[i] {
+            (0, _) => return None,
+            (k, e) if k == key => return Some(e),
+            _ => i = (i + 1) % ABBREVIATION_SLOTS,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -514,6 +580,17 @@ mod tests {
         let mut n = Normalized::new();
         normalize(s, &mut n);
         n.as_str().trim().to_string()
+    }
+
+    #[test]
+    fn every_abbreviation_is_found_and_the_table_has_room() {
+        assert!(ABBREVIATIONS.len() * 2 <= ABBREVIATION_SLOTS);
+        for (k, e) in ABBREVIATIONS {
+            assert_eq!(abbreviation(k.as_bytes()), Some(*e), "{k}");
+        }
+        for miss in ["the", "hello", "nudes", "a", "zzzzzz"] {
+            assert_eq!(abbreviation(miss.as_bytes()), None, "{miss}");
+        }
     }
 
     #[test]
