@@ -273,7 +273,16 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let rules_dir = config.engine.rules_dir.clone();
     let token = shutdown.clone();
     let task = tokio::spawn(async move {
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
+        // No Nagle delay: acks and alerts are small messages that must leave at once.
+        let incoming = tokio_stream::StreamExt::map(
+            tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+            |s| {
+                if let Ok(s) = &s {
+                    let _ = s.set_nodelay(true);
+                }
+                s
+            },
+        );
         let stop = token.clone();
         let mut grpc_task =
             tokio::spawn(router.serve_with_incoming_shutdown(incoming, stop.cancelled_owned()));
