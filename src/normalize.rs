@@ -30,7 +30,7 @@ pub struct Normalized {
     tok_starts: Vec<u32>,
     tok_end: u32,
     /// Scratch: a run of single-letter tokens that may be a spaced-out word.
-    singles: Vec<(u8, u32)>,
+    singles: Vec<(u8, u32, bool)>,
     singles_end: u32,
     /// An apostrophe stood between the previous token and the current one.
     apostrophe_before: bool,
@@ -105,7 +105,7 @@ pub fn normalize(input: &str, out: &mut Normalized) {
                 out.tok_starts.push(i);
                 out.tok_end = i + 1;
             } else {
-                end_token(out, b == b'\'');
+                end_token_sep(out, b == b'\'', b == b'-');
             }
             at += 1;
             continue;
@@ -150,13 +150,19 @@ pub fn normalize(input: &str, out: &mut Normalized) {
 /// Ends the raw token being read. `apostrophe` says the separator was an apostrophe,
 /// which never stands inside a spaced-out word ("i'm a" is not "ima").
 fn end_token(out: &mut Normalized, apostrophe: bool) {
+    end_token_sep(out, apostrophe, false)
+}
+
+/// `hyphen`: the separator was a hyphen; a lone letter before one (`t-shirt`) is no
+/// abbreviation, but hyphenated letters may still spell a word (`s-e-x`).
+fn end_token_sep(out: &mut Normalized, apostrophe: bool, hyphen: bool) {
     if out.tok.is_empty() {
         out.apostrophe_before |= apostrophe;
         return;
     }
     let single = out.tok.len() == 1 && out.tok[0].is_ascii_lowercase();
     if single && !out.apostrophe_before && !apostrophe {
-        out.singles.push((out.tok[0], out.tok_starts[0]));
+        out.singles.push((out.tok[0], out.tok_starts[0], hyphen));
         out.singles_end = out.tok_end;
     } else {
         flush_singles(out);
@@ -192,14 +198,18 @@ fn flush_singles(out: &mut Normalized) {
     }
     let singles = std::mem::take(&mut out.singles);
     let end = out.singles_end;
-    if singles.len() >= 3 && !singles.iter().all(|(b, _)| is_word_letter(*b)) {
-        let bytes: Vec<u8> = singles.iter().map(|(b, _)| *b).collect();
-        let starts: Vec<u32> = singles.iter().map(|(_, s)| *s).collect();
+    if singles.len() >= 3 && !singles.iter().all(|(b, _, _)| is_word_letter(*b)) {
+        let bytes: Vec<u8> = singles.iter().map(|(b, _, _)| *b).collect();
+        let starts: Vec<u32> = singles.iter().map(|(_, s, _)| *s).collect();
         word(out, &bytes, &starts, end);
     } else {
-        for (k, (b, s)) in singles.iter().enumerate() {
+        for (k, (b, s, hyphen)) in singles.iter().enumerate() {
             let e = if k + 1 == singles.len() { end } else { *s + 1 };
-            word(out, &[*b], &[*s], e);
+            if *hyphen {
+                out.push_word(&[*b], None, *s, e);
+            } else {
+                word(out, &[*b], &[*s], e);
+            }
         }
     }
     out.singles = singles;
@@ -655,6 +665,7 @@ mod tests {
         assert_eq!(norm("u r a star"), "you are a star");
         assert_eq!(norm("I'm a girl"), "i m a girl");
         assert_eq!(norm("can't go, it's late"), "can t go it s late");
+        assert_eq!(norm("no t-shirt"), "no t shirt");
         assert_eq!(norm("a b"), "a b");
     }
 

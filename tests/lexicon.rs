@@ -71,6 +71,26 @@ fn each_category_in_both_languages_plain_and_obfuscated() {
         (VictimDistress, "please don't send it"),
         (SafetyTalk, "appelle le 3018"),
         (SafetyTalk, "it's a scam, don't pay him"),
+        (ThreatToDistribute, "pay me or your nudes go viral"),
+        (
+            ThreatToDistribute,
+            "i already sent it to one of your followers",
+        ),
+        (ThreatToDistribute, "tu veux que ta mère voie ça ?"),
+        (
+            ThreatToDistribute,
+            "si tu paies pas je balance tout sur insta",
+        ),
+        (RecordingClaim, "i have your face and your body on video"),
+        (RecordingClaim, "j'ai enregistré l'appel vidéo"),
+        (MoneyDemand, "buy a steam card and send me the code"),
+        (
+            MoneyDemand,
+            "achète une carte paysafecard et envoie moi le code",
+        ),
+        (SelfHarm, "i can't live like this anymore"),
+        (SelfHarm, "je vais me foutre en l'air"),
+        (ImageRequest, "envoie une photo sans ton t-shirt"),
     ];
     let mut failures = Vec::new();
     for (expected, text) in cases {
@@ -95,6 +115,9 @@ fn banter_and_everyday_talk_stay_quiet() {
         "send me the homework",
         "i'm 15 minutes away",
         "on se fait une partie ?",
+        "la prof va me tuer si j'ai pas fini",
+        "my mom is gonna kill me lol",
+        "on va en finir avec ce boss",
     ] {
         let got = signals(text);
         let risky: Vec<_> = got
