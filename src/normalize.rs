@@ -34,10 +34,20 @@ pub struct Normalized {
     singles_end: u32,
     /// An apostrophe stood between the previous token and the current one.
     apostrophe_before: bool,
+    /// A token of plain ASCII letters being written straight into `text` (the fast path).
+    direct: Option<Direct>,
     /// Scratch for the token after collapsing and leet.
     word: Vec<u8>,
     word_starts: Vec<u32>,
     has_digit: bool,
+}
+
+/// Where a fast-path token started: in `text`, and in the input.
+#[derive(Clone, Copy, Debug)]
+struct Direct {
+    from: usize,
+    start: u32,
+    raw_len: u32,
 }
 
 impl Normalized {
@@ -89,6 +99,7 @@ pub fn normalize(input: &str, out: &mut Normalized) {
     out.tok.clear();
     out.tok_starts.clear();
     out.singles.clear();
+    out.direct = None;
     out.apostrophe_before = false;
     out.has_digit = false;
     out.text.push(b' ');
@@ -100,7 +111,26 @@ pub fn normalize(input: &str, out: &mut Normalized) {
         let i = at as u32;
         // ASCII, most of chat: no decoding.
         if b < 0x80 {
-            if b.is_ascii_alphanumeric() || b == b'$' || b == b'@' {
+            if b.is_ascii_alphabetic()
+                && out.tok.is_empty()
+                && (out.direct.is_some() || out.singles.is_empty())
+            {
+                // Fast path: letters go straight to the output, repeats collapsed.
+                let l = b.to_ascii_lowercase();
+                let from = out.text.len();
+                let d = out.direct.get_or_insert(Direct {
+                    from,
+                    start: i,
+                    raw_len: 0,
+                });
+                d.raw_len += 1;
+                if out.text.len() == d.from || out.text.last() != Some(&l) {
+                    out.text.push(l);
+                    out.starts.push(i);
+                }
+                out.tok_end = i + 1;
+            } else if b.is_ascii_alphanumeric() || b == b'$' || b == b'@' {
+                undirect(out, bytes);
                 out.tok.push(b.to_ascii_lowercase());
                 out.tok_starts.push(i);
                 out.tok_end = i + 1;
@@ -116,6 +146,8 @@ pub fn normalize(input: &str, out: &mut Normalized) {
         at += c.len_utf8();
         let next = at as u32;
         if is_invisible(c) {
+            // The fast path re-reads contiguous input: leave it before skipping.
+            undirect(out, bytes);
             continue;
         }
         if let Some(word) = symbol_token(c) {
@@ -128,6 +160,7 @@ pub fn normalize(input: &str, out: &mut Normalized) {
             end_token(out, true);
             continue;
         }
+        undirect(out, bytes);
         let mut pushed = false;
         fold_char(c, &mut |d| {
             out.tok.push(d);
@@ -156,6 +189,26 @@ fn end_token(out: &mut Normalized, apostrophe: bool) {
 /// `hyphen`: the separator was a hyphen; a lone letter before one (`t-shirt`) is no
 /// abbreviation, but hyphenated letters may still spell a word (`s-e-x`).
 fn end_token_sep(out: &mut Normalized, apostrophe: bool, hyphen: bool) {
+    if let Some(d) = out.direct.take() {
+        if d.raw_len > 1 {
+            // A fast-path word is already in the output: only abbreviations remain.
+            if let Some(exp) = abbreviation(&out.text[d.from..]) {
+                out.text.truncate(d.from);
+                out.starts.truncate(d.from);
+                push_expansion(out, exp, d.start, out.tok_end);
+            } else {
+                out.text.push(b' ');
+                out.starts.push(out.tok_end);
+            }
+            out.apostrophe_before = apostrophe;
+            return;
+        }
+        // A single letter goes the general way (spaced-out words, elisions).
+        out.tok.push(out.text[d.from]);
+        out.tok_starts.push(d.start);
+        out.text.truncate(d.from);
+        out.starts.truncate(d.from);
+    }
     if out.tok.is_empty() {
         out.apostrophe_before |= apostrophe;
         return;
@@ -181,6 +234,19 @@ fn end_token_sep(out: &mut Normalized, apostrophe: bool, hyphen: bool) {
     out.tok.clear();
     out.tok_starts.clear();
     out.apostrophe_before = apostrophe;
+}
+
+/// Moves a fast-path token back into the token buffer (it turned out to hold a digit,
+/// a sign or a non-ASCII letter): its raw letters are re-read from the input.
+fn undirect(out: &mut Normalized, input: &[u8]) {
+    if let Some(d) = out.direct.take() {
+        out.text.truncate(d.from);
+        out.starts.truncate(d.from);
+        for k in d.start..d.start + d.raw_len {
+            out.tok.push(input[k as usize].to_ascii_lowercase());
+            out.tok_starts.push(k);
+        }
+    }
 }
 
 /// Letters that are words or abbreviations on their own: a run made only of them is
@@ -633,6 +699,8 @@ mod tests {
         assert_eq!(norm("nцdеs"), "n des"); // a letter with no Latin look-alike separates
         assert_eq!(norm("ѕех"), "sex"); // Cyrillic s, e, x
         assert_eq!(norm("nu\u{200B}des"), "nudes"); // zero-width space inside
+        assert_eq!(norm("nu\u{200B}d3s"), "nudes");
+        assert_eq!(norm("Nuuudés"), "nudes");
     }
 
     #[test]

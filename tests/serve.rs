@@ -428,11 +428,19 @@ async fn state_and_alerts_survive_a_restart_and_decisions_suppress_re_alerts() {
     let (code, ready) = http_get(server.http_addr, "/readyz").await;
     assert_eq!((code, ready.trim()), (200, "ready"));
     let mut alerts = pb::alert_service_client::AlertServiceClient::new(ch.clone());
-    let open = alerts
-        .list_open(authed(pb::ListOpenRequest::default(), MODERATOR))
-        .await
-        .unwrap()
-        .into_inner();
+    // Acks mean durable and queued; the alert follows shortly after.
+    let mut open = pb::ListOpenResponse::default();
+    for _ in 0..100 {
+        open = alerts
+            .list_open(authed(pb::ListOpenRequest::default(), MODERATOR))
+            .await
+            .unwrap()
+            .into_inner();
+        if !open.alerts.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let id = open.alerts[0].alert.as_ref().unwrap().alert_id.clone();
     alerts
         .resolve(authed(

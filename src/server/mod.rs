@@ -286,6 +286,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         let stop = token.clone();
         let mut grpc_task =
             tokio::spawn(router.serve_with_incoming_shutdown(incoming, stop.cancelled_owned()));
+        let mut grpc_done = false;
         let mut ticker = tokio::time::interval(interval);
         ticker.tick().await;
         let mut hangup = signal_stream(tokio::signal::unix::SignalKind::hangup());
@@ -302,8 +303,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                         tracing::error!(error = %e, "SIGHUP rule reload refused");
                     }
                 }
-                r = &mut grpc_task => {
+                r = &mut grpc_task, if !grpc_done => {
                     r??;
+                    grpc_done = true;
                     break;
                 }
             }
@@ -314,7 +316,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         health
             .set_not_serving::<pb::ingest_service_server::IngestServiceServer<grpc::Ingest>>()
             .await;
-        if tokio::time::timeout(grace, &mut grpc_task).await.is_err() {
+        if !grpc_done && tokio::time::timeout(grace, &mut grpc_task).await.is_err() {
             tracing::warn!("gRPC connections still open after the grace period; closing");
             grpc_task.abort();
         }

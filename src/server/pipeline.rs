@@ -39,9 +39,10 @@ pub enum Route {
         event: Box<Event>,
         received: Instant,
     },
+    /// `reply` gets, from each shard, the pairs and alerts it removed.
     Forget {
         user: String,
-        reply: std::sync::mpsc::Sender<usize>,
+        reply: std::sync::mpsc::Sender<(usize, usize)>,
     },
     Suppress(Suppress),
 }
@@ -79,7 +80,7 @@ enum ShardMsg {
     },
     Forget {
         user: String,
-        reply: Option<std::sync::mpsc::Sender<usize>>,
+        reply: Option<std::sync::mpsc::Sender<(usize, usize)>>,
     },
     Suppress(Suppress),
     Checkpoint {
@@ -109,6 +110,12 @@ enum WriterMsg {
     Expect {
         seq: u64,
         done: Option<oneshot::Sender<Result<u64, String>>>,
+    },
+    /// After a shard forgot a user: erase its alerts too, after the shard's earlier alerts.
+    Forget {
+        user: String,
+        pairs: usize,
+        reply: Option<std::sync::mpsc::Sender<(usize, usize)>>,
     },
 }
 
@@ -148,6 +155,19 @@ pub struct Settings {
     pub limits: Limits,
     pub max_batch: usize,
     pub engine: EngineConfig,
+}
+
+/// The shard owning an event's pair.
+fn shard_of_event(event: &Event, shards: usize) -> usize {
+    shard_of(
+        &PairKey::of(
+            &event.tenant,
+            &event.sender.user_id,
+            &event.recipient.user_id,
+        )
+        .0,
+        shards,
+    )
 }
 
 pub fn shard_of(key: &PairKey, shards: usize) -> usize {
@@ -304,15 +324,7 @@ fn route_record(rec: &Record, limits: &Limits, shards: usize) -> Vec<(usize, Sha
             let Ok(event) = event_from_proto(pb, limits) else {
                 return vec![];
             };
-            let shard = shard_of(
-                &PairKey::of(
-                    &event.tenant,
-                    &event.sender.user_id,
-                    &event.recipient.user_id,
-                )
-                .0,
-                shards,
-            );
+            let shard = shard_of_event(&event, shards);
             vec![(
                 shard,
                 ShardMsg::Event {
@@ -436,15 +448,7 @@ fn log_loop(
                     let seq = seqs.next().unwrap_or_default();
                     match route {
                         Route::Event { event, received } => {
-                            let shard = shard_of(
-                                &PairKey::of(
-                                    &event.tenant,
-                                    &event.sender.user_id,
-                                    &event.recipient.user_id,
-                                )
-                                .0,
-                                shards.len(),
-                            );
+                            let shard = shard_of_event(&event, shards.len());
                             shards.send(
                                 shard,
                                 ShardMsg::Event {
@@ -532,10 +536,8 @@ fn shard_loop(
                 signals_seen = now;
             }
             ShardMsg::Forget { user, reply } => {
-                let removed = engine.forget_user(&user);
-                if let Some(r) = reply {
-                    let _ = r.send(removed);
-                }
+                let pairs = engine.forget_user(&user);
+                let _ = writer.send(WriterMsg::Forget { user, pairs, reply });
             }
             ShardMsg::Suppress(s) => {
                 engine.suppress(&s.tenant, &s.a, &s.b, s.pattern);
@@ -629,6 +631,22 @@ fn writer_loop(
                     p.pairs += pairs;
                     if p.parts.iter().all(Option::is_some) {
                         complete.push(seq);
+                    }
+                }
+                WriterMsg::Forget { user, pairs, reply } => {
+                    let alerts = match book
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .forget_user(&user)
+                    {
+                        Ok(n) => n,
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot rewrite the alert log to forget a user");
+                            0
+                        }
+                    };
+                    if let Some(r) = reply {
+                        let _ = r.send((pairs, alerts));
                     }
                 }
                 WriterMsg::Expect { seq, done } => {
