@@ -76,6 +76,8 @@ pub struct EngineStats {
     pub events: u64,
     pub alerts: u64,
     pub pairs_expired: u64,
+    /// Events dropped as retries of one of the pair's last events (same `event_id`).
+    pub duplicates: u64,
     /// Signals found, by signal.
     pub signals: [u64; crate::signal::SIGNAL_COUNT],
 }
@@ -189,6 +191,10 @@ impl Engine {
         let (key, sender_side) = PairKey::of(&ev.tenant, &ev.sender.user_id, &ev.recipient.user_id);
         let recipient_side = 1 - sender_side;
         let state = self.store.entry(key, ev.sent_at);
+        if !state.first_time(&ev.event_id) {
+            self.stats.duplicates += 1;
+            return;
+        }
         if state.users == [0, 0] {
             state.users[sender_side] = user_hash(&ev.sender.user_id);
             state.users[recipient_side] = user_hash(&ev.recipient.user_id);

@@ -29,6 +29,7 @@ pub struct Metrics {
     pub checkpoint_pairs: IntGauge,
     pub subscribers: IntGauge,
     pub saturated: IntCounter,
+    pub duplicates: IntCounter,
     pub rules_reloads: IntCounterVec,
     build_info: IntGaugeVec,
 }
@@ -151,6 +152,10 @@ impl Metrics {
             saturated: counter(
                 "pairwatch_ingest_saturated_total",
                 "Events refused with RESOURCE_EXHAUSTED because intake was full.",
+            ),
+            duplicates: counter(
+                "pairwatch_engine_duplicates_total",
+                "Events dropped as retries of a pair's recent event (same event_id).",
             ),
             rules_reloads: counter_vec(
                 "pairwatch_rules_reloads_total",

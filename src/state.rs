@@ -18,6 +18,8 @@ use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 
 /// Most evidence references kept per pair.
 pub const MAX_EVIDENCE: usize = 12;
+/// Event ids remembered per pair to drop a client's retry of an event already counted.
+pub const RECENT_IDS: usize = 4;
 
 /// Hash of `(tenant, min user, max user)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -117,6 +119,8 @@ pub struct PairState {
     pub bands: [AgeBand; 2],
     /// Lexicon matches per side and language, saturating: a guess at each side's language.
     pub lang_hits: [[u8; MAX_LANGUAGES]; 2],
+    /// 32-bit hashes of the pair's last event ids (0: empty slot).
+    pub recent: [u32; RECENT_IDS],
     pub active: Option<Box<Active>>,
 }
 
@@ -128,8 +132,20 @@ impl PairState {
             users: [0; 2],
             bands: [AgeBand::Unknown; 2],
             lang_hits: [[0; MAX_LANGUAGES]; 2],
+            recent: [0; RECENT_IDS],
             active: None,
         }
+    }
+
+    /// Remembers `event_id`; false if it is one of the pair's last few (a retry).
+    pub fn first_time(&mut self, event_id: &str) -> bool {
+        let h = (xxh3_64(event_id.as_bytes()) as u32).max(1);
+        if self.recent.contains(&h) {
+            return false;
+        }
+        self.recent.rotate_left(1);
+        self.recent[RECENT_IDS - 1] = h;
+        true
     }
 
     pub fn count(&self, side: usize, s: Signal) -> u16 {
@@ -286,10 +302,22 @@ mod tests {
     #[test]
     fn idle_pairs_stay_small() {
         assert!(
-            std::mem::size_of::<PairState>() <= 64,
+            std::mem::size_of::<PairState>() <= 80,
             "{}",
             std::mem::size_of::<PairState>()
         );
+    }
+
+    #[test]
+    fn a_retried_event_is_recognised() {
+        let mut s = PairState::new(0);
+        assert!(s.first_time("e1"));
+        assert!(!s.first_time("e1"));
+        for id in ["e2", "e3", "e4", "e5"] {
+            assert!(s.first_time(id));
+        }
+        // Only the last few ids are remembered.
+        assert!(s.first_time("e1"));
     }
 
     #[test]

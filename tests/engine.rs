@@ -338,3 +338,31 @@ fn memory_per_pair_is_bounded_whatever_the_conversation_length() {
     // Alerts were raised once per pattern and priority, not once per message.
     assert!(out.len() <= 4, "{}", out.len());
 }
+
+#[test]
+fn a_retried_event_is_counted_once() {
+    let lines = sextortion(TEEN, ADULT);
+    let once = replay_lines(&lines[..3].join("\n"));
+    // A client retries e3 after a lost ack: same alerts, no double count.
+    let retried = replay_lines(
+        &[
+            lines[0].clone(),
+            lines[1].clone(),
+            lines[2].clone(),
+            lines[2].clone(),
+        ]
+        .join("\n"),
+    );
+    assert_eq!(once, retried);
+    let mut engine = common::engine();
+    let mut out = Vec::new();
+    for l in [&lines[2], &lines[2]] {
+        engine.process(&Event::from_json(l, &Limits::default()).unwrap(), &mut out);
+    }
+    assert_eq!(engine.stats().duplicates, 1);
+    let state = engine.pair("t", "u-scam", "u-teen").unwrap();
+    assert_eq!(
+        state.count(0, pairwatch::signal::Signal::ThreatToDistribute),
+        1
+    );
+}

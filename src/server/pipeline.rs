@@ -505,6 +505,7 @@ fn shard_loop(
     let pairs_gauge = metrics.pairs.with_label_values(&[&index.to_string()]);
     let mut alerts = Vec::new();
     let mut signals_seen = engine.stats().signals;
+    let mut duplicates_seen = engine.stats().duplicates;
     let mut n = 0u64;
     while let Ok(msg) = rx.recv() {
         depth.dec();
@@ -534,6 +535,11 @@ fn shard_loop(
                     }
                 }
                 signals_seen = now;
+                let dups = engine.stats().duplicates;
+                if dups > duplicates_seen {
+                    metrics.duplicates.inc_by(dups - duplicates_seen);
+                    duplicates_seen = dups;
+                }
             }
             ShardMsg::Forget { user, reply } => {
                 let pairs = engine.forget_user(&user);
