@@ -8,7 +8,7 @@
 use crate::alert::Alert;
 use crate::rules::{Pattern, Priority};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -16,6 +16,9 @@ use std::sync::Arc;
 
 pub const ALERTS_FILE: &str = "alerts.jsonl";
 pub const DECISIONS_FILE: &str = "decisions.jsonl";
+/// Alerts kept in memory for resuming subscriptions and for decisions; the log on disk
+/// keeps them all.
+pub const MEMORY_ALERTS: usize = 100_000;
 
 /// An alert and its position in the log.
 #[derive(Clone, Debug)]
@@ -64,7 +67,9 @@ struct DecisionLine {
 pub struct AlertBook {
     dir: PathBuf,
     file: File,
-    history: Vec<Logged>,
+    history: VecDeque<Logged>,
+    /// Most alerts kept in `history`.
+    memory: usize,
     ids: HashSet<String>,
     open: HashMap<OpenKey, Logged>,
     decided: HashMap<String, Decision>,
@@ -91,7 +96,8 @@ impl AlertBook {
                 .create(true)
                 .append(true)
                 .open(dir.join(ALERTS_FILE))?,
-            history: Vec::new(),
+            history: VecDeque::new(),
+            memory: MEMORY_ALERTS,
             ids: HashSet::new(),
             open: HashMap::new(),
             decided: HashMap::new(),
@@ -133,7 +139,12 @@ impl AlertBook {
         self.ids.insert(alert.alert_id.clone());
         let logged = Logged { cursor, alert };
         self.open.insert(open_key(&logged.alert), logged.clone());
-        self.history.push(logged);
+        self.history.push_back(logged);
+        if self.history.len() > self.memory {
+            if let Some(old) = self.history.pop_front() {
+                self.ids.remove(&old.alert.alert_id);
+            }
+        }
     }
 
     /// Appends an alert unless its id is already in the log; returns its log entry.
@@ -151,7 +162,7 @@ impl AlertBook {
         line.push(b'\n');
         self.file.write_all(&line)?;
         self.remember(cursor, Arc::new(alert));
-        Ok(self.history.last().cloned())
+        Ok(self.history.back().cloned())
     }
 
     pub fn sync(&mut self) -> io::Result<()> {
@@ -159,9 +170,21 @@ impl AlertBook {
     }
 
     /// Alerts after `cursor`, in log order.
-    pub fn after(&self, cursor: u64) -> Vec<Logged> {
+    /// Alerts after `cursor`, in log order; `Err(oldest)` when alerts after `cursor` are
+    /// no longer in memory (`oldest` is the first cursor still held).
+    pub fn after(&self, cursor: u64) -> Result<Vec<Logged>, u64> {
+        if let Some(first) = self.history.front() {
+            if cursor + 1 < first.cursor {
+                return Err(first.cursor);
+            }
+        }
         let start = self.history.partition_point(|l| l.cursor <= cursor);
-        self.history[start..].to_vec()
+        Ok(self.history.range(start..).cloned().collect())
+    }
+
+    /// The oldest cursor still in memory (the next one when there is none).
+    pub fn first_cursor(&self) -> u64 {
+        self.history.front().map_or(self.next_cursor, |l| l.cursor)
     }
 
     pub fn last_cursor(&self) -> u64 {
@@ -238,36 +261,109 @@ impl AlertBook {
     }
 
     /// Erases every alert naming `user` (as suspect, target or evidence sender) from
-    /// memory and from the log on disk. Returns how many were removed.
+    /// memory and from the whole log on disk. Returns how many were removed.
     pub fn forget_user(&mut self, user: &str) -> io::Result<usize> {
         let involves = |a: &Alert| {
             a.suspect.user_id == user
                 || a.target.user_id == user
                 || a.evidence.iter().any(|e| e.sender_id == user)
         };
-        let before = self.history.len();
         self.history.retain(|l| !involves(&l.alert));
         self.open.retain(|_, l| !involves(&l.alert));
-        let removed = before - self.history.len();
-        if removed > 0 {
-            let tmp = self.dir.join("alerts.jsonl.tmp");
-            let mut f = File::create(&tmp)?;
-            for l in &self.history {
-                let mut value = serde_json::to_value(&*l.alert).map_err(io::Error::other)?;
-                if let Some(obj) = value.as_object_mut() {
-                    obj.insert("cursor".into(), l.cursor.into());
+        // The log on disk holds more than memory: filter it line by line.
+        let path = self.dir.join(ALERTS_FILE);
+        let tmp = self.dir.join("alerts.jsonl.tmp");
+        let mut out = std::io::BufWriter::new(File::create(&tmp)?);
+        let mut removed = 0;
+        for line in BufReader::new(File::open(&path)?).lines() {
+            let line = line?;
+            match serde_json::from_str::<Alert>(&line) {
+                Ok(a) if involves(&a) => removed += 1,
+                _ => {
+                    out.write_all(line.as_bytes())?;
+                    out.write_all(b"\n")?;
                 }
-                serde_json::to_writer(&mut f, &value).map_err(io::Error::other)?;
-                f.write_all(b"\n")?;
             }
-            f.sync_all()?;
-            drop(f);
-            std::fs::rename(&tmp, self.dir.join(ALERTS_FILE))?;
-            File::open(&self.dir)?.sync_all()?;
-            self.file = OpenOptions::new()
-                .append(true)
-                .open(self.dir.join(ALERTS_FILE))?;
         }
+        if removed == 0 {
+            drop(out);
+            std::fs::remove_file(&tmp)?;
+            return Ok(0);
+        }
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        File::open(&self.dir)?.sync_all()?;
+        self.file = OpenOptions::new().append(true).open(&path)?;
         Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::{AlertUser, VictimNotice};
+
+    fn alert(id: &str, suspect: &str, target: &str) -> Alert {
+        let user = |u: &str| AlertUser {
+            user_id: u.into(),
+            age_band: "ADULT".into(),
+        };
+        Alert {
+            alert_id: id.into(),
+            tenant: "t".into(),
+            priority: Priority::P1,
+            pattern: Pattern::Sextortion,
+            suspect: user(suspect),
+            target: user(target),
+            trigger_event_id: "e".into(),
+            triggered_at: "2026-01-01T00:00:00Z".into(),
+            first_contact_at: "2026-01-01T00:00:00Z".into(),
+            respond_by: None,
+            rules: vec![],
+            signals: vec![],
+            evidence: vec![],
+            victim_notice: VictimNotice {
+                language: "en".into(),
+                text: String::new(),
+            },
+            recommended_actions: vec![],
+            engine_version: String::new(),
+            rules_version: String::new(),
+        }
+    }
+
+    #[test]
+    fn memory_is_bounded_the_log_is_not_and_forgetting_filters_the_whole_log() {
+        let dir = std::env::temp_dir().join(format!("pw-book-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut book = AlertBook::open(&dir).unwrap();
+        book.memory = 3;
+        for i in 0..5 {
+            let who = if i % 2 == 0 { "u-x" } else { "u-y" };
+            assert!(book
+                .append(alert(&format!("a{i}"), who, &format!("v{i}")))
+                .unwrap()
+                .is_some());
+        }
+        assert!(
+            book.append(alert("a4", "u-x", "v4")).unwrap().is_none(),
+            "ids are deduplicated"
+        );
+        book.sync().unwrap();
+        assert_eq!(book.first_cursor(), 3);
+        assert_eq!(book.after(2).unwrap().len(), 3);
+        assert_eq!(
+            book.after(1).err(),
+            Some(3),
+            "alerts 2.. are no longer all in memory"
+        );
+        // Forgetting reaches alerts no longer in memory.
+        assert_eq!(book.forget_user("u-x").unwrap(), 3);
+        let log = std::fs::read_to_string(dir.join(ALERTS_FILE)).unwrap();
+        assert_eq!(log.lines().count(), 2);
+        assert!(!log.contains("u-x"));
+        let reopened = AlertBook::open(&dir).unwrap();
+        assert_eq!(reopened.last_cursor(), 4);
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

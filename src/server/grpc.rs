@@ -29,6 +29,8 @@ pub enum ServiceError {
     NotFound(String),
     #[error("{0}")]
     FailedPrecondition(String),
+    #[error("{0}")]
+    OutOfRange(String),
     #[error("intake is full, retry later")]
     Saturated,
     #[error("service is shutting down")]
@@ -44,6 +46,7 @@ impl From<ServiceError> for Status {
             ServiceError::InvalidArgument(_) => Status::invalid_argument(msg),
             ServiceError::NotFound(_) => Status::not_found(msg),
             ServiceError::FailedPrecondition(_) => Status::failed_precondition(msg),
+            ServiceError::OutOfRange(_) => Status::out_of_range(msg),
             ServiceError::Saturated => Status::resource_exhausted(msg),
             ServiceError::ShuttingDown => Status::unavailable(msg),
             ServiceError::Internal(_) => Status::internal(msg),
@@ -240,17 +243,36 @@ impl pb::alert_service_server::AlertService for Alerts {
         let (tx, rx) = mpsc::channel(256);
         let metrics = self.pipeline.metrics.clone();
         let shutdown = self.shutdown.clone();
-        let start = match (req.from_beginning, req.after_cursor) {
-            (true, _) => 0,
-            (false, 0) => book.read().unwrap_or_else(|p| p.into_inner()).last_cursor(),
-            (false, after) => after,
+        let start = {
+            let b = book.read().unwrap_or_else(|p| p.into_inner());
+            let start = match (req.from_beginning, req.after_cursor) {
+                (true, _) => b.first_cursor().saturating_sub(1),
+                (false, 0) => b.last_cursor(),
+                (false, after) => after,
+            };
+            if let Err(oldest) = b.after(start) {
+                return Err(ServiceError::OutOfRange(format!(
+                    "cursor {start} is older than the alerts kept for resuming (from {oldest}); \
+                     use ListOpen, or read alerts.jsonl"
+                ))
+                .into());
+            }
+            start
         };
         tokio::spawn(async move {
             metrics.subscribers.inc();
             let mut last = start;
             let backlog = |after: u64| book.read().unwrap_or_else(|p| p.into_inner()).after(after);
             'outer: loop {
-                for l in backlog(last) {
+                let Ok(pending) = backlog(last) else {
+                    let _ = tx
+                        .send(Err(Status::out_of_range(
+                            "this subscriber fell too far behind; resume with ListOpen",
+                        )))
+                        .await;
+                    break 'outer;
+                };
+                for l in pending {
                     last = l.cursor;
                     if keep(&l) && tx.send(Ok(envelope(&l))).await.is_err() {
                         break 'outer;
