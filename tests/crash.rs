@@ -113,12 +113,16 @@ fn conversation() -> Vec<String> {
     ]
 }
 
-async fn publish(grpc: u16, lines: &[String]) {
-    let ch = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{grpc}"))
+async fn connect(grpc: u16) -> tonic::transport::Channel {
+    tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{grpc}"))
         .unwrap()
         .connect()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+async fn publish(grpc: u16, lines: &[String]) {
+    let ch = connect(grpc).await;
     let mut client = pb::ingest_service_client::IngestServiceClient::new(ch);
     let events: Vec<pb::ChatEvent> = lines
         .iter()
@@ -190,11 +194,7 @@ async fn kill_9_under_load_loses_no_acknowledged_event_and_duplicates_no_alert()
 
     // Stream a load and kill -9 the server while acks are still coming.
     let events = load(400, 20);
-    let ch = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{grpc}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let ch = connect(grpc).await;
     let mut client = pb::ingest_service_client::IngestServiceClient::new(ch);
     let mut acks = client
         .publish(tokio_stream::iter(events.clone()))
@@ -220,11 +220,7 @@ async fn kill_9_under_load_loses_no_acknowledged_event_and_duplicates_no_alert()
     // Every acknowledged event is reflected in the restored state.
     let mut child = spawn(&dir, grpc, http);
     ready(http).await;
-    let ch = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{grpc}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let ch = connect(grpc).await;
     let mut admin = pb::admin_service_client::AdminServiceClient::new(ch);
     let mut last_acked: std::collections::HashMap<String, pb::ChatEvent> =
         std::collections::HashMap::new();

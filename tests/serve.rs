@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio_stream::StreamExt;
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
-use tonic::{Code, Request};
+use tonic::{Code, Request, Response};
 
 const INGEST: &str = "ingest-token-0123456789";
 const MODERATOR: &str = "moderator-token-0123456789";
@@ -78,6 +78,18 @@ fn sextortion() -> Vec<pb::ChatEvent> {
         )),
         pb_event(&common::msg("e4", "2026-03-01T20:07:00Z", s, v, "t'as 1h")),
     ]
+}
+
+/// The state of the sextortion pair, as the admin sees it.
+async fn get_teen_pair(
+    admin: &mut pb::admin_service_client::AdminServiceClient<Channel>,
+) -> Result<Response<pb::PairSummary>, tonic::Status> {
+    let req = pb::GetPairRequest {
+        tenant: "t".into(),
+        user_a: "u-teen".into(),
+        user_b: "u-scam".into(),
+    };
+    admin.get_pair(authed(req, ADMIN)).await
 }
 
 async fn publish(ch: Channel, events: Vec<pb::ChatEvent>) -> Vec<pb::PublishAck> {
@@ -323,18 +335,7 @@ async fn rules_reload_good_and_bad_forget_user_and_get_pair() {
     let ch = channel(&server).await;
     publish(ch.clone(), sextortion()).await;
     let mut admin = pb::admin_service_client::AdminServiceClient::new(ch.clone());
-    let pair = admin
-        .get_pair(authed(
-            pb::GetPairRequest {
-                tenant: "t".into(),
-                user_a: "u-teen".into(),
-                user_b: "u-scam".into(),
-            },
-            ADMIN,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let pair = get_teen_pair(&mut admin).await.unwrap().into_inner();
     assert_eq!(pair.sides[0].user_id, "u-scam");
     assert!(pair.sides[0]
         .signals
@@ -393,17 +394,7 @@ async fn rules_reload_good_and_bad_forget_user_and_get_pair() {
         .into_inner();
     assert_eq!(forgot.pairs_removed, 1);
     assert_eq!(forgot.alerts_removed, 2);
-    let gone = admin
-        .get_pair(authed(
-            pb::GetPairRequest {
-                tenant: "t".into(),
-                user_a: "u-teen".into(),
-                user_b: "u-scam".into(),
-            },
-            ADMIN,
-        ))
-        .await
-        .unwrap_err();
+    let gone = get_teen_pair(&mut admin).await.unwrap_err();
     assert_eq!(gone.code(), Code::NotFound);
     let log = std::fs::read_to_string(dir.join("alerts.jsonl")).unwrap();
     assert!(!log.contains("u-teen"));
@@ -471,18 +462,7 @@ async fn state_and_alerts_survive_a_restart_and_decisions_suppress_re_alerts() {
     let server = start(config(&dir), Default::default()).await.unwrap();
     let ch = channel(&server).await;
     let mut admin = pb::admin_service_client::AdminServiceClient::new(ch.clone());
-    let pair = admin
-        .get_pair(authed(
-            pb::GetPairRequest {
-                tenant: "t".into(),
-                user_a: "u-teen".into(),
-                user_b: "u-scam".into(),
-            },
-            ADMIN,
-        ))
-        .await
-        .unwrap()
-        .into_inner();
+    let pair = get_teen_pair(&mut admin).await.unwrap().into_inner();
     assert_eq!(pair.evidence_count, 3);
     // The deadline would re-alert, but the false positive suppresses it (same priority).
     publish(ch.clone(), sextortion()[3..].to_vec()).await;
