@@ -129,10 +129,6 @@ impl Engine {
         self.pack = pack;
     }
 
-    pub fn pack(&self) -> &Arc<RulePack> {
-        &self.pack
-    }
-
     pub fn stats(&self) -> &EngineStats {
         &self.stats
     }

@@ -48,11 +48,7 @@ impl Running {
         self.task.await?
     }
 
-    pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
-    }
-
-    /// Waits until the service stops (after `shutdown_token().cancel()`).
+    /// Waits until the service stops (the token given to [`start`] fired).
     pub async fn wait(self) -> anyhow::Result<()> {
         self.task.await?
     }
