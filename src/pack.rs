@@ -119,6 +119,8 @@ impl RulePack {
             let path = dir.join(&rel);
             match std::fs::read_to_string(&path) {
                 Ok(src) => files.push((path.display().to_string(), rel, src)),
+                // A missing file is reported by `from_files`, which knows what a pack needs.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => errors.push(PackError::file(
                     &path.display().to_string(),
                     format!("cannot read: {e}"),
@@ -130,7 +132,7 @@ impl RulePack {
             (Ok(pack), true) => Ok(pack),
             (Ok(_), false) => Err(PackErrors(errors)),
             (Err(PackErrors(more)), _) => {
-                errors.extend(more.into_iter().filter(|e| !e.message.contains("missing")));
+                errors.extend(more);
                 Err(PackErrors(errors))
             }
         }
@@ -165,7 +167,10 @@ impl RulePack {
         let rules = match of("escalation.toml").next() {
             Some((name, _, src)) => RuleSet::parse(name, src, &mut errors),
             None => {
-                errors.push(PackError::file("escalation.toml", "missing"));
+                errors.push(PackError::file(
+                    "escalation.toml",
+                    "missing: the pack has no escalation rules",
+                ));
                 None
             }
         };

@@ -42,6 +42,14 @@ async fn list_open(ch: Channel) -> Result<usize, tonic::Status> {
         .len())
 }
 
+/// Whether a connection attempt, or the first call on it, fails.
+async fn refused(conn: Result<Channel, tonic::transport::Error>) -> bool {
+    match conn {
+        Err(_) => true,
+        Ok(ch) => list_open(ch).await.is_err(),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_admits_only_clients_with_a_certificate_of_the_ca() {
     let dir = std::env::temp_dir().join(format!("pw-tls-{}", std::process::id()));
@@ -88,21 +96,16 @@ async fn mutual_tls_admits_only_clients_with_a_certificate_of_the_ca() {
         .unwrap()
         .connect()
         .await;
-    let refused = match without {
-        Err(_) => true,
-        Ok(ch) => list_open(ch).await.is_err(),
-    };
-    assert!(refused, "a client without a certificate must be refused");
+    assert!(
+        refused(without).await,
+        "a client without a certificate must be refused"
+    );
     // Plaintext is refused too.
     let plain = Channel::from_shared(format!("http://127.0.0.1:{}", server.grpc_addr.port()))
         .unwrap()
         .connect()
         .await;
-    let refused = match plain {
-        Err(_) => true,
-        Ok(ch) => list_open(ch).await.is_err(),
-    };
-    assert!(refused, "plaintext must be refused");
+    assert!(refused(plain).await, "plaintext must be refused");
     server.stop().await.unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
