@@ -11,6 +11,15 @@ use std::path::PathBuf;
 use toml::{Table, Value};
 
 pub const ENV_PREFIX: &str = "PAIRWATCH__";
+/// Tables whose keys are the user's own (not checked against the defaults).
+const FREE_TABLES: [&str; 2] = ["engine.tenant_time_zones", "kafka.client"];
+/// librdkafka properties that hold secrets, masked by `config show`.
+const SECRET_CLIENT_KEYS: [&str; 4] = [
+    "sasl.password",
+    "ssl.key.password",
+    "ssl.keystore.password",
+    "sasl.oauthbearer.client.secret",
+];
 const MASK: &str = "********";
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -24,6 +33,7 @@ pub struct Config {
     pub auth: Auth,
     pub tls: Tls,
     pub log: Log,
+    pub kafka: Kafka,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -104,6 +114,111 @@ pub struct Log {
     pub pseudonym_key: String,
 }
 
+/// Kafka mode (on when `brokers` is set): events from a topic, alerts to a topic.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Kafka {
+    /// Bootstrap servers, `host:port,...`; empty keeps the embedded (gRPC + local log) mode.
+    pub brokers: String,
+    pub group_id: String,
+    pub events_topic: String,
+    /// `json` (the contract) or `protobuf` (`pairwatch.v1.ChatEvent`); a record's
+    /// `content-type` header overrides it.
+    pub events_format: String,
+    /// Producers key events by pair (`tenant/min/max`). When false, a re-keying stage
+    /// copies the events topic into `rekeyed_topic`, keyed by pair, first.
+    pub keyed_by_pair: bool,
+    /// Empty: `<events_topic>.by-pair`.
+    pub rekeyed_topic: String,
+    pub alerts_topic: String,
+    /// Alerts also split by priority: `<alerts_topic>.p0` ... `.p3` instead of one topic.
+    pub alerts_topic_per_priority: bool,
+    pub dlq_topic: String,
+    /// Compacted topic of pair state; empty: `<group_id>.pair-state`.
+    pub changelog_topic: String,
+    /// `at_least_once` (deterministic alert ids make duplicates recognisable) or
+    /// `exactly_once` (alerts, state and offsets in one transaction per batch).
+    pub processing_guarantee: String,
+    /// Stable per instance for exactly-once; empty: `<group_id>-<HOSTNAME>`.
+    pub transactional_id: String,
+    /// Create missing topics at start-up (needs the CreateTopics permission).
+    pub create_topics: bool,
+    pub topic_partitions: i64,
+    pub topic_replication: i64,
+    /// Records per processing batch (one transaction or one offset commit) at most.
+    pub max_batch: i64,
+    /// How long a batch may wait to fill up.
+    pub batch_linger: String,
+    /// Longest time a partition's state restore may take before the instance gives up.
+    pub restore_timeout: String,
+    /// librdkafka properties passed through as they are (security.protocol, sasl.*, ssl.*).
+    pub client: BTreeMap<String, String>,
+}
+
+impl Default for Kafka {
+    fn default() -> Self {
+        Kafka {
+            brokers: String::new(),
+            group_id: "pairwatch".into(),
+            events_topic: "pairwatch.events".into(),
+            events_format: "json".into(),
+            keyed_by_pair: true,
+            rekeyed_topic: String::new(),
+            alerts_topic: "pairwatch.alerts".into(),
+            alerts_topic_per_priority: false,
+            dlq_topic: "pairwatch.events.dlq".into(),
+            changelog_topic: String::new(),
+            processing_guarantee: "at_least_once".into(),
+            transactional_id: String::new(),
+            create_topics: false,
+            topic_partitions: 12,
+            topic_replication: 3,
+            max_batch: 5000,
+            batch_linger: "20ms".into(),
+            restore_timeout: "300s".into(),
+            client: BTreeMap::new(),
+        }
+    }
+}
+
+impl Kafka {
+    pub fn enabled(&self) -> bool {
+        !self.brokers.trim().is_empty()
+    }
+
+    pub fn exactly_once(&self) -> bool {
+        self.processing_guarantee == "exactly_once"
+    }
+
+    /// The topic the processing stage consumes: the events topic, or its re-keyed copy.
+    pub fn input_topic(&self) -> String {
+        if self.keyed_by_pair {
+            self.events_topic.clone()
+        } else if self.rekeyed_topic.is_empty() {
+            format!("{}.by-pair", self.events_topic)
+        } else {
+            self.rekeyed_topic.clone()
+        }
+    }
+
+    pub fn changelog(&self) -> String {
+        if self.changelog_topic.is_empty() {
+            format!("{}.pair-state", self.group_id)
+        } else {
+            self.changelog_topic.clone()
+        }
+    }
+
+    pub fn transactional_id(&self) -> String {
+        if self.transactional_id.is_empty() {
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+            format!("{}-{host}", self.group_id)
+        } else {
+            self.transactional_id.clone()
+        }
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -150,6 +265,7 @@ impl Default for Config {
                 level: "info".into(),
                 pseudonym_key: String::new(),
             },
+            kafka: Kafka::default(),
         }
     }
 }
@@ -181,7 +297,7 @@ fn merge(base: &mut Table, over: Table, origin: &str, path: &str, errors: &mut V
         };
         match base.get_mut(&k) {
             None => errors.push(format!("{origin}: unknown key `{at}`")),
-            Some(Value::Table(b)) if at == "engine.tenant_time_zones" => match v {
+            Some(Value::Table(b)) if FREE_TABLES.contains(&at.as_str()) => match v {
                 Value::Table(t) => *b = t,
                 other => errors.push(format!(
                     "{origin}: `{at}` must be a table, not {}",
@@ -321,6 +437,8 @@ impl Config {
         }
         for (key, v) in [
             ("server.shutdown_grace", &self.server.shutdown_grace),
+            ("kafka.batch_linger", &self.kafka.batch_linger),
+            ("kafka.restore_timeout", &self.kafka.restore_timeout),
             ("engine.pair_ttl", &self.engine.pair_ttl),
             (
                 "durability.checkpoint_interval",
@@ -365,6 +483,9 @@ impl Config {
                 self.durability.wal_segment_bytes,
                 4096,
             ),
+            ("kafka.topic_partitions", self.kafka.topic_partitions, 1),
+            ("kafka.topic_replication", self.kafka.topic_replication, 1),
+            ("kafka.max_batch", self.kafka.max_batch, 1),
         ] {
             if v < min {
                 errors.push(format!("`{key}`: {v} is below the minimum {min}"));
@@ -381,6 +502,46 @@ impl Config {
                 "`log.level`: {:?} is not a level or filter (info, debug, pairwatch=debug)",
                 self.log.level
             ));
+        }
+        if !["json", "protobuf"].contains(&self.kafka.events_format.as_str()) {
+            errors.push(format!(
+                "`kafka.events_format`: {:?} is not `json` or `protobuf`",
+                self.kafka.events_format
+            ));
+        }
+        if !["at_least_once", "exactly_once"].contains(&self.kafka.processing_guarantee.as_str())
+        {
+            errors.push(format!(
+                "`kafka.processing_guarantee`: {:?} is not `at_least_once` or `exactly_once`",
+                self.kafka.processing_guarantee
+            ));
+        }
+        if self.kafka.enabled() {
+            let k = &self.kafka;
+            let topics = [
+                ("kafka.group_id", k.group_id.clone()),
+                ("kafka.events_topic", k.events_topic.clone()),
+                ("kafka.alerts_topic", k.alerts_topic.clone()),
+                ("kafka.dlq_topic", k.dlq_topic.clone()),
+            ];
+            for (key, v) in &topics {
+                if v.trim().is_empty() {
+                    errors.push(format!("`{key}` cannot be empty in Kafka mode"));
+                }
+            }
+            let mut names = vec![k.events_topic.clone(), k.alerts_topic.clone(), k.dlq_topic.clone(), k.changelog()];
+            if !k.keyed_by_pair {
+                names.push(k.input_topic());
+            }
+            let mut unique = names.clone();
+            unique.sort();
+            unique.dedup();
+            if unique.len() != names.len() {
+                errors.push(format!(
+                    "kafka topics must all differ (events, alerts, dead letters, state, re-keyed): {}",
+                    names.join(", ")
+                ));
+            }
         }
         if self.tls.cert.is_empty() != self.tls.key.is_empty() {
             errors.push("`tls.cert` and `tls.key` go together".to_string());
@@ -424,6 +585,11 @@ impl Config {
         }
         if !c.log.pseudonym_key.is_empty() {
             c.log.pseudonym_key = MASK.to_string();
+        }
+        for (k, v) in c.kafka.client.iter_mut() {
+            if SECRET_CLIENT_KEYS.contains(&k.as_str()) {
+                *v = MASK.to_string();
+            }
         }
         toml::to_string(&c).unwrap_or_default()
     }

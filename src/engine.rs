@@ -165,6 +165,16 @@ impl Engine {
         }
     }
 
+    /// A pair's state by its key.
+    pub fn pair_by_key(&self, key: &PairKey) -> Option<&PairState> {
+        self.store.get(key)
+    }
+
+    /// Drops a pair (a deletion read back from the state changelog).
+    pub fn remove_pair(&mut self, key: &PairKey) {
+        self.store.remove(key);
+    }
+
     /// Every pair, for a checkpoint.
     pub fn pairs_iter(&self) -> impl Iterator<Item = (&PairKey, &PairState)> {
         self.store.iter()

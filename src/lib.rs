@@ -20,6 +20,8 @@
 //! - [`config`]: service configuration (defaults, file, environment).
 //! - [`metrics`]: every Prometheus metric, in one place.
 //! - [`server`]: `pairwatch serve`: gRPC, write-ahead log, checkpoints, shards, HTTP.
+//! - [`kafka`]: Kafka mode of `serve`: consumer group, alerts and dead letters out,
+//!   state changelog, rebalances, exactly-once transactions.
 //! - [`client`]: `pairwatch publish` / `pairwatch subscribe`, a gRPC client.
 //! - [`workload`]: a deterministic synthetic chat stream for benchmarks and load tests.
 //! - [`bench`]: `pairwatch bench`, the load generator (engine, gRPC, memory).
@@ -32,6 +34,7 @@ pub mod deadline;
 pub mod engine;
 pub mod eval;
 pub mod event;
+pub mod kafka;
 pub mod lexicon;
 pub mod metrics;
 pub mod normalize;

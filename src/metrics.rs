@@ -32,6 +32,59 @@ pub struct Metrics {
     pub duplicates: IntCounter,
     pub rules_reloads: IntCounterVec,
     build_info: IntGaugeVec,
+    pub kafka: KafkaMetrics,
+}
+
+/// Kafka mode: consumption, production, dead letters, rebalances, restores, transactions.
+pub struct KafkaMetrics {
+    /// Records behind the partition's high watermark, by input partition.
+    pub lag: IntGaugeVec,
+    pub partitions: IntGauge,
+    /// By stage: `detect` or `rekey`.
+    pub consumed: IntCounterVec,
+    /// By kind: `alert`, `changelog`, `dead_letter`, `rekeyed`, `event` (gRPC publish).
+    pub produced: IntCounterVec,
+    dead_letters: IntCounterVec,
+    /// By kind: `assign`, `revoke`.
+    pub rebalances: IntCounterVec,
+    pub restore_seconds: Histogram,
+    pub restored_records: IntCounter,
+    /// Events skipped because the restored state already held them.
+    pub skipped: IntCounter,
+    /// By outcome: `commit`, `abort`.
+    pub transactions: IntCounterVec,
+    pub producer_queue: IntGauge,
+    pub delivery_errors: IntCounter,
+    /// Offset commits (at-least-once) and transaction commits that failed and rewound.
+    pub rewinds: IntCounter,
+}
+
+impl KafkaMetrics {
+    pub fn dead_letter(&self, reason: &str) {
+        self.dead_letters.with_label_values(&[reason]).inc();
+    }
+}
+
+/// Turns an engine's cumulative stats into counter increments (signals, duplicates).
+#[derive(Default)]
+pub struct EngineCounters {
+    signals: [u64; crate::signal::SIGNAL_COUNT],
+    duplicates: u64,
+}
+
+impl EngineCounters {
+    pub fn observe(&mut self, stats: &crate::engine::EngineStats, metrics: &Metrics) {
+        for (i, (now, seen)) in stats.signals.iter().zip(self.signals.iter_mut()).enumerate() {
+            if *now > *seen {
+                metrics.signals[i].inc_by(*now - *seen);
+            }
+            *seen = *now;
+        }
+        if stats.duplicates > self.duplicates {
+            metrics.duplicates.inc_by(stats.duplicates - self.duplicates);
+        }
+        self.duplicates = stats.duplicates;
+    }
 }
 
 fn buckets() -> Vec<f64> {
@@ -167,10 +220,76 @@ impl Metrics {
                 "Build and rules version.",
                 &["version", "rules_version"],
             ),
+            kafka: KafkaMetrics {
+                lag: gauge_vec(
+                    "pairwatch_kafka_consumer_lag_records",
+                    "Records between the consumer position and the high watermark, by input partition.",
+                    &["partition"],
+                ),
+                partitions: gauge(
+                    "pairwatch_kafka_assigned_partitions",
+                    "Input partitions this instance owns.",
+                ),
+                consumed: counter_vec(
+                    "pairwatch_kafka_records_consumed_total",
+                    "Records consumed, by stage.",
+                    &["stage"],
+                ),
+                produced: counter_vec(
+                    "pairwatch_kafka_records_produced_total",
+                    "Records handed to the producer, by kind.",
+                    &["kind"],
+                ),
+                dead_letters: counter_vec(
+                    "pairwatch_kafka_dead_letters_total",
+                    "Records sent to the dead-letter topic, by reason.",
+                    &["reason"],
+                ),
+                rebalances: counter_vec(
+                    "pairwatch_kafka_rebalances_total",
+                    "Consumer group rebalances, by kind.",
+                    &["kind"],
+                ),
+                restore_seconds: histogram(
+                    "pairwatch_kafka_restore_seconds",
+                    "Time to restore a partition's pair state before processing it.",
+                ),
+                restored_records: counter(
+                    "pairwatch_kafka_restored_records_total",
+                    "Changelog records read while restoring pair state.",
+                ),
+                skipped: counter(
+                    "pairwatch_kafka_skipped_records_total",
+                    "Events not processed again because the restored state already held them.",
+                ),
+                transactions: counter_vec(
+                    "pairwatch_kafka_transactions_total",
+                    "Kafka transactions, by outcome.",
+                    &["outcome"],
+                ),
+                producer_queue: gauge(
+                    "pairwatch_kafka_producer_queue_messages",
+                    "Messages waiting in the producer queue.",
+                ),
+                delivery_errors: counter(
+                    "pairwatch_kafka_delivery_errors_total",
+                    "Records the producer failed to deliver (after its own retries).",
+                ),
+                rewinds: counter(
+                    "pairwatch_kafka_rewinds_total",
+                    "Batches whose output or commit failed: state restored and records read again.",
+                ),
+            },
             registry,
         };
         for reason in crate::event::EventError::REASONS {
             m.rejected.with_label_values(&[reason]);
+        }
+        for kind in ["alert", "changelog", "dead_letter", "rekeyed", "event"] {
+            m.kafka.produced.with_label_values(&[kind]);
+        }
+        for outcome in ["commit", "abort"] {
+            m.kafka.transactions.with_label_values(&[outcome]);
         }
         m
     }

@@ -270,6 +270,10 @@ impl PairStore {
         self.map.insert(key, state);
     }
 
+    pub fn remove(&mut self, key: &PairKey) -> Option<PairState> {
+        self.map.remove(key)
+    }
+
     pub fn get_mut(&mut self, key: &PairKey) -> Option<&mut PairState> {
         self.map.get_mut(key)
     }

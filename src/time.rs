@@ -27,12 +27,20 @@ pub fn format_rfc3339(ms: Millis) -> String {
 }
 
 /// Parses a human duration used in configuration and rules: `90s`, `30m`, `24h`, `7d`.
+/// Wall-clock time now (for record metadata, never for detection, which runs on event time).
+pub fn now_millis() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Millis)
+}
+
 pub fn parse_duration(s: &str) -> Option<Millis> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit())?;
     let (num, unit) = s.split_at(split);
     let n: i64 = num.parse().ok()?;
     let unit_ms = match unit {
+        "ms" => 1,
         "s" => SECOND,
         "m" | "min" => MINUTE,
         "h" => HOUR,

@@ -11,14 +11,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio_stream::StreamExt;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn spawn(dir: &Path, grpc: u16, http: u16) -> Child {
     std::fs::create_dir_all(dir).unwrap();
     let log = std::fs::OpenOptions::new()
@@ -184,7 +176,7 @@ async fn kill_9_under_load_loses_no_acknowledged_event_and_duplicates_no_alert()
 
     let dir = std::env::temp_dir().join(format!("pw-crash-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let (grpc, http) = (free_port(), free_port());
+    let (grpc, http) = (common::free_port(), common::free_port());
     let mut child = spawn(&dir, grpc, http);
     ready(http).await;
     publish(grpc, &lines[..4]).await;

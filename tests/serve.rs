@@ -101,27 +101,6 @@ async fn publish(ch: Channel, events: Vec<pb::ChatEvent>) -> Vec<pb::PublishAck>
     resp.into_inner().map(|a| a.unwrap()).collect().await
 }
 
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut buf = String::new();
-    s.read_to_string(&mut buf).await.unwrap();
-    let code = buf
-        .split_whitespace()
-        .nth(1)
-        .unwrap_or("0")
-        .parse()
-        .unwrap_or(0);
-    let body = buf
-        .split_once("\r\n\r\n")
-        .map(|x| x.1.to_string())
-        .unwrap_or_default();
-    (code, body)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publish_a_sextortion_and_receive_the_p0_alert_then_resume_from_a_cursor() {
     let dir = data_dir("alert");
@@ -194,7 +173,7 @@ async fn publish_a_sextortion_and_receive_the_p0_alert_then_resume_from_a_cursor
     let log = std::fs::read_to_string(dir.join("alerts.jsonl")).unwrap();
     assert_eq!(log.lines().count(), 2);
     // The metrics SREs read, with the values this conversation must give.
-    let (code, metrics) = http_get(server.http_addr, "/metrics").await;
+    let (code, metrics) = common::http_get(server.http_addr, "/metrics").await;
     assert_eq!(code, 200);
     for expected in [
         "pairwatch_ingest_events_total 4",
@@ -269,7 +248,7 @@ async fn malformed_events_are_rejected_with_reasons_and_the_server_keeps_serving
         .unwrap()
         .into_inner();
     assert!(ok.results.iter().all(|r| r.accepted));
-    let (code, metrics) = http_get(server.http_addr, "/metrics").await;
+    let (code, metrics) = common::http_get(server.http_addr, "/metrics").await;
     assert_eq!(code, 200);
     assert!(
         metrics.contains("pairwatch_ingest_rejected_total{reason=\"missing_field\"} 1"),
@@ -416,7 +395,7 @@ async fn state_and_alerts_survive_a_restart_and_decisions_suppress_re_alerts() {
     let server = start(config(&dir), Default::default()).await.unwrap();
     let ch = channel(&server).await;
     publish(ch.clone(), sextortion()[..3].to_vec()).await;
-    let (code, ready) = http_get(server.http_addr, "/readyz").await;
+    let (code, ready) = common::http_get(server.http_addr, "/readyz").await;
     assert_eq!((code, ready.trim()), (200, "ready"));
     let mut alerts = pb::alert_service_client::AlertServiceClient::new(ch.clone());
     // Acks mean durable and queued; the alert follows shortly after.
@@ -476,7 +455,7 @@ async fn state_and_alerts_survive_a_restart_and_decisions_suppress_re_alerts() {
         .unwrap()
         .into_inner();
     assert!(open.alerts.is_empty());
-    let (_, metrics) = http_get(server.http_addr, "/metrics").await;
+    let (_, metrics) = common::http_get(server.http_addr, "/metrics").await;
     assert!(
         metrics.contains("pairwatch_checkpoint_pairs 1"),
         "{metrics}"

@@ -1,7 +1,8 @@
 //! Checkpoints of the pair state: every shard's pairs at one log position, written to a
 //! temporary file, fsynced, then renamed over `checkpoint.bin`, so a crash leaves either
 //! the old checkpoint or the new one. Format: magic (with the format version), log
-//! position, number of parts, then per shard a length-prefixed bincode list of
+//! position, an auxiliary position (Kafka mode: where the state changelog resumes),
+//! number of parts, then per shard a length-prefixed bincode list of
 //! `(PairKey, PairState)`, and a CRC32 of everything before it.
 
 use crate::state::{PairKey, PairState};
@@ -9,7 +10,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::Path;
 
-const MAGIC: &[u8; 8] = b"PWCKPT01";
+const MAGIC: &[u8; 8] = b"PWCKPT02";
 const FILE: &str = "checkpoint.bin";
 const TMP: &str = "checkpoint.tmp";
 
@@ -20,10 +21,11 @@ pub fn encode_pairs<'a>(pairs: impl Iterator<Item = (&'a PairKey, &'a PairState)
 }
 
 /// Writes a checkpoint at log position `seq` from the encoded parts of every shard.
-pub fn write(dir: &Path, seq: u64, parts: &[Vec<u8>]) -> io::Result<u64> {
+pub fn write(dir: &Path, seq: u64, aux: u64, parts: &[Vec<u8>]) -> io::Result<u64> {
     let mut buf = Vec::with_capacity(parts.iter().map(|p| p.len() + 8).sum::<usize>() + 32);
     buf.extend_from_slice(MAGIC);
     buf.extend_from_slice(&seq.to_le_bytes());
+    buf.extend_from_slice(&aux.to_le_bytes());
     buf.extend_from_slice(&(parts.len() as u64).to_le_bytes());
     for p in parts {
         buf.extend_from_slice(&(p.len() as u64).to_le_bytes());
@@ -46,6 +48,7 @@ pub fn write(dir: &Path, seq: u64, parts: &[Vec<u8>]) -> io::Result<u64> {
 #[derive(Debug)]
 pub struct Restored {
     pub seq: u64,
+    pub aux: u64,
     pub pairs: Vec<(PairKey, PairState)>,
 }
 
@@ -62,7 +65,7 @@ pub fn read(dir: &Path) -> io::Result<Option<Restored>> {
     };
     let mut buf = Vec::new();
     f.read_to_end(&mut buf)?;
-    if buf.len() < 28 || &buf[..8] != MAGIC {
+    if buf.len() < 36 || &buf[..8] != MAGIC {
         return Err(corrupt("not a pairwatch checkpoint (or another version)"));
     }
     let (body, crc) = buf.split_at(buf.len() - 4);
@@ -75,8 +78,9 @@ pub fn read(dir: &Path) -> io::Result<Option<Restored>> {
             .ok_or_else(|| corrupt("truncated"))
     };
     let seq = u64_at(8)?;
-    let parts = u64_at(16)?;
-    let mut at = 24;
+    let aux = u64_at(16)?;
+    let parts = u64_at(24)?;
+    let mut at = 32;
     let mut pairs = Vec::new();
     for _ in 0..parts {
         let len = u64_at(at)? as usize;
@@ -89,7 +93,7 @@ pub fn read(dir: &Path) -> io::Result<Option<Restored>> {
         pairs.append(&mut decoded);
         at += len;
     }
-    Ok(Some(Restored { seq, pairs }))
+    Ok(Some(Restored { seq, aux, pairs }))
 }
 
 #[cfg(test)]
@@ -111,9 +115,9 @@ mod tests {
             encode_pairs([(&k1, &s1)].into_iter()),
             encode_pairs([(&k2, &s2)].into_iter()),
         ];
-        write(&dir, 42, &parts).unwrap();
+        write(&dir, 42, 7, &parts).unwrap();
         let back = read(&dir).unwrap().unwrap();
-        assert_eq!(back.seq, 42);
+        assert_eq!((back.seq, back.aux), (42, 7));
         assert_eq!(back.pairs, vec![(k1, s1), (k2, s2)]);
         let path = dir.join(FILE);
         let mut bytes = std::fs::read(&path).unwrap();

@@ -3,6 +3,7 @@
 
 use super::alerts::{Decision, Logged, ResolveError};
 use super::pipeline::{Command, Pipeline, Route, Suppress};
+use super::Backend;
 use crate::event::EventError;
 use crate::proto::{event_from_proto, pb};
 use crate::rules::Priority;
@@ -72,16 +73,37 @@ fn ack_err(event_id: String, reason: String, code: &str) -> pb::PublishAck {
     }
 }
 
-/// Validates one event and queues it for the log; the receiver yields its ack.
+fn saturated(metrics: &crate::metrics::Metrics, id: String) -> (String, String, &'static str) {
+    metrics.saturated.inc();
+    metrics.rejected("saturated");
+    (
+        id,
+        ServiceError::Saturated.to_string(),
+        "resource_exhausted",
+    )
+}
+
+/// Validates one event and queues it (for the log, or for Kafka); the receiver yields
+/// its ack.
 async fn submit(
-    p: &Pipeline,
+    b: &Backend,
     ev: pb::ChatEvent,
 ) -> Result<oneshot::Receiver<Result<u64, String>>, (String, String, &'static str)> {
     let id = ev.event_id.clone();
-    let event = event_from_proto(ev, &p.limits).map_err(|e: EventError| {
-        p.metrics.rejected(e.reason());
+    let event = event_from_proto(ev, b.limits()).map_err(|e: EventError| {
+        b.metrics().rejected(e.reason());
         (id.clone(), e.to_string(), e.reason())
     })?;
+    let p = match b {
+        Backend::Local(p) => p,
+        Backend::Kafka(k) => {
+            return k
+                .publisher
+                .publish(&event, INTAKE_WAIT)
+                .await
+                .map_err(|()| saturated(b.metrics(), id));
+        }
+    };
     let payload = pb::ChatEvent::from(&event).encode_to_vec();
     let (ack, rx) = oneshot::channel();
     let cmd = Command::Append {
@@ -94,15 +116,7 @@ async fn submit(
     };
     match p.commands.send_timeout(cmd, INTAKE_WAIT).await {
         Ok(()) => Ok(rx),
-        Err(mpsc::error::SendTimeoutError::Timeout(_)) => {
-            p.metrics.saturated.inc();
-            p.metrics.rejected("saturated");
-            Err((
-                id,
-                ServiceError::Saturated.to_string(),
-                "resource_exhausted",
-            ))
-        }
+        Err(mpsc::error::SendTimeoutError::Timeout(_)) => Err(saturated(&p.metrics, id)),
         Err(mpsc::error::SendTimeoutError::Closed(_)) => {
             Err((id, ServiceError::ShuttingDown.to_string(), "unavailable"))
         }
@@ -117,7 +131,7 @@ async fn finish(id: String, rx: oneshot::Receiver<Result<u64, String>>) -> pb::P
     }
 }
 
-pub struct Ingest(pub Pipeline);
+pub struct Ingest(pub Backend);
 
 type AckStream = Pin<Box<dyn Stream<Item = Result<pb::PublishAck, Status>> + Send>>;
 
@@ -175,7 +189,7 @@ impl pb::ingest_service_server::IngestService for Ingest {
         request: Request<pb::PublishBatchRequest>,
     ) -> Result<Response<pb::PublishBatchResponse>, Status> {
         let events = request.into_inner().events;
-        let max = self.0.limits_batch();
+        let max = self.0.max_batch();
         if events.len() > max {
             return Err(ServiceError::InvalidArgument(format!(
                 "batch has {} events, over the limit of {max}",
@@ -216,7 +230,7 @@ fn envelope(l: &Logged) -> pb::AlertEnvelope {
 }
 
 pub struct Alerts {
-    pub pipeline: Pipeline,
+    pub backend: Backend,
     /// Ends live subscriptions when the service stops.
     pub shutdown: tokio_util::sync::CancellationToken,
 }
@@ -237,11 +251,12 @@ impl pb::alert_service_server::AlertService for Alerts {
         let keep = move |l: &Logged| {
             l.alert.priority <= min && tenant.as_ref().is_none_or(|t| *t == l.alert.tenant)
         };
+        let p = self.backend.local()?;
         // Subscribe before reading the backlog, so nothing falls between the two.
-        let mut live = self.pipeline.feed.subscribe();
-        let book = self.pipeline.book.clone();
+        let mut live = p.feed.subscribe();
+        let book = p.book.clone();
         let (tx, rx) = mpsc::channel(256);
-        let metrics = self.pipeline.metrics.clone();
+        let metrics = p.metrics.clone();
         let shutdown = self.shutdown.clone();
         let start = {
             let b = book.read().unwrap_or_else(|p| p.into_inner());
@@ -314,7 +329,8 @@ impl pb::alert_service_server::AlertService for Alerts {
         };
         let tenant = Some(req.tenant.as_str()).filter(|t| !t.is_empty());
         let open = self
-            .pipeline
+            .backend
+            .local()?
             .book
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -342,8 +358,9 @@ impl pb::alert_service_server::AlertService for Alerts {
         if req.moderator_id.is_empty() {
             return Err(ServiceError::InvalidArgument("moderator_id is required".into()).into());
         }
+        let pipeline = self.backend.local()?;
         let alert = {
-            let book = self.pipeline.book.read().unwrap_or_else(|p| p.into_inner());
+            let book = pipeline.book.read().unwrap_or_else(|p| p.into_inner());
             book.get(&req.alert_id).map(|l| l.alert.clone())
         }
         .ok_or_else(|| ServiceError::NotFound(format!("no alert with id {:?}", req.alert_id)))?;
@@ -356,9 +373,9 @@ impl pb::alert_service_server::AlertService for Alerts {
             };
             let payload =
                 serde_json::to_vec(&sup).map_err(|e| ServiceError::Internal(e.to_string()))?;
-            self.pipeline.append(Route::Suppress(sup), payload).await?;
+            pipeline.append(Route::Suppress(sup), payload).await?;
         }
-        let book = self.pipeline.book.clone();
+        let book = pipeline.book.clone();
         let at = crate::time::format_rfc3339(jiff::Timestamp::now().as_millisecond());
         let (id, moderator) = (req.alert_id.clone(), req.moderator_id.clone());
         let resolved = tokio::task::spawn_blocking(move || {
@@ -370,7 +387,7 @@ impl pb::alert_service_server::AlertService for Alerts {
         .map_err(|e| ServiceError::Internal(e.to_string()))?;
         match resolved {
             Ok(a) => {
-                self.pipeline.metrics.decision(&a.rules, decision.as_str());
+                pipeline.metrics.decision(&a.rules, decision.as_str());
                 tracing::info!(alert_id = %a.alert_id, decision = decision.as_str(), "alert resolved");
                 Ok(Response::new(pb::ResolveResponse {}))
             }
@@ -386,7 +403,7 @@ impl pb::alert_service_server::AlertService for Alerts {
 }
 
 pub struct Admin {
-    pub pipeline: Pipeline,
+    pub backend: Backend,
     /// Key of the hash that stands for user ids in logs.
     pub pseudonym_key: Vec<u8>,
     /// The configured rule pack directory (empty: the embedded pack).
@@ -411,7 +428,8 @@ impl pb::admin_service_server::AdminService for Admin {
             req.tenant
         };
         let state = self
-            .pipeline
+            .backend
+            .local()?
             .pair(&tenant, &req.user_a, &req.user_b)
             .await
             .ok_or_else(|| ServiceError::NotFound("no state for this pair".into()))?;
@@ -430,7 +448,7 @@ impl pb::admin_service_server::AdminService for Admin {
         let dir = Some(request.into_inner().dir)
             .filter(|d| !d.is_empty())
             .unwrap_or_else(|| self.rules_dir.clone());
-        let version = super::reload_rules(&self.pipeline, &dir).await?;
+        let version = super::reload_rules(&self.backend, &dir).await?;
         Ok(Response::new(pb::ReloadRulesResponse {
             rules_version: version,
         }))
@@ -444,8 +462,9 @@ impl pb::admin_service_server::AdminService for Admin {
         if user.is_empty() {
             return Err(ServiceError::InvalidArgument("user_id is required".into()).into());
         }
+        let pipeline = self.backend.local()?;
         let (reply, replies) = std::sync::mpsc::channel();
-        self.pipeline
+        pipeline
             .append(
                 Route::Forget {
                     user: user.clone(),
@@ -454,7 +473,7 @@ impl pb::admin_service_server::AdminService for Admin {
                 user.as_bytes().to_vec(),
             )
             .await?;
-        let shards = self.pipeline.shard_count();
+        let shards = pipeline.shard_count();
         let (pairs, alerts) = tokio::task::spawn_blocking(move || {
             replies
                 .iter()
@@ -464,7 +483,7 @@ impl pb::admin_service_server::AdminService for Admin {
         .await
         .map_err(|e| ServiceError::Internal(e.to_string()))?;
         // A checkpoint now, so the log segments holding the user's messages are deleted.
-        self.pipeline.checkpoint().await?;
+        pipeline.checkpoint().await?;
         tracing::info!(user = %super::pseudonym(&self.pseudonym_key, &user), pairs, alerts, "user forgotten");
         Ok(Response::new(pb::ForgetUserResponse {
             pairs_removed: pairs as u32,
@@ -474,10 +493,6 @@ impl pb::admin_service_server::AdminService for Admin {
 }
 
 impl Pipeline {
-    fn limits_batch(&self) -> usize {
-        self.max_batch
-    }
-
     /// Logs a command and waits until it is durable and routed.
     pub async fn append(&self, route: Route, payload: Vec<u8>) -> Result<u64, ServiceError> {
         let (ack, rx) = oneshot::channel();

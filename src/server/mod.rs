@@ -62,9 +62,62 @@ fn load_pack(dir: &str) -> Result<RulePack, String> {
     }
 }
 
+/// What the gRPC services drive: the embedded pipeline (local log and alert book), or
+/// the Kafka stages (events and alerts on topics).
+#[derive(Clone)]
+pub enum Backend {
+    Local(Pipeline),
+    Kafka(Arc<KafkaBackend>),
+}
+
+pub struct KafkaBackend {
+    pub publisher: crate::kafka::Publisher,
+    pub packs: Arc<crate::kafka::detect::PackCell>,
+    pub limits: Limits,
+    pub max_batch: usize,
+    pub metrics: Arc<Metrics>,
+    pub alerts_topic: String,
+}
+
+impl Backend {
+    /// The embedded pipeline, for the RPCs that only it serves.
+    pub fn local(&self) -> Result<&Pipeline, ServiceError> {
+        match self {
+            Backend::Local(p) => Ok(p),
+            Backend::Kafka(k) => Err(ServiceError::FailedPrecondition(format!(
+                "this RPC serves the embedded mode; in Kafka mode alerts are on topic {} \
+                 and pair state is spread over the consumer group",
+                k.alerts_topic
+            ))),
+        }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        match self {
+            Backend::Local(p) => &p.metrics,
+            Backend::Kafka(k) => &k.metrics,
+        }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        match self {
+            Backend::Local(p) => &p.limits,
+            Backend::Kafka(k) => &k.limits,
+        }
+    }
+
+    pub fn max_batch(&self) -> usize {
+        match self {
+            Backend::Local(p) => p.max_batch,
+            Backend::Kafka(k) => k.max_batch,
+        }
+    }
+}
+
 /// Validates the pack in `dir`, then swaps it in on every shard; invalid rules are
 /// refused with the reasons and the old ones stay.
-pub async fn reload_rules(p: &Pipeline, dir: &str) -> Result<String, ServiceError> {
+pub async fn reload_rules(backend: &Backend, dir: &str) -> Result<String, ServiceError> {
+    let metrics = backend.metrics();
     let d = dir.to_string();
     let pack = tokio::task::spawn_blocking(move || load_pack(&d))
         .await
@@ -72,7 +125,7 @@ pub async fn reload_rules(p: &Pipeline, dir: &str) -> Result<String, ServiceErro
     let pack = match pack {
         Ok(p) => Arc::new(p),
         Err(reasons) => {
-            p.metrics
+            metrics
                 .rules_reloads
                 .with_label_values(&["refused"])
                 .inc();
@@ -83,16 +136,21 @@ pub async fn reload_rules(p: &Pipeline, dir: &str) -> Result<String, ServiceErro
         }
     };
     let version = pack.version.clone();
-    *p.pack.lock().unwrap_or_else(|e| e.into_inner()) = pack.clone();
-    p.commands
-        .send(Command::Reload(pack))
-        .await
-        .map_err(|_| ServiceError::ShuttingDown)?;
-    p.metrics
+    match backend {
+        Backend::Local(p) => {
+            *p.pack.lock().unwrap_or_else(|e| e.into_inner()) = pack.clone();
+            p.commands
+                .send(Command::Reload(pack))
+                .await
+                .map_err(|_| ServiceError::ShuttingDown)?;
+        }
+        Backend::Kafka(k) => k.packs.set(pack),
+    }
+    metrics
         .rules_reloads
         .with_label_values(&["applied"])
         .inc();
-    p.metrics.set_rules_version(&version);
+    metrics.set_rules_version(&version);
     tracing::info!(rules_version = %version, "rules reloaded");
     Ok(version)
 }
@@ -168,17 +226,6 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         max_text_bytes: config.limits.max_text_bytes as usize,
         ..Limits::default()
     };
-    let settings = Settings {
-        data_dir: config.data_dir(),
-        shards,
-        shard_queue: config.shards.queue_capacity as usize,
-        ingest_queue: config.shards.ingest_queue_capacity as usize,
-        segment_bytes: config.durability.wal_segment_bytes as u64,
-        fsync: config.durability.fsync,
-        limits,
-        max_batch: config.limits.max_batch_events as usize,
-        engine: engine_config(&config),
-    };
     let ready = Arc::new(AtomicBool::new(false));
     let grpc_listener = tokio::net::TcpListener::bind(&config.server.grpc_addr).await?;
     let http_listener = tokio::net::TcpListener::bind(&config.server.http_addr).await?;
@@ -196,10 +243,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             .await
     });
 
-    let pipeline_metrics = metrics.clone();
-    let (pipeline, threads) =
-        tokio::task::spawn_blocking(move || pipeline::start(settings, pack, pipeline_metrics))
-            .await??;
+    let (backend, stages) = start_backend(&config, shards, limits, pack, &metrics).await?;
 
     let tokens = Tokens::new(&config.auth);
     if !tokens.enabled() {
@@ -211,14 +255,14 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         .build_v1()?;
     let max_msg = config.limits.max_message_bytes as usize;
     let ingest =
-        pb::ingest_service_server::IngestServiceServer::new(grpc::Ingest(pipeline.clone()))
+        pb::ingest_service_server::IngestServiceServer::new(grpc::Ingest(backend.clone()))
             .max_decoding_message_size(max_msg);
     let alerts = pb::alert_service_server::AlertServiceServer::new(grpc::Alerts {
-        pipeline: pipeline.clone(),
+        backend: backend.clone(),
         shutdown: shutdown.clone(),
     });
     let admin = pb::admin_service_server::AdminServiceServer::new(grpc::Admin {
-        pipeline: pipeline.clone(),
+        backend: backend.clone(),
         rules_dir: config.engine.rules_dir.clone(),
         pseudonym_key: pseudonym_key(&config),
     });
@@ -285,17 +329,29 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         let mut grpc_done = false;
         let mut ticker = tokio::time::interval(interval);
         ticker.tick().await;
+        let mut health_tick = tokio::time::interval(Duration::from_secs(1));
+        let mut failure = None;
         let mut hangup = signal_stream(tokio::signal::unix::SignalKind::hangup());
         loop {
             tokio::select! {
                 _ = token.cancelled() => break,
                 _ = ticker.tick() => {
-                    if let Err(e) = pipeline.checkpoint().await {
-                        tracing::error!(error = %e, "periodic checkpoint failed");
+                    if let Backend::Local(p) = &backend {
+                        if let Err(e) = p.checkpoint().await {
+                            tracing::error!(error = %e, "periodic checkpoint failed");
+                        }
+                    }
+                }
+                _ = health_tick.tick() => {
+                    if let Stages::Kafka(h) = &stages {
+                        if !h.healthy() {
+                            failure = Some("a kafka stage stopped");
+                            break;
+                        }
                     }
                 }
                 _ = hangup.recv() => {
-                    if let Err(e) = reload_rules(&pipeline, &rules_dir).await {
+                    if let Err(e) = reload_rules(&backend, &rules_dir).await {
                         tracing::error!(error = %e, "SIGHUP rule reload refused");
                     }
                 }
@@ -316,13 +372,20 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             tracing::warn!("gRPC connections still open after the grace period; closing");
             grpc_task.abort();
         }
-        let _ = pipeline.commands.send(Command::Shutdown).await;
-        drop(pipeline);
-        let joined = tokio::task::spawn_blocking(move || threads.join());
-        if tokio::time::timeout(grace, joined).await.is_err() {
-            anyhow::bail!("shutdown did not finish within the grace period");
+        if let Backend::Local(p) = &backend {
+            let _ = p.commands.send(Command::Shutdown).await;
         }
+        drop(backend);
+        let joined = tokio::task::spawn_blocking(move || stages.stop());
+        let stopped = match tokio::time::timeout(grace, joined).await {
+            Err(_) => anyhow::bail!("shutdown did not finish within the grace period"),
+            Ok(r) => r?,
+        };
         let _ = http_task.await;
+        stopped?;
+        if let Some(f) = failure {
+            anyhow::bail!("{f}");
+        }
         tracing::info!("stopped");
         Ok(())
     });
@@ -332,6 +395,68 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         shutdown,
         task,
     })
+}
+
+/// The threads behind a backend, stopped at shutdown.
+enum Stages {
+    Local(pipeline::Threads),
+    Kafka(crate::kafka::Handle),
+}
+
+impl Stages {
+    fn stop(self) -> anyhow::Result<()> {
+        match self {
+            Stages::Local(t) => {
+                t.join();
+                Ok(())
+            }
+            Stages::Kafka(h) => h.stop(),
+        }
+    }
+}
+
+/// Restores the state (embedded mode) or joins the consumer group (Kafka mode).
+async fn start_backend(
+    config: &Config,
+    shards: usize,
+    limits: Limits,
+    pack: Arc<RulePack>,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<(Backend, Stages)> {
+    let max_batch = config.limits.max_batch_events as usize;
+    let engine = engine_config(config);
+    if config.kafka.enabled() {
+        crate::kafka::prepare_topics(&config.kafka).await?;
+        let (c, m) = (config.clone(), metrics.clone());
+        let handle =
+            tokio::task::spawn_blocking(move || crate::kafka::start(&c, engine, limits, pack, m))
+                .await??;
+        let backend = Backend::Kafka(Arc::new(KafkaBackend {
+            publisher: handle.publisher.clone(),
+            packs: handle.packs.clone(),
+            limits,
+            max_batch,
+            metrics: metrics.clone(),
+            alerts_topic: config.kafka.alerts_topic.clone(),
+        }));
+        tracing::info!(brokers = %config.kafka.brokers, "kafka mode");
+        return Ok((backend, Stages::Kafka(handle)));
+    }
+    let settings = Settings {
+        data_dir: config.data_dir(),
+        shards,
+        shard_queue: config.shards.queue_capacity as usize,
+        ingest_queue: config.shards.ingest_queue_capacity as usize,
+        segment_bytes: config.durability.wal_segment_bytes as u64,
+        fsync: config.durability.fsync,
+        limits,
+        max_batch,
+        engine,
+    };
+    let m = metrics.clone();
+    let (pipeline, threads) =
+        tokio::task::spawn_blocking(move || pipeline::start(settings, pack, m)).await??;
+    Ok((Backend::Local(pipeline), Stages::Local(threads)))
 }
 
 fn signal_stream(kind: tokio::signal::unix::SignalKind) -> tokio::signal::unix::Signal {

@@ -504,8 +504,8 @@ fn shard_loop(
 ) {
     let pairs_gauge = metrics.pairs.with_label_values(&[&index.to_string()]);
     let mut alerts = Vec::new();
-    let mut signals_seen = engine.stats().signals;
-    let mut duplicates_seen = engine.stats().duplicates;
+    let mut counters = crate::metrics::EngineCounters::default();
+    counters.observe(engine.stats(), &metrics);
     let mut n = 0u64;
     while let Ok(msg) = rx.recv() {
         depth.dec();
@@ -528,18 +528,7 @@ fn shard_loop(
                 if n % 256 == 0 {
                     pairs_gauge.set(engine.pairs() as i64);
                 }
-                let now = engine.stats().signals;
-                for (i, (a, b)) in now.iter().zip(signals_seen.iter()).enumerate() {
-                    if a > b {
-                        metrics.signals[i].inc_by(a - b);
-                    }
-                }
-                signals_seen = now;
-                let dups = engine.stats().duplicates;
-                if dups > duplicates_seen {
-                    metrics.duplicates.inc_by(dups - duplicates_seen);
-                    duplicates_seen = dups;
-                }
+                counters.observe(engine.stats(), &metrics);
             }
             ShardMsg::Forget { user, reply } => {
                 let pairs = engine.forget_user(&user);
@@ -671,7 +660,7 @@ fn writer_loop(
                 continue;
             };
             let parts: Vec<Vec<u8>> = p.parts.into_iter().flatten().collect();
-            let result = checkpoint::write(&ckpt_dir, seq, &parts)
+            let result = checkpoint::write(&ckpt_dir, seq, 0, &parts)
                 .and_then(|_| super::wal::truncate(&wal_dir, seq))
                 .map(|_| seq)
                 .map_err(|e| e.to_string());

@@ -1,0 +1,375 @@
+//! What goes in and out of the topics: event records decoded (JSON or protobuf, chosen
+//! per topic and overridden by a `content-type` header), the pair key that partitions
+//! them, dead-letter and alert headers, and the state changelog's records.
+
+use crate::alert::Alert;
+use crate::event::{Event, Limits};
+use crate::proto::{event_from_proto, pb};
+use crate::state::{PairKey, PairState};
+use prost::Message as _;
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+
+pub const CONTENT_TYPE: &str = "content-type";
+pub const JSON: &str = "application/json";
+pub const PROTOBUF: &str = "application/x-protobuf";
+/// Changelog and tombstone header: the input offset the record's state includes.
+pub const OFFSET_HEADER: &str = "pairwatch-offset";
+const CHANGELOG_VERSION: u8 = 1;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Protobuf,
+}
+
+impl Format {
+    pub fn parse(s: &str) -> Format {
+        if s == "protobuf" {
+            Format::Protobuf
+        } else {
+            Format::Json
+        }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Json => JSON,
+            Format::Protobuf => PROTOBUF,
+        }
+    }
+}
+
+/// Why a record went to the dead-letter topic: a stable code and a precise message.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Rejection {
+    pub reason: &'static str,
+    pub detail: String,
+}
+
+impl Rejection {
+    fn new(reason: &'static str, detail: impl Into<String>) -> Self {
+        Rejection {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Reason codes of the Kafka stage, besides the event's own validation codes.
+pub const KAFKA_REASONS: [&str; 5] = [
+    "empty_payload",
+    "bad_protobuf",
+    "unknown_content_type",
+    "key_not_pair",
+    "not_utf8",
+];
+
+/// The format a record declares, or the topic's.
+fn format_of(headers: Option<&impl Headers>, default: Format) -> Result<Format, Rejection> {
+    let Some(value) = headers.and_then(|h| {
+        h.iter()
+            .find(|h| h.key.eq_ignore_ascii_case(CONTENT_TYPE))
+            .and_then(|h| h.value)
+    }) else {
+        return Ok(default);
+    };
+    let v = String::from_utf8_lossy(value);
+    let mime = v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match mime.as_str() {
+        "application/json" => Ok(Format::Json),
+        "application/x-protobuf" | "application/protobuf" | "application/vnd.google.protobuf" => {
+            Ok(Format::Protobuf)
+        }
+        _ => Err(Rejection::new(
+            "unknown_content_type",
+            format!("content-type {mime:?} is neither {JSON} nor {PROTOBUF}"),
+        )),
+    }
+}
+
+/// Decodes and validates one event record.
+pub fn decode(
+    payload: Option<&[u8]>,
+    headers: Option<&impl Headers>,
+    default: Format,
+    limits: &Limits,
+) -> Result<Event, Rejection> {
+    let format = format_of(headers, default)?;
+    let bytes = match payload {
+        Some(b) if !b.is_empty() => b,
+        _ => return Err(Rejection::new("empty_payload", "record has no payload")),
+    };
+    let event = match format {
+        Format::Json => {
+            let text = std::str::from_utf8(bytes)
+                .map_err(|e| Rejection::new("not_utf8", format!("payload is not UTF-8: {e}")))?;
+            Event::from_json(text, limits)
+        }
+        Format::Protobuf => {
+            let pb = pb::ChatEvent::decode(bytes).map_err(|e| {
+                Rejection::new(
+                    "bad_protobuf",
+                    format!("not a pairwatch.v1.ChatEvent: {e}"),
+                )
+            })?;
+            event_from_proto(pb, limits)
+        }
+    };
+    event.map_err(|e| Rejection::new(e.reason(), e.to_string()))
+}
+
+/// The message key that places a pair's events in one partition: `tenant/min/max`.
+pub fn pair_key(tenant: &str, a: &str, b: &str) -> String {
+    let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+    format!("{tenant}/{lo}/{hi}")
+}
+
+pub fn event_pair_key(e: &Event) -> String {
+    pair_key(&e.tenant, &e.sender.user_id, &e.recipient.user_id)
+}
+
+pub fn alert_pair_key(a: &Alert) -> String {
+    pair_key(&a.tenant, &a.suspect.user_id, &a.target.user_id)
+}
+
+/// Checks the record's key is the event's pair key (so the pair has one partition).
+pub fn check_key(key: Option<&[u8]>, event: &Event) -> Result<(), Rejection> {
+    let expected = event_pair_key(event);
+    if key == Some(expected.as_bytes()) {
+        Ok(())
+    } else {
+        Err(Rejection::new(
+            "key_not_pair",
+            "record key is not the event's pair key `tenant/min(user)/max(user)`; \
+             set kafka.keyed_by_pair = false to have pairwatch re-key the topic",
+        ))
+    }
+}
+
+/// The original headers plus the reason and origin of a dead letter.
+pub fn dead_letter_headers(
+    original: Option<&impl Headers>,
+    why: &Rejection,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> OwnedHeaders {
+    let mut h = OwnedHeaders::new();
+    if let Some(orig) = original {
+        for o in orig.iter() {
+            h = h.insert(Header {
+                key: o.key,
+                value: o.value,
+            });
+        }
+    }
+    let partition = partition.to_string();
+    let offset = offset.to_string();
+    let at = crate::time::format_rfc3339(crate::time::now_millis());
+    for (k, v) in [
+        ("pairwatch-dlq-reason", why.reason),
+        ("pairwatch-dlq-detail", why.detail.as_str()),
+        ("pairwatch-dlq-topic", topic),
+        ("pairwatch-dlq-partition", partition.as_str()),
+        ("pairwatch-dlq-offset", offset.as_str()),
+        ("pairwatch-dlq-at", at.as_str()),
+    ] {
+        h = h.insert(Header {
+            key: k,
+            value: Some(v),
+        });
+    }
+    h
+}
+
+/// Headers on an alert record, for routing without parsing the JSON.
+pub fn alert_headers(a: &Alert) -> OwnedHeaders {
+    let mut h = OwnedHeaders::new();
+    for (k, v) in [
+        (CONTENT_TYPE, JSON),
+        ("pairwatch-alert-id", a.alert_id.as_str()),
+        ("pairwatch-priority", a.priority.as_str()),
+        ("pairwatch-pattern", a.pattern.as_str()),
+        ("pairwatch-tenant", a.tenant.as_str()),
+    ] {
+        h = h.insert(Header {
+            key: k,
+            value: Some(v),
+        });
+    }
+    h
+}
+
+/// The changelog key of a pair: its 128-bit hash, big-endian.
+pub fn changelog_key(key: &PairKey) -> [u8; 16] {
+    key.0.to_be_bytes()
+}
+
+pub fn offset_header(offset: i64) -> OwnedHeaders {
+    OwnedHeaders::new().insert(Header {
+        key: OFFSET_HEADER,
+        value: Some(offset.to_string().as_str()),
+    })
+}
+
+/// A changelog value: format version, then the input offset and the state.
+pub fn encode_state(offset: i64, state: &PairState) -> Vec<u8> {
+    let mut v = vec![CHANGELOG_VERSION];
+    v.extend(bincode::serialize(&(offset, state)).unwrap_or_default());
+    v
+}
+
+/// One changelog record read back: the pair, and its state (None: deleted) as of the
+/// input offset.
+pub struct StateRecord {
+    pub key: PairKey,
+    pub offset: i64,
+    pub state: Option<PairState>,
+}
+
+pub fn decode_state(
+    key: Option<&[u8]>,
+    payload: Option<&[u8]>,
+    headers: Option<&impl Headers>,
+) -> Result<StateRecord, String> {
+    let key: [u8; 16] = key
+        .and_then(|k| k.try_into().ok())
+        .ok_or("changelog key is not a 16-byte pair key")?;
+    let key = PairKey(u128::from_be_bytes(key));
+    match payload {
+        Some(p) if !p.is_empty() => {
+            if p[0] != CHANGELOG_VERSION {
+                return Err(format!("changelog record of unknown version {}", p[0]));
+            }
+            let (offset, state): (i64, PairState) =
+                bincode::deserialize(&p[1..]).map_err(|e| format!("changelog record: {e}"))?;
+            Ok(StateRecord {
+                key,
+                offset,
+                state: Some(state),
+            })
+        }
+        _ => {
+            let offset = headers
+                .and_then(|h| h.iter().find(|h| h.key == OFFSET_HEADER))
+                .and_then(|h| h.value)
+                .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+                .ok_or("changelog tombstone without its offset header")?;
+            Ok(StateRecord {
+                key,
+                offset,
+                state: None,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signal::Signal;
+
+    const EVENT: &str = r#"{"event_id":"e1","tenant":"t","sent_at":"2026-11-22T10:00:00Z",
+        "sender":{"user_id":"zed","age_band":"ADULT"},"recipient":{"user_id":"amy","age_band":"UNDER_13"},
+        "message":{"text":"hi"}}"#;
+
+    fn headers(ct: &str) -> OwnedHeaders {
+        OwnedHeaders::new().insert(Header {
+            key: "Content-Type",
+            value: Some(ct),
+        })
+    }
+
+    #[test]
+    fn json_and_protobuf_decode_by_topic_format_or_header() {
+        let limits = Limits::default();
+        let none: Option<&OwnedHeaders> = None;
+        let e = decode(Some(EVENT.as_bytes()), none, Format::Json, &limits).unwrap();
+        assert_eq!(event_pair_key(&e), "t/amy/zed");
+        let proto = pb::ChatEvent::from(&e).encode_to_vec();
+        let back = decode(Some(&proto), none, Format::Protobuf, &limits).unwrap();
+        assert_eq!(back, e);
+        // The header wins over the topic's format.
+        let h = headers("application/x-protobuf");
+        assert_eq!(
+            decode(Some(&proto), Some(&h), Format::Json, &limits).unwrap(),
+            e
+        );
+        let h = headers("application/json; charset=utf-8");
+        assert!(decode(Some(EVENT.as_bytes()), Some(&h), Format::Protobuf, &limits).is_ok());
+    }
+
+    #[test]
+    fn every_bad_record_has_a_precise_reason() {
+        let limits = Limits::default();
+        let none: Option<&OwnedHeaders> = None;
+        let reason = |p: Option<&[u8]>, h: Option<&OwnedHeaders>, f| {
+            decode(p, h, f, &limits).unwrap_err().reason
+        };
+        assert_eq!(reason(None, none, Format::Json), "empty_payload");
+        assert_eq!(reason(Some(b"{"), none, Format::Json), "bad_json");
+        assert_eq!(reason(Some(&[0xff, 0xfe]), none, Format::Json), "not_utf8");
+        assert_eq!(
+            reason(Some(&[0xff, 0xff, 0xff]), none, Format::Protobuf),
+            "bad_protobuf"
+        );
+        let h = headers("text/csv");
+        assert_eq!(
+            reason(Some(EVENT.as_bytes()), Some(&h), Format::Json),
+            "unknown_content_type"
+        );
+        let same = EVENT.replace("\"amy\"", "\"zed\"");
+        assert_eq!(reason(Some(same.as_bytes()), none, Format::Json), "same_user");
+        let e = decode(Some(EVENT.as_bytes()), none, Format::Json, &limits).unwrap();
+        assert!(check_key(Some(b"t/amy/zed"), &e).is_ok());
+        assert_eq!(
+            check_key(Some(b"conversation-9"), &e).unwrap_err().reason,
+            "key_not_pair"
+        );
+        assert_eq!(check_key(None, &e).unwrap_err().reason, "key_not_pair");
+    }
+
+    #[test]
+    fn dead_letters_keep_the_original_headers_and_say_why() {
+        let orig = headers("text/csv");
+        let why = Rejection::new("unknown_content_type", "nope");
+        let h = dead_letter_headers(Some(&orig), &why, "pairwatch.events", 3, 41);
+        let get = |k: &str| {
+            h.iter()
+                .find(|x| x.key == k)
+                .and_then(|x| x.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        };
+        assert_eq!(get("Content-Type").as_deref(), Some("text/csv"));
+        assert_eq!(
+            get("pairwatch-dlq-reason").as_deref(),
+            Some("unknown_content_type")
+        );
+        assert_eq!(get("pairwatch-dlq-partition").as_deref(), Some("3"));
+        assert_eq!(get("pairwatch-dlq-offset").as_deref(), Some("41"));
+        assert_eq!(
+            get("pairwatch-dlq-topic").as_deref(),
+            Some("pairwatch.events")
+        );
+    }
+
+    #[test]
+    fn changelog_records_round_trip_with_their_offset() {
+        let (k, _) = PairKey::of("t", "a", "b");
+        let mut s = PairState::new(1000);
+        s.record(1, Signal::MoneyDemand.bit(), 2000);
+        let none: Option<&OwnedHeaders> = None;
+        let r = decode_state(
+            Some(&changelog_key(&k)),
+            Some(&encode_state(77, &s)),
+            none,
+        )
+        .unwrap();
+        assert_eq!((r.key, r.offset, r.state), (k, 77, Some(s)));
+        let h = offset_header(78);
+        let t = decode_state(Some(&changelog_key(&k)), None, Some(&h)).unwrap();
+        assert_eq!((t.offset, t.state), (78, None));
+        assert!(decode_state(Some(b"short"), None, Some(&h)).is_err());
+        assert!(decode_state(Some(&changelog_key(&k)), Some(&[9, 1]), none).is_err());
+    }
+}

@@ -1,0 +1,397 @@
+//! The consumer loop shared by the processing stages: one consumer in the group, one
+//! thread, records handed in order to a [`Stage`], output and offsets committed per
+//! batch through [`Output`]. Group rebalances are handled inside the consumer's poll:
+//! on revoke the batch in progress is committed and the stage checkpoints before the
+//! partitions go; on assign the stage restores each partition and says where to start.
+//! A batch whose output or commit fails is rewound: the stage restores its partitions
+//! again and the consumer seeks back to the last committed offsets.
+
+use super::output::{Failed, Output};
+use crate::metrics::Metrics;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a processing stage does with its partitions and records.
+pub trait Stage: Send + 'static {
+    /// Takes `partition` over; returns the input offset to start from.
+    fn assign(&mut self, partition: i32, committed: Option<i64>) -> anyhow::Result<i64>;
+    /// Gives `partition` up (after its last batch committed and was checkpointed).
+    fn revoke(&mut self, partition: i32);
+    /// One record of an owned partition, in offset order, never twice in one batch.
+    fn record(&mut self, m: &BorrowedMessage<'_>, out: &mut Output) -> Result<(), Failed>;
+    /// The batch's records are delivered (at-least-once) or in the transaction: add
+    /// what must only follow them.
+    fn before_commit(&mut self, out: &mut Output) -> Result<(), Failed>;
+    /// The batch committed at `positions`; `all` asks for a checkpoint now.
+    fn after_commit(&mut self, out: &Output, positions: &BTreeMap<i32, i64>, all: bool);
+}
+
+pub struct Settings {
+    pub topic: String,
+    pub stage_name: &'static str,
+    pub max_batch: usize,
+    pub linger: Duration,
+}
+
+struct Driver<S> {
+    stage: S,
+    out: Output,
+    settings: Settings,
+    next: BTreeMap<i32, i64>,
+    committed: BTreeMap<i32, i64>,
+    pending: usize,
+    batch_started: Instant,
+    metrics: Arc<Metrics>,
+    fatal: Option<String>,
+    rewind_needed: bool,
+}
+
+impl<S: Stage> Driver<S> {
+    fn handle(&mut self, m: &BorrowedMessage<'_>) {
+        let Some(next) = self.next.get_mut(&m.partition()) else {
+            return;
+        };
+        if m.offset() < *next {
+            return;
+        }
+        *next = m.offset() + 1;
+        if self.pending == 0 {
+            self.batch_started = Instant::now();
+        }
+        self.pending += 1;
+        if let Err(e) = self.stage.record(m, &mut self.out) {
+            self.failed(e);
+        }
+    }
+
+    fn due(&self) -> bool {
+        self.pending >= self.settings.max_batch
+            || (self.pending > 0 && self.batch_started.elapsed() >= self.settings.linger)
+    }
+
+    fn try_commit<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        mode: CommitMode,
+        checkpoint: bool,
+    ) -> Result<(), Failed> {
+        if self.pending > 0 {
+            self.out.barrier()?;
+            self.stage.before_commit(&mut self.out)?;
+            let mut tpl = TopicPartitionList::new();
+            for (&p, &o) in &self.next {
+                if self.committed.get(&p) != Some(&o) {
+                    tpl.add_partition_offset(&self.settings.topic, p, Offset::Offset(o))
+                        .map_err(|e| Failed::Fatal(e.to_string()))?;
+                }
+            }
+            self.out.commit(consumer, &tpl, mode)?;
+            self.committed = self.next.clone();
+            self.pending = 0;
+        }
+        self.stage.after_commit(&self.out, &self.next, checkpoint);
+        Ok(())
+    }
+
+    fn commit<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        mode: CommitMode,
+        checkpoint: bool,
+    ) {
+        if let Err(e) = self.try_commit(consumer, mode, checkpoint) {
+            self.failed(e);
+            if self.fatal.is_none() {
+                self.rewind_needed = false;
+                self.rewind(consumer);
+            }
+        }
+    }
+
+    fn failed(&mut self, e: Failed) {
+        match e {
+            Failed::Fatal(m) => self.fatal = Some(m),
+            Failed::Rewind(m) => {
+                tracing::warn!(stage = self.settings.stage_name, error = %m, "batch failed");
+                self.rewind_needed = true;
+            }
+        }
+    }
+
+    /// Back to the last commit: abort the output, restore, seek.
+    fn rewind<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) {
+        self.metrics.kafka.rewinds.inc();
+        if let Err(Failed::Fatal(m)) = self.out.abort() {
+            self.fatal = Some(m);
+            return;
+        }
+        let partitions: Vec<i32> = self.next.keys().copied().collect();
+        for p in partitions {
+            self.stage.revoke(p);
+            let start = match self.stage.assign(p, self.committed.get(&p).copied()) {
+                Ok(s) => s,
+                Err(e) => {
+                    self.fatal = Some(format!("cannot restore partition {p}: {e:#}"));
+                    return;
+                }
+            };
+            self.next.insert(p, start);
+            self.committed.insert(p, start);
+            if let Err(e) = consumer.seek(
+                &self.settings.topic,
+                p,
+                Offset::Offset(start),
+                CALL_TIMEOUT,
+            ) {
+                self.fatal = Some(format!("cannot seek partition {p} back to {start}: {e}"));
+                return;
+            }
+        }
+        self.pending = 0;
+    }
+}
+
+/// The consumer's context: the driver, reached from the rebalance callback.
+struct Ctx<S> {
+    driver: Mutex<Driver<S>>,
+    metrics: Arc<Metrics>,
+    topic: String,
+    stage_name: &'static str,
+}
+
+impl<S: Stage> Ctx<S> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Driver<S>> {
+        self.driver.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl<S: Stage> ClientContext for Ctx<S> {
+    fn stats(&self, stats: Statistics) {
+        if self.stage_name != "detect" {
+            return;
+        }
+        let Some(topic) = stats.topics.get(&self.topic) else {
+            return;
+        };
+        for (p, s) in &topic.partitions {
+            if *p >= 0 && s.consumer_lag >= 0 {
+                self.metrics
+                    .kafka
+                    .lag
+                    .with_label_values(&[&p.to_string()])
+                    .set(s.consumer_lag);
+            }
+        }
+    }
+}
+
+impl<S: Stage> ConsumerContext for Ctx<S> {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let mut d = self.lock();
+        let kind = |k: &str| {
+            self.metrics
+                .kafka
+                .rebalances
+                .with_label_values(&[k])
+                .inc()
+        };
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                kind("revoke");
+                // The last batch and a checkpoint, before the partitions go.
+                d.commit(consumer, CommitMode::Sync, true);
+                for e in tpl.elements() {
+                    d.stage.revoke(e.partition());
+                    d.next.remove(&e.partition());
+                    d.committed.remove(&e.partition());
+                    let _ = self
+                        .metrics
+                        .kafka
+                        .lag
+                        .remove_label_values(&[&e.partition().to_string()]);
+                }
+                d.pending = 0;
+                let r = if cooperative(consumer) {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                };
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "unassign failed");
+                }
+                tracing::info!(
+                    stage = self.stage_name,
+                    partitions = tpl.count(),
+                    "partitions revoked"
+                );
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                kind("assign");
+                let committed = consumer
+                    .committed_offsets(tpl.clone(), CALL_TIMEOUT)
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "committed offsets unavailable; using the local state only");
+                        TopicPartitionList::new()
+                    });
+                for e in tpl.elements() {
+                    let p = e.partition();
+                    let c = committed
+                        .find_partition(&self.topic, p)
+                        .and_then(|e| match e.offset() {
+                            Offset::Offset(o) => Some(o),
+                            _ => None,
+                        });
+                    match d.stage.assign(p, c) {
+                        Ok(start) => {
+                            d.next.insert(p, start);
+                            d.committed.insert(p, start);
+                        }
+                        Err(err) => {
+                            d.fatal = Some(format!("cannot restore partition {p}: {err:#}"));
+                            return;
+                        }
+                    }
+                }
+                let starts: Vec<(i32, i64)> = tpl
+                    .elements()
+                    .iter()
+                    .map(|e| (e.partition(), d.next[&e.partition()]))
+                    .collect();
+                for (p, o) in starts {
+                    if let Err(e) = tpl.set_partition_offset(&self.topic, p, Offset::Offset(o)) {
+                        d.fatal = Some(e.to_string());
+                        return;
+                    }
+                }
+                let r = if cooperative(consumer) {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                };
+                if let Err(e) = r {
+                    d.fatal = Some(format!("assign failed: {e}"));
+                }
+                tracing::info!(
+                    stage = self.stage_name,
+                    partitions = tpl.count(),
+                    "partitions assigned"
+                );
+            }
+            other => tracing::error!(stage = self.stage_name, error = ?other, "rebalance error"),
+        }
+    }
+}
+
+fn cooperative<C: ConsumerContext>(c: &BaseConsumer<C>) -> bool {
+    matches!(
+        c.rebalance_protocol(),
+        rdkafka::consumer::RebalanceProtocol::Cooperative
+    )
+}
+
+/// Consumer properties every stage uses; the assignment strategy can be overridden
+/// through `kafka.client` (eager strategies are handled too).
+pub fn consumer_config(base: &ClientConfig, group: &str) -> ClientConfig {
+    let mut c = base.clone();
+    c.set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("isolation.level", "read_committed")
+        .set("statistics.interval.ms", "5000");
+    if base.get("partition.assignment.strategy").is_none() {
+        // Incremental: partitions that stay keep being processed during a rebalance.
+        c.set("partition.assignment.strategy", "cooperative-sticky");
+    }
+    c
+}
+
+/// Runs a stage until `stop` is set, then commits, checkpoints and leaves the group.
+pub fn run<S: Stage>(
+    consumer_config: ClientConfig,
+    settings: Settings,
+    stage: S,
+    out: Output,
+    metrics: Arc<Metrics>,
+    stop: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    let topic = settings.topic.clone();
+    let stage_name = settings.stage_name;
+    let consumed = metrics
+        .kafka
+        .consumed
+        .with_label_values(&[settings.stage_name]);
+    let ctx = Ctx {
+        driver: Mutex::new(Driver {
+            stage,
+            out,
+            settings,
+            next: BTreeMap::new(),
+            committed: BTreeMap::new(),
+            pending: 0,
+            batch_started: Instant::now(),
+            metrics: metrics.clone(),
+            fatal: None,
+            rewind_needed: false,
+        }),
+        metrics,
+        topic: topic.clone(),
+        stage_name,
+    };
+    let consumer: BaseConsumer<Ctx<S>> = consumer_config.create_with_context(ctx)?;
+    consumer.subscribe(&[&topic])?;
+    tracing::info!(stage = stage_name, %topic, "consuming");
+    let mut last_poll = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let msg = consumer.poll(Duration::from_millis(20));
+        let mut d = consumer.context().lock();
+        match msg {
+            Some(Ok(m)) => {
+                consumed.inc();
+                d.handle(&m);
+            }
+            Some(Err(e)) => tracing::warn!(stage = stage_name, error = %e, "consumer error"),
+            None => {}
+        }
+        if d.rewind_needed {
+            d.rewind_needed = false;
+            d.rewind(&consumer);
+        } else if d.fatal.is_none() && d.due() {
+            d.commit(&consumer, CommitMode::Async, false);
+        }
+        if last_poll.elapsed() >= Duration::from_millis(100) {
+            d.out.poll();
+            last_poll = Instant::now();
+        }
+        if let Some(f) = d.fatal.take() {
+            anyhow::bail!("{stage_name}: {f}");
+        }
+    }
+    {
+        let mut d = consumer.context().lock();
+        d.commit(&consumer, CommitMode::Sync, true);
+        if let Some(f) = d.fatal.take() {
+            anyhow::bail!("{stage_name}: {f}");
+        }
+    }
+    // Leaving the group revokes the partitions through the callback (nothing pending).
+    consumer.unsubscribe();
+    drop(consumer);
+    tracing::info!(stage = stage_name, "stopped");
+    Ok(())
+}

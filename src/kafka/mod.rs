@@ -1,0 +1,354 @@
+//! Kafka mode (`kafka.brokers` set): events are consumed from a topic in a consumer
+//! group, alerts produced to a topic, bad records sent to a dead-letter topic, and the
+//! pair state of each input partition kept in a compacted changelog topic so that the
+//! next owner of a partition can restore it.
+//!
+//! - [`codec`]: record formats, keys, headers, changelog records;
+//! - [`output`]: the producer side of a batch (at-least-once or one transaction);
+//! - [`driver`]: the consumer loop and rebalance handling shared by the stages;
+//! - [`detect`]: the detection stage (engines per partition, alerts, changelog);
+//! - [`rekey`]: the optional re-keying stage;
+//! - [`restore`]: local checkpoints and changelog replay.
+
+pub mod codec;
+pub mod detect;
+pub mod driver;
+pub mod output;
+pub mod rekey;
+pub mod restore;
+
+use crate::config::{Config, Kafka};
+use crate::engine::EngineConfig;
+use crate::event::{Event, Limits};
+use crate::metrics::Metrics;
+use crate::pack::RulePack;
+use crate::proto::pb;
+use crate::rules::Priority;
+use anyhow::Context as _;
+use codec::Format;
+use detect::{Detect, PackCell};
+use output::Output;
+use prost::Message as _;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Every topic the service reads or writes.
+#[derive(Clone, Debug)]
+pub struct Topics {
+    /// Where producers write (and gRPC Publish too).
+    pub events: String,
+    /// What the detection stage consumes: `events`, or its re-keyed copy.
+    pub input: String,
+    pub alerts: String,
+    pub per_priority: bool,
+    pub dlq: String,
+    pub changelog: String,
+}
+
+impl Topics {
+    pub fn of(k: &Kafka) -> Topics {
+        Topics {
+            events: k.events_topic.clone(),
+            input: k.input_topic(),
+            alerts: k.alerts_topic.clone(),
+            per_priority: k.alerts_topic_per_priority,
+            dlq: k.dlq_topic.clone(),
+            changelog: k.changelog(),
+        }
+    }
+
+    /// The topic an alert of `priority` goes to.
+    pub fn alerts_for(&self, priority: Priority) -> String {
+        if self.per_priority {
+            format!("{}.{}", self.alerts, priority.as_str().to_ascii_lowercase())
+        } else {
+            self.alerts.clone()
+        }
+    }
+
+    /// Every alert topic.
+    pub fn alert_topics(&self) -> Vec<String> {
+        if self.per_priority {
+            Priority::ALL.iter().map(|p| self.alerts_for(*p)).collect()
+        } else {
+            vec![self.alerts.clone()]
+        }
+    }
+}
+
+/// Properties every client gets: the brokers, then the user's pass-through ones
+/// (security settings and tuning), which win.
+pub fn client_config(k: &Kafka) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", k.brokers.trim())
+        .set("client.id", "pairwatch");
+    for (key, v) in &k.client {
+        c.set(key, v);
+    }
+    c
+}
+
+/// Creates the missing topics (when allowed), then checks that the ones the service
+/// needs exist and that the changelog has a partition for every input partition.
+pub async fn prepare_topics(k: &Kafka) -> anyhow::Result<()> {
+    let topics = Topics::of(k);
+    let base = client_config(k);
+    let partitions = k.topic_partitions as i32;
+    let replication = k.topic_replication as i32;
+    if k.create_topics {
+        let admin: AdminClient<DefaultClientContext> = base.create()?;
+        let mut names: Vec<String> = vec![topics.events.clone(), topics.dlq.clone()];
+        if topics.input != topics.events {
+            names.push(topics.input.clone());
+        }
+        names.extend(topics.alert_topics());
+        let mut new: Vec<NewTopic> = names
+            .iter()
+            .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(replication)))
+            .collect();
+        new.push(
+            NewTopic::new(&topics.changelog, partitions, TopicReplication::Fixed(replication))
+                .set("cleanup.policy", "compact"),
+        );
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+        for r in admin.create_topics(&new, &opts).await? {
+            match r {
+                Ok(t) => tracing::info!(topic = %t, "topic created"),
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((t, e)) => anyhow::bail!("cannot create topic {t}: {e}"),
+            }
+        }
+    }
+    let check = base.clone();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = check.create()?;
+        let count = |topic: &str| -> anyhow::Result<usize> {
+            let md = consumer
+                .fetch_metadata(Some(topic), Duration::from_secs(15))
+                .with_context(|| format!("metadata of topic {topic}"))?;
+            let t = md.topics().first().filter(|t| t.error().is_none() && !t.partitions().is_empty());
+            t.map(|t| t.partitions().len()).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "topic {topic} does not exist: create it (see the README's topic layout) or set kafka.create_topics = true"
+                )
+            })
+        };
+        let input = count(&topics.input)?;
+        let changelog = count(&topics.changelog)?;
+        if changelog < input {
+            anyhow::bail!(
+                "state changelog {} has {changelog} partitions, fewer than the {input} of {}: it needs one per input partition",
+                topics.changelog,
+                topics.input
+            );
+        }
+        for t in [&topics.events, &topics.dlq] {
+            count(t)?;
+        }
+        for t in topics.alert_topics() {
+            count(&t)?;
+        }
+        Ok(())
+    })
+    .await?
+}
+
+/// gRPC `Publish` in Kafka mode: events go to the events topic, keyed by pair; the ack
+/// waits for the broker.
+#[derive(Clone)]
+pub struct Publisher {
+    producer: FutureProducer,
+    topic: String,
+    format: Format,
+    metrics: Arc<Metrics>,
+}
+
+impl Publisher {
+    pub fn new(k: &Kafka, metrics: Arc<Metrics>) -> anyhow::Result<Publisher> {
+        let mut c = client_config(k);
+        c.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "2");
+        Ok(Publisher {
+            producer: c.create()?,
+            topic: k.events_topic.clone(),
+            format: Format::parse(&k.events_format),
+            metrics,
+        })
+    }
+
+    /// Queues one validated event; the receiver yields the offset once it is stored,
+    /// or why not. `Err(None)` means the producer queue stayed full.
+    pub async fn publish(
+        &self,
+        event: &Event,
+        wait: Duration,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<u64, String>>, ()> {
+        let payload = match self.format {
+            Format::Json => event.to_json().into_bytes(),
+            Format::Protobuf => pb::ChatEvent::from(event).encode_to_vec(),
+        };
+        let key = codec::event_pair_key(event);
+        let headers = OwnedHeaders::new().insert(Header {
+            key: codec::CONTENT_TYPE,
+            value: Some(self.format.content_type()),
+        });
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut record = FutureRecord::to(&self.topic)
+            .key(key.as_str())
+            .payload(payload.as_slice())
+            .headers(headers);
+        let delivery = loop {
+            match self.producer.send_result(record) {
+                Ok(d) => break d,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r))
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    record = r;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err(_) => return Err(()),
+            }
+        };
+        self.metrics
+            .kafka
+            .produced
+            .with_label_values(&["event"])
+            .inc();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let r = match delivery.await {
+                Ok(Ok(d)) => Ok(d.offset.max(0) as u64),
+                Ok(Err((e, _))) => Err(format!("kafka did not store the event: {e}")),
+                Err(_) => Err("kafka producer closed".to_string()),
+            };
+            let _ = tx.send(r);
+        });
+        Ok(rx)
+    }
+}
+
+/// The running stages.
+pub struct Handle {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<anyhow::Result<()>>>,
+    pub packs: Arc<PackCell>,
+    pub publisher: Publisher,
+}
+
+impl Handle {
+    /// True while every stage runs (a stage stops on a fatal error).
+    pub fn healthy(&self) -> bool {
+        self.threads.iter().all(|t| !t.is_finished())
+    }
+
+    /// Stops the stages (each commits, checkpoints, leaves the group) and waits.
+    pub fn stop(self) -> anyhow::Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut result = Ok(());
+        for t in self.threads {
+            match t.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => result = Err(e),
+                Err(_) => result = Err(anyhow::anyhow!("a kafka stage panicked")),
+            }
+        }
+        result
+    }
+}
+
+/// Starts the stages: re-keying (when configured) and detection.
+pub fn start(
+    config: &Config,
+    engine: EngineConfig,
+    limits: Limits,
+    pack: Arc<RulePack>,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<Handle> {
+    let k = &config.kafka;
+    let topics = Topics::of(k);
+    let base = client_config(k);
+    let format = Format::parse(&k.events_format);
+    let stop = Arc::new(AtomicBool::new(false));
+    let packs = Arc::new(PackCell::default());
+    packs.set(pack);
+    let batch = |topic: &str, stage_name| driver::Settings {
+        topic: topic.to_string(),
+        stage_name,
+        max_batch: k.max_batch as usize,
+        linger: Duration::from_millis(Config::duration(&k.batch_linger) as u64),
+    };
+    let txn_id = |suffix: &str| {
+        k.exactly_once()
+            .then(|| format!("{}{suffix}", k.transactional_id()))
+    };
+    let mut threads = Vec::new();
+    if !k.keyed_by_pair {
+        let out = Output::new(&base, txn_id(".rekey").as_deref(), "", metrics.clone())
+            .map_err(anyhow::Error::msg)?;
+        let stage = rekey::Rekey {
+            to: topics.input.clone(),
+            dlq: topics.dlq.clone(),
+            format,
+            limits,
+            metrics: metrics.clone(),
+        };
+        let consumer = driver::consumer_config(&base, &format!("{}.rekey", k.group_id));
+        let settings = batch(&topics.events, "rekey");
+        let (m, s) = (metrics.clone(), stop.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name("kafka-rekey".into())
+                .spawn(move || driver::run(consumer, settings, stage, out, m, s))?,
+        );
+    }
+    let state_dir = config.data_dir().join("kafka");
+    let restorer = restore::Restorer::new(
+        &base,
+        &k.group_id,
+        &topics.changelog,
+        state_dir.clone(),
+        Duration::from_millis(Config::duration(&k.restore_timeout) as u64),
+    )?;
+    let out = Output::new(
+        &base,
+        txn_id("").as_deref(),
+        &topics.changelog,
+        metrics.clone(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let settings = batch(&topics.input, "detect");
+    let stage = Detect::new(
+        topics,
+        format,
+        limits,
+        engine,
+        packs.clone(),
+        restorer,
+        state_dir,
+        Duration::from_millis(Config::duration(&config.durability.checkpoint_interval) as u64),
+        metrics.clone(),
+    );
+    let consumer = driver::consumer_config(&base, &k.group_id);
+    let (m, s) = (metrics.clone(), stop.clone());
+    threads.push(
+        std::thread::Builder::new()
+            .name("kafka-detect".into())
+            .spawn(move || driver::run(consumer, settings, stage, out, m, s))?,
+    );
+    Ok(Handle {
+        stop,
+        threads,
+        packs,
+        publisher: Publisher::new(k, metrics)?,
+    })
+}
