@@ -509,8 +509,7 @@ impl Config {
                 self.kafka.events_format
             ));
         }
-        if !["at_least_once", "exactly_once"].contains(&self.kafka.processing_guarantee.as_str())
-        {
+        if !["at_least_once", "exactly_once"].contains(&self.kafka.processing_guarantee.as_str()) {
             errors.push(format!(
                 "`kafka.processing_guarantee`: {:?} is not `at_least_once` or `exactly_once`",
                 self.kafka.processing_guarantee
@@ -529,7 +528,12 @@ impl Config {
                     errors.push(format!("`{key}` cannot be empty in Kafka mode"));
                 }
             }
-            let mut names = vec![k.events_topic.clone(), k.alerts_topic.clone(), k.dlq_topic.clone(), k.changelog()];
+            let mut names = vec![
+                k.events_topic.clone(),
+                k.alerts_topic.clone(),
+                k.dlq_topic.clone(),
+                k.changelog(),
+            ];
             if !k.keyed_by_pair {
                 names.push(k.input_topic());
             }

@@ -74,14 +74,21 @@ pub struct EngineCounters {
 
 impl EngineCounters {
     pub fn observe(&mut self, stats: &crate::engine::EngineStats, metrics: &Metrics) {
-        for (i, (now, seen)) in stats.signals.iter().zip(self.signals.iter_mut()).enumerate() {
+        for (i, (now, seen)) in stats
+            .signals
+            .iter()
+            .zip(self.signals.iter_mut())
+            .enumerate()
+        {
             if *now > *seen {
                 metrics.signals[i].inc_by(*now - *seen);
             }
             *seen = *now;
         }
         if stats.duplicates > self.duplicates {
-            metrics.duplicates.inc_by(stats.duplicates - self.duplicates);
+            metrics
+                .duplicates
+                .inc_by(stats.duplicates - self.duplicates);
         }
         self.duplicates = stats.duplicates;
     }

@@ -25,6 +25,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
@@ -75,7 +76,10 @@ impl Broker for Mock {
     }
     fn client(&self) -> Vec<(&'static str, &'static str)> {
         // The mock coordinator waits up to a session timeout for members to rejoin.
-        vec![("session.timeout.ms", "6000"), ("heartbeat.interval.ms", "500")]
+        vec![
+            ("session.timeout.ms", "6000"),
+            ("heartbeat.interval.ms", "500"),
+        ]
     }
 }
 
@@ -178,7 +182,10 @@ impl Broker for Real {
     }
     fn client(&self) -> Vec<(&'static str, &'static str)> {
         // tansu gives the first assignment after about half the session timeout.
-        vec![("session.timeout.ms", "6000"), ("heartbeat.interval.ms", "500")]
+        vec![
+            ("session.timeout.ms", "6000"),
+            ("heartbeat.interval.ms", "500"),
+        ]
     }
 }
 
@@ -192,6 +199,12 @@ struct Setup<'a> {
 
 impl<'a> Setup<'a> {
     fn new(broker: &'a dyn Broker, test: &str) -> Setup<'a> {
+        // PAIRWATCH_TEST_LOG=debug shows the service's logs while debugging a test.
+        if let Ok(level) = std::env::var("PAIRWATCH_TEST_LOG") {
+            let mut c = Config::default();
+            c.log.level = level;
+            pairwatch::server::init_logging(&c);
+        }
         let s = Setup {
             broker,
             prefix: format!("{test}-{}", std::process::id()),
@@ -277,15 +290,19 @@ impl<'a> Setup<'a> {
 
     /// Produces events keyed by pair, as the contract asks, and waits for the broker.
     fn produce(&self, events: &[Event]) {
-        let producer: BaseProducer = self
+        self.produce_keyed(events, codec::event_pair_key)
+    }
+
+    fn produce_keyed(&self, events: &[Event], key_of: impl Fn(&Event) -> String) {
+        let producer: BaseProducer<Failures> = self
             .client_config()
             .set("linger.ms", "5")
-            .create()
+            .create_with_context(Failures::default())
             .unwrap();
         let topic = self.events();
         for e in events {
             let payload = e.to_json();
-            let key = codec::event_pair_key(e);
+            let key = key_of(e);
             let mut record = BaseRecord::to(&topic).key(&key).payload(&payload);
             loop {
                 match producer.send(record) {
@@ -298,6 +315,11 @@ impl<'a> Setup<'a> {
             }
         }
         producer.flush(Duration::from_secs(60)).unwrap();
+        assert_eq!(
+            producer.context().0.load(Ordering::Relaxed),
+            0,
+            "the test's own events were not all delivered"
+        );
     }
 
     fn produce_raw(&self, key: Option<&str>, payload: &[u8], headers: Option<OwnedHeaders>) {
@@ -315,12 +337,7 @@ impl<'a> Setup<'a> {
     }
 
     /// Every record of `topic` from the start, read committed, until `done` says so.
-    fn read(
-        &self,
-        topic: &str,
-        partitions: i32,
-        done: impl Fn(&[Record]) -> bool,
-    ) -> Vec<Record> {
+    fn read(&self, topic: &str, partitions: i32, done: impl Fn(&[Record]) -> bool) -> Vec<Record> {
         let consumer: BaseConsumer = self
             .client_config()
             .set("group.id", format!("{}.reader", self.prefix))
@@ -386,7 +403,10 @@ impl<'a> Setup<'a> {
     fn wait_state(&self, want: &HashMap<PairKey, PairState>) {
         let deadline = Instant::now() + WAIT;
         while self.changelog_state() != *want {
-            assert!(Instant::now() < deadline, "the changelog never reached the expected state");
+            assert!(
+                Instant::now() < deadline,
+                "the changelog never reached the expected state"
+            );
             std::thread::sleep(Duration::from_millis(300));
         }
     }
@@ -445,6 +465,21 @@ impl<'a> Setup<'a> {
             .into_iter()
             .filter_map(|(k, (_, s))| s.map(|s| (k, s)))
             .collect()
+    }
+}
+
+/// Counts the test producer's failed deliveries.
+#[derive(Default)]
+struct Failures(AtomicUsize);
+
+impl rdkafka::ClientContext for Failures {}
+
+impl rdkafka::producer::ProducerContext for Failures {
+    type DeliveryOpaque = ();
+    fn delivery(&self, r: &rdkafka::producer::DeliveryResult<'_>, _: ()) {
+        if r.is_err() {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -556,7 +591,9 @@ async fn events_in_alerts_and_dead_letters_out(broker: &dyn Broker, test: &str) 
     let events = stream(3000);
     let (expected, want_state) = reference(&events);
     assert!(expected.len() >= 5, "the stream escalates");
-    let server = start(s.config("a"), CancellationToken::new()).await.unwrap();
+    let server = start(s.config("a"), CancellationToken::new())
+        .await
+        .unwrap();
     s.produce(&events);
     // Bad records: not JSON, a valid event keyed by something else, an unknown content
     // type, and an event in protobuf announced by its header (valid: processed).
@@ -600,10 +637,17 @@ async fn events_in_alerts_and_dead_letters_out(broker: &dyn Broker, test: &str) 
         .map(|d| d.header("pairwatch-dlq-reason").unwrap())
         .collect();
     reasons.sort();
-    assert_eq!(reasons, ["bad_json", "key_not_pair", "unknown_content_type"]);
+    assert_eq!(
+        reasons,
+        ["bad_json", "key_not_pair", "unknown_content_type"]
+    );
     for d in &dead {
         assert_eq!(d.header("pairwatch-dlq-topic"), Some(s.events().as_str()));
-        assert!(d.header("pairwatch-dlq-offset").unwrap().parse::<i64>().is_ok());
+        assert!(d
+            .header("pairwatch-dlq-offset")
+            .unwrap()
+            .parse::<i64>()
+            .is_ok());
         assert!(!d.header("pairwatch-dlq-detail").unwrap().is_empty());
     }
     let misrouted = dead
@@ -620,22 +664,28 @@ async fn events_in_alerts_and_dead_letters_out(broker: &dyn Broker, test: &str) 
 
     s.wait_consumed();
     let m = metrics(&server).await;
-    assert_eq!(
-        metric(&m, "pairwatch_kafka_dead_letters_total"),
-        3.0,
-        "{m}"
-    );
+    assert_eq!(metric(&m, "pairwatch_kafka_dead_letters_total"), 3.0, "{m}");
     assert!(m.contains("pairwatch_kafka_dead_letters_total{reason=\"key_not_pair\"} 1"));
     assert_eq!(
-        metric(&m, "pairwatch_kafka_records_consumed_total{stage=\"detect\"}"),
+        metric(
+            &m,
+            "pairwatch_kafka_records_consumed_total{stage=\"detect\"}"
+        ),
         (events.len() + 4) as f64
     );
     assert!(metric(&m, "pairwatch_kafka_assigned_partitions") >= 1.0);
-    assert!(!m.contains("u1-0") && !m.contains("kt/"), "no ids in metrics");
+    assert!(
+        !m.contains("u1-0") && !m.contains("kt/"),
+        "no ids in metrics"
+    );
     server.stop().await.unwrap();
     // The protobuf event counted for its pair: the state is the reference plus it.
     let mut with_proto = want_state.clone();
-    let (k, _) = PairKey::of("kt", &proto_event.sender.user_id, &proto_event.recipient.user_id);
+    let (k, _) = PairKey::of(
+        "kt",
+        &proto_event.sender.user_id,
+        &proto_event.recipient.user_id,
+    );
     let mut e = Engine::new(common::pack(), EngineConfig::default());
     let mut sink = Vec::new();
     for ev in events.iter().chain(std::iter::once(&proto_event)) {
@@ -655,8 +705,14 @@ async fn crash_and_restart_loses_and_doubles_nothing(broker: &dyn Broker, test: 
     let spawn = |name: &str| -> Child {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_pairwatch"));
         cmd.arg("serve")
-            .env("PAIRWATCH__SERVER__GRPC_ADDR", format!("127.0.0.1:{}", common::free_port()))
-            .env("PAIRWATCH__SERVER__HTTP_ADDR", format!("127.0.0.1:{}", common::free_port()))
+            .env(
+                "PAIRWATCH__SERVER__GRPC_ADDR",
+                format!("127.0.0.1:{}", common::free_port()),
+            )
+            .env(
+                "PAIRWATCH__SERVER__HTTP_ADDR",
+                format!("127.0.0.1:{}", common::free_port()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         for (k, v) in s.env(name) {
@@ -701,8 +757,14 @@ async fn crash_and_restart_loses_and_doubles_nothing(broker: &dyn Broker, test: 
     let mut second = {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_pairwatch"));
         cmd.arg("serve")
-            .env("PAIRWATCH__SERVER__GRPC_ADDR", format!("127.0.0.1:{}", common::free_port()))
-            .env("PAIRWATCH__SERVER__HTTP_ADDR", format!("127.0.0.1:{}", common::free_port()))
+            .env(
+                "PAIRWATCH__SERVER__GRPC_ADDR",
+                format!("127.0.0.1:{}", common::free_port()),
+            )
+            .env(
+                "PAIRWATCH__SERVER__HTTP_ADDR",
+                format!("127.0.0.1:{}", common::free_port()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let c = s.config("a");
@@ -743,11 +805,6 @@ async fn second_instance_takes_over_through_the_changelog(
         c.kafka.processing_guarantee = guarantee.into();
         c
     };
-    if std::env::var("PW_TEST_LOG").is_ok() {
-        let mut c = config("a");
-        c.log.level = "info,pairwatch=debug".into();
-        pairwatch::server::init_logging(&c);
-    }
     let a = start(config("a"), CancellationToken::new()).await.unwrap();
     s.produce(first_half);
     // The mock cluster does not store offsets committed in a transaction
@@ -784,14 +841,147 @@ async fn second_instance_takes_over_through_the_changelog(
     );
     if exactly_once {
         assert_eq!(alerts.len(), expected.len(), "each alert exactly once");
-        assert!(metric(&mb, "pairwatch_kafka_transactions_total{outcome=\"commit\"}") > 0.0);
+        assert!(
+            metric(
+                &mb,
+                "pairwatch_kafka_transactions_total{outcome=\"commit\"}"
+            ) > 0.0
+        );
     }
     a.stop().await.unwrap();
     b.stop().await.unwrap();
     assert_same_state(&s.changelog_state(), &want_state);
 }
 
+/// Producers that key by something else than the pair: the re-keying stage copies
+/// the topic by pair first; the result is the same as with pair keys.
+async fn rekeyed_by_the_service(broker: &dyn Broker, test: &str) {
+    let s = Setup::new(broker, test);
+    let rekeyed = format!("{}.by-pair", s.events());
+    broker.create_topic(&rekeyed, PARTITIONS);
+    let events = stream(3000);
+    let (expected, want_state) = reference(&events);
+    let mut c = s.config("a");
+    c.kafka.keyed_by_pair = false;
+    let server = start(c, CancellationToken::new()).await.unwrap();
+    // Keyed by conversation, as many chat backends do (not in the pair-key format).
+    s.produce_keyed(&events, |e| {
+        let mut users = [e.sender.user_id.as_str(), e.recipient.user_id.as_str()];
+        users.sort();
+        format!("dm:{}:{}", users[0], users[1])
+    });
+    s.produce_raw(Some("u-x"), b"not an event", None);
+    let alerts = s.read(&s.alerts(), 2, all_alerts(&expected));
+    assert_eq!(alert_ids(&alerts), expected);
+    let dead = s.read(&s.dlq(), 2, |r| !r.is_empty());
+    assert_eq!(dead[0].header("pairwatch-dlq-reason"), Some("bad_json"));
+    let copied = s.read(&rekeyed, PARTITIONS, |r| r.len() >= events.len());
+    for r in copied.iter().take(50) {
+        let e = Event::from_json(
+            std::str::from_utf8(r.payload.as_deref().unwrap()).unwrap(),
+            &Default::default(),
+        )
+        .unwrap();
+        assert_eq!(r.key.as_deref(), Some(codec::event_pair_key(&e).as_bytes()));
+    }
+    let m = metrics(&server).await;
+    assert_eq!(
+        metric(
+            &m,
+            "pairwatch_kafka_records_produced_total{kind=\"rekeyed\"}"
+        ),
+        events.len() as f64
+    );
+    server.stop().await.unwrap();
+    assert_same_state(&s.changelog_state(), &want_state);
+}
+
+/// gRPC Publish in Kafka mode: the event goes to the events topic (keyed by pair),
+/// the ack comes once the broker has it, the alert comes out on the alerts topic.
+async fn grpc_publish_goes_through_kafka(broker: &dyn Broker, test: &str) {
+    use pairwatch::proto::pb;
+    let s = Setup::new(broker, test);
+    let server = start(s.config("a"), CancellationToken::new())
+        .await
+        .unwrap();
+    let (scam, teen) = (("u-scam", "ADULT"), ("u-teen", "AGE_13_15"));
+    let lines = [
+        common::msg(
+            "g1",
+            "2026-03-01T20:00:00Z",
+            scam,
+            teen,
+            "t'es trop mignon, envoie une photo de toi",
+        ),
+        common::image("g2", "2026-03-01T20:05:00Z", teen, scam),
+        common::msg(
+            "g3",
+            "2026-03-01T20:06:00Z",
+            scam,
+            teen,
+            "j'ai tout enregistré. envoie 200€ en PCS sinon j'envoie tout à tes potes",
+        ),
+        common::msg("g4", "2026-03-01T20:07:00Z", scam, teen, "t'as 1h"),
+    ];
+    let events: Vec<pb::ChatEvent> = lines
+        .iter()
+        .map(|l| pb::ChatEvent::from(&Event::from_json(l, &Default::default()).unwrap()))
+        .collect();
+    let addr = format!("http://{}", server.grpc_addr);
+    let mut ingest = pb::ingest_service_client::IngestServiceClient::connect(addr.clone())
+        .await
+        .unwrap();
+    let mut bad = events[0].clone();
+    bad.sender = None;
+    let acks = ingest
+        .publish_batch(pb::PublishBatchRequest {
+            events: events.iter().cloned().chain([bad]).collect(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .results;
+    assert!(acks[..4].iter().all(|a| a.accepted), "{acks:?}");
+    assert_eq!(acks[4].reason_code, "missing_field");
+    let stored = s.read(&s.events(), PARTITIONS, |r| r.len() >= 4);
+    assert!(stored
+        .iter()
+        .all(|r| r.key.as_deref() == Some(&b"t/u-scam/u-teen"[..])));
+    let alerts = s.read(&s.alerts(), 2, |r| {
+        r.iter()
+            .any(|a| a.header("pairwatch-priority") == Some("P0"))
+    });
+    let p0 = alerts
+        .iter()
+        .find(|a| a.header("pairwatch-priority") == Some("P0"))
+        .unwrap();
+    assert_eq!(p0.header("pairwatch-pattern"), Some("SEXTORTION"));
+    // Alerts are read from the topic in this mode: the gRPC alert feed says so.
+    let mut feed = pb::alert_service_client::AlertServiceClient::connect(addr)
+        .await
+        .unwrap();
+    let err = feed
+        .list_open(pb::ListOpenRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
+    assert!(err.message().contains(&s.alerts()), "{}", err.message());
+    server.stop().await.unwrap();
+}
+
 // ---------------------------------------------------------------- mock cluster
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mock_grpc_publish_goes_through_kafka() {
+    let m = Mock::new();
+    grpc_publish_goes_through_kafka(&m, "m-grpc").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mock_rekeyed_by_the_service() {
+    let m = Mock::new();
+    rekeyed_by_the_service(&m, "m-rekey").await;
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mock_events_in_alerts_and_dead_letters_out() {
@@ -824,8 +1014,8 @@ async fn mock_broker_errors_lose_nothing() {
     let s = Setup::new(&m, "m-faults");
     let events = stream(6000);
     let (expected, want_state) = reference(&events);
-    let server = start(s.config("a"), CancellationToken::new()).await.unwrap();
-    s.produce(&events[..2000]);
+    // The events are all in first: the injected errors hit the service's requests only.
+    s.produce(&events);
     use rdkafka::types::RDKafkaApiKey;
     m.cluster().request_errors(
         RDKafkaApiKey::Produce,
@@ -834,20 +1024,27 @@ async fn mock_broker_errors_lose_nothing() {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
             RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__TRANSPORT,
+            // Not retried by the producer: the batch fails and is rewound.
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE,
         ],
     );
     m.cluster().request_errors(
         RDKafkaApiKey::OffsetCommit,
         &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT],
     );
-    s.produce(&events[2000..4000]);
+    let server = start(s.config("a"), CancellationToken::new())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
     m.cluster().broker_down(2).unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     m.cluster().broker_up(2).unwrap();
-    s.produce(&events[4000..]);
     s.wait_consumed();
     let alerts = s.read(&s.alerts(), 2, all_alerts(&expected));
     assert_eq!(alert_ids(&alerts), expected);
+    let m = metrics(&server).await;
+    assert!(metric(&m, "pairwatch_kafka_rewinds_total") >= 1.0, "{m}");
+    assert!(metric(&m, "pairwatch_kafka_delivery_errors_total") >= 1.0);
     server.stop().await.unwrap();
     assert_same_state(&s.changelog_state(), &want_state);
 }
@@ -858,6 +1055,18 @@ async fn mock_broker_errors_lose_nothing() {
 async fn real_broker_events_in_alerts_and_dead_letters_out() {
     let b = Real::new();
     events_in_alerts_and_dead_letters_out(&b, "r-e2e").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_broker_grpc_publish_goes_through_kafka() {
+    let b = Real::new();
+    grpc_publish_goes_through_kafka(&b, "r-grpc").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_broker_rekeyed_by_the_service() {
+    let b = Real::new();
+    rekeyed_by_the_service(&b, "r-rekey").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -74,7 +74,12 @@ fn format_of(headers: Option<&impl Headers>, default: Format) -> Result<Format, 
         return Ok(default);
     };
     let v = String::from_utf8_lossy(value);
-    let mime = v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let mime = v
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match mime.as_str() {
         "application/json" => Ok(Format::Json),
         "application/x-protobuf" | "application/protobuf" | "application/vnd.google.protobuf" => {
@@ -107,10 +112,7 @@ pub fn decode(
         }
         Format::Protobuf => {
             let pb = pb::ChatEvent::decode(bytes).map_err(|e| {
-                Rejection::new(
-                    "bad_protobuf",
-                    format!("not a pairwatch.v1.ChatEvent: {e}"),
-                )
+                Rejection::new("bad_protobuf", format!("not a pairwatch.v1.ChatEvent: {e}"))
             })?;
             event_from_proto(pb, limits)
         }
@@ -319,7 +321,10 @@ mod tests {
             "unknown_content_type"
         );
         let same = EVENT.replace("\"amy\"", "\"zed\"");
-        assert_eq!(reason(Some(same.as_bytes()), none, Format::Json), "same_user");
+        assert_eq!(
+            reason(Some(same.as_bytes()), none, Format::Json),
+            "same_user"
+        );
         let e = decode(Some(EVENT.as_bytes()), none, Format::Json, &limits).unwrap();
         assert!(check_key(Some(b"t/amy/zed"), &e).is_ok());
         assert_eq!(
@@ -359,12 +364,7 @@ mod tests {
         let mut s = PairState::new(1000);
         s.record(1, Signal::MoneyDemand.bit(), 2000);
         let none: Option<&OwnedHeaders> = None;
-        let r = decode_state(
-            Some(&changelog_key(&k)),
-            Some(&encode_state(77, &s)),
-            none,
-        )
-        .unwrap();
+        let r = decode_state(Some(&changelog_key(&k)), Some(&encode_state(77, &s)), none).unwrap();
         assert_eq!((r.key, r.offset, r.state), (k, 77, Some(s)));
         let h = offset_header(78);
         let t = decode_state(Some(&changelog_key(&k)), None, Some(&h)).unwrap();

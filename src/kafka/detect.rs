@@ -81,7 +81,9 @@ impl Detect {
         checkpoint_every: Duration,
         metrics: Arc<Metrics>,
     ) -> Detect {
-        let pack = packs.get().expect("a rule pack is set before the stage starts");
+        let pack = packs
+            .get()
+            .expect("a rule pack is set before the stage starts");
         Detect {
             topics,
             format,
@@ -114,7 +116,12 @@ impl Detect {
         }
     }
 
-    fn produce_alert(&self, a: &Alert, out: &mut Output, m: &BorrowedMessage<'_>) -> Result<(), Failed> {
+    fn produce_alert(
+        &self,
+        a: &Alert,
+        out: &mut Output,
+        m: &BorrowedMessage<'_>,
+    ) -> Result<(), Failed> {
         let json = a.to_json();
         let key = codec::alert_pair_key(a);
         out.send(
@@ -159,7 +166,8 @@ pub fn dead_letter(
         offset = m.offset(),
         "dead letter"
     );
-    let headers = codec::dead_letter_headers(m.headers(), why, m.topic(), m.partition(), m.offset());
+    let headers =
+        codec::dead_letter_headers(m.headers(), why, m.topic(), m.partition(), m.offset());
     out.send(
         topic,
         None,

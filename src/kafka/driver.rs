@@ -147,12 +147,9 @@ impl<S: Stage> Driver<S> {
             };
             self.next.insert(p, start);
             self.committed.insert(p, start);
-            if let Err(e) = consumer.seek(
-                &self.settings.topic,
-                p,
-                Offset::Offset(start),
-                CALL_TIMEOUT,
-            ) {
+            if let Err(e) =
+                consumer.seek(&self.settings.topic, p, Offset::Offset(start), CALL_TIMEOUT)
+            {
                 self.fatal = Some(format!("cannot seek partition {p} back to {start}: {e}"));
                 return;
             }
@@ -203,13 +200,7 @@ impl<S: Stage> ConsumerContext for Ctx<S> {
         tpl: &mut TopicPartitionList,
     ) {
         let mut d = self.lock();
-        let kind = |k: &str| {
-            self.metrics
-                .kafka
-                .rebalances
-                .with_label_values(&[k])
-                .inc()
-        };
+        let kind = |k: &str| self.metrics.kafka.rebalances.with_label_values(&[k]).inc();
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 kind("revoke");
@@ -250,12 +241,13 @@ impl<S: Stage> ConsumerContext for Ctx<S> {
                     });
                 for e in tpl.elements() {
                     let p = e.partition();
-                    let c = committed
-                        .find_partition(&self.topic, p)
-                        .and_then(|e| match e.offset() {
-                            Offset::Offset(o) => Some(o),
-                            _ => None,
-                        });
+                    let c =
+                        committed
+                            .find_partition(&self.topic, p)
+                            .and_then(|e| match e.offset() {
+                                Offset::Offset(o) => Some(o),
+                                _ => None,
+                            });
                     match d.stage.assign(p, c) {
                         Ok(start) => {
                             d.next.insert(p, start);

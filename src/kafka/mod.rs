@@ -116,8 +116,12 @@ pub async fn prepare_topics(k: &Kafka) -> anyhow::Result<()> {
             .map(|n| NewTopic::new(n, partitions, TopicReplication::Fixed(replication)))
             .collect();
         new.push(
-            NewTopic::new(&topics.changelog, partitions, TopicReplication::Fixed(replication))
-                .set("cleanup.policy", "compact"),
+            NewTopic::new(
+                &topics.changelog,
+                partitions,
+                TopicReplication::Fixed(replication),
+            )
+            .set("cleanup.policy", "compact"),
         );
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
         for r in admin.create_topics(&new, &opts).await? {

@@ -164,11 +164,7 @@ impl Output {
                 Err((e, _)) => return Err(classify(e)),
             }
         }
-        self.metrics
-            .kafka
-            .produced
-            .with_label_values(&[kind])
-            .inc();
+        self.metrics.kafka.produced.with_label_values(&[kind]).inc();
         Ok(())
     }
 

@@ -10,7 +10,7 @@ use super::driver::Stage;
 use super::output::{Failed, Output};
 use crate::event::Limits;
 use crate::metrics::Metrics;
-use rdkafka::message::{BorrowedMessage, Message, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Message};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -38,7 +38,7 @@ impl Stage for Rekey {
                 m.payload(),
                 m.headers()
                     .map(|h| h.detach())
-                    .unwrap_or_else(OwnedHeaders::new),
+                    .unwrap_or_default(),
                 "rekeyed",
             ),
             Err(why) => dead_letter(out, &self.dlq, m, &why, &self.metrics),

@@ -15,8 +15,8 @@ use crate::state::PairKey;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
-use rdkafka::ClientContext;
 use rdkafka::message::Message;
+use rdkafka::ClientContext;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -37,7 +37,12 @@ pub struct Quiet;
 
 impl ClientContext for Quiet {
     fn error(&self, error: KafkaError, reason: &str) {
-        if !matches!(error, KafkaError::PartitionEOF(_)) {
+        let eof = match &error {
+            KafkaError::PartitionEOF(_) => true,
+            KafkaError::Global(code) => *code == rdkafka::error::RDKafkaErrorCode::PartitionEOF,
+            _ => false,
+        };
+        if !eof {
             tracing::error!(error = %error, reason, "kafka client error (restore)");
         }
     }
@@ -154,9 +159,21 @@ impl Restorer {
         from: Offset,
         mut apply: impl FnMut(PairKey, i64, Option<crate::state::PairState>),
     ) -> anyhow::Result<(u64, i64)> {
-        let (low, high) =
-            self.consumer
-                .fetch_watermarks(&self.changelog, partition, Duration::from_secs(10))?;
+        let deadline = Instant::now() + self.timeout;
+        // A broker down or a leader moving is waited out, up to the restore timeout.
+        let (low, high) = loop {
+            match self
+                .consumer
+                .fetch_watermarks(&self.changelog, partition, Duration::from_secs(5))
+            {
+                Ok(w) => break w,
+                Err(e) if Instant::now() < deadline => {
+                    tracing::warn!(partition, error = %e, "changelog watermarks unavailable; retrying");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
         let start = match from {
             Offset::Offset(o) if o >= low => o,
             _ => low,
@@ -164,7 +181,6 @@ impl Restorer {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition_offset(&self.changelog, partition, Offset::Offset(start))?;
         self.consumer.assign(&tpl)?;
-        let deadline = Instant::now() + self.timeout;
         let mut records = 0u64;
         let mut position = start;
         // The end is where a fetch says the partition ends (end-of-partition event),
@@ -186,7 +202,9 @@ impl Restorer {
                     records += 1;
                     match decode_state(m.key(), m.payload(), m.headers()) {
                         Ok(r) => apply(r.key, r.offset, r.state),
-                        Err(e) => tracing::warn!(partition, offset = m.offset(), error = %e, "changelog record skipped"),
+                        Err(e) => {
+                            tracing::warn!(partition, offset = m.offset(), error = %e, "changelog record skipped")
+                        }
                     }
                 }
                 Some(Err(KafkaError::PartitionEOF(_))) => eof = true,

@@ -125,10 +125,7 @@ pub async fn reload_rules(backend: &Backend, dir: &str) -> Result<String, Servic
     let pack = match pack {
         Ok(p) => Arc::new(p),
         Err(reasons) => {
-            metrics
-                .rules_reloads
-                .with_label_values(&["refused"])
-                .inc();
+            metrics.rules_reloads.with_label_values(&["refused"]).inc();
             tracing::warn!("rule reload refused");
             return Err(ServiceError::InvalidArgument(format!(
                 "rules refused, the current ones stay:\n{reasons}"
@@ -146,10 +143,7 @@ pub async fn reload_rules(backend: &Backend, dir: &str) -> Result<String, Servic
         }
         Backend::Kafka(k) => k.packs.set(pack),
     }
-    metrics
-        .rules_reloads
-        .with_label_values(&["applied"])
-        .inc();
+    metrics.rules_reloads.with_label_values(&["applied"]).inc();
     metrics.set_rules_version(&version);
     tracing::info!(rules_version = %version, "rules reloaded");
     Ok(version)
@@ -254,9 +248,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         .register_encoded_file_descriptor_set(DESCRIPTOR)
         .build_v1()?;
     let max_msg = config.limits.max_message_bytes as usize;
-    let ingest =
-        pb::ingest_service_server::IngestServiceServer::new(grpc::Ingest(backend.clone()))
-            .max_decoding_message_size(max_msg);
+    let ingest = pb::ingest_service_server::IngestServiceServer::new(grpc::Ingest(backend.clone()))
+        .max_decoding_message_size(max_msg);
     let alerts = pb::alert_service_server::AlertServiceServer::new(grpc::Alerts {
         backend: backend.clone(),
         shutdown: shutdown.clone(),
