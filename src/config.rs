@@ -173,8 +173,8 @@ impl Default for Kafka {
             create_topics: false,
             topic_partitions: 12,
             topic_replication: 3,
-            max_batch: 5000,
-            batch_linger: "20ms".into(),
+            max_batch: 10000,
+            batch_linger: "100ms".into(),
             restore_timeout: "300s".into(),
             client: BTreeMap::new(),
         }

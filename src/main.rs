@@ -185,6 +185,19 @@ enum BenchCommand {
         #[arg(long)]
         server_pid: Option<String>,
     },
+    /// The Kafka path against a broker: produce, a bare consumer, then the service.
+    Kafka {
+        /// Bootstrap servers of a broker that allows topic creation.
+        #[arg(long)]
+        brokers: String,
+        #[command(flatten)]
+        workload: WorkloadArgs,
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+        /// librdkafka property for every client, KEY=VALUE (repeatable).
+        #[arg(long = "client", value_name = "KEY=VALUE")]
+        client: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -527,6 +540,43 @@ fn bench(command: BenchCommand) -> Result<()> {
                     mib(s.peak_rss_bytes)
                 );
             }
+        }
+        BenchCommand::Kafka {
+            brokers,
+            workload,
+            partitions,
+            client,
+        } => {
+            let client = client
+                .iter()
+                .map(|kv| {
+                    kv.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .ok_or_else(|| anyhow::anyhow!("--client {kv:?} is not KEY=VALUE"))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let load = pairwatch::kafka::bench::KafkaLoad {
+                brokers,
+                events: workload.events,
+                partitions,
+                client,
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let r = rt.block_on(pairwatch::kafka::bench::run_kafka(load, workload.shape()))?;
+            println!("kafka: {} events", r.events);
+            println!("producer (idempotent): {:.0} events/s", r.produce_per_s);
+            println!("bare consumer: {:.0} records/s", r.bare_consume_per_s);
+            println!(
+                "service: {:.0} events/s consumed and processed; service / bare = {:.2}",
+                r.service_per_s,
+                r.service_per_s / r.bare_consume_per_s
+            );
+            println!(
+                "alerts produced: {}; process cpu during the service run {:.2} s; detection thread busy {:.0}%",
+                r.alerts, r.service_cpu_seconds, r.detect_busy * 100.0
+            );
         }
     }
     Ok(())

@@ -28,11 +28,14 @@ pub struct Metrics {
     pub checkpoint_failures: IntCounter,
     pub checkpoint_pairs: IntGauge,
     pub subscribers: IntGauge,
+    open: Vec<IntGauge>,
     pub saturated: IntCounter,
     pub duplicates: IntCounter,
     pub rules_reloads: IntCounterVec,
     build_info: IntGaugeVec,
     pub kafka: KafkaMetrics,
+    /// Every metric family name, labelled or not, with or without samples yet.
+    pub names: Vec<String>,
 }
 
 /// Kafka mode: consumption, production, dead letters, rebalances, restores, transactions.
@@ -104,30 +107,37 @@ fn buckets() -> Vec<f64> {
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new();
+        let names = std::cell::RefCell::new(Vec::new());
+        let register = |c: Box<dyn prometheus::core::Collector>| {
+            names
+                .borrow_mut()
+                .extend(c.desc().iter().map(|d| d.fq_name.clone()));
+            registry.register(c).expect("register");
+        };
         let counter = |name: &str, help: &str| {
             let c = IntCounter::new(name, help).expect("metric");
-            registry.register(Box::new(c.clone())).expect("register");
+            register(Box::new(c.clone()));
             c
         };
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
             let c = IntCounterVec::new(Opts::new(name, help), labels).expect("metric");
-            registry.register(Box::new(c.clone())).expect("register");
+            register(Box::new(c.clone()));
             c
         };
         let histogram = |name: &str, help: &str| {
             let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets()))
                 .expect("metric");
-            registry.register(Box::new(h.clone())).expect("register");
+            register(Box::new(h.clone()));
             h
         };
         let gauge = |name: &str, help: &str| {
             let g = IntGauge::new(name, help).expect("metric");
-            registry.register(Box::new(g.clone())).expect("register");
+            register(Box::new(g.clone()));
             g
         };
         let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
             let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("metric");
-            registry.register(Box::new(g.clone())).expect("register");
+            register(Box::new(g.clone()));
             g
         };
         let signals_vec = counter_vec(
@@ -149,7 +159,7 @@ impl Metrics {
                 alerts.with_label_values(&[p.as_str(), pat.as_str()]);
             }
         }
-        let m = Metrics {
+        let mut m = Metrics {
             events_accepted: counter(
                 "pairwatch_ingest_events_total",
                 "Events accepted (durable and queued).",
@@ -209,6 +219,17 @@ impl Metrics {
                 "Pairs in the last checkpoint.",
             ),
             subscribers: gauge("pairwatch_alerts_subscribers", "Open alert subscriptions."),
+            open: {
+                let v = gauge_vec(
+                    "pairwatch_alerts_open",
+                    "Alerts not yet resolved by a moderator, by priority (embedded mode).",
+                    &["priority"],
+                );
+                Priority::ALL
+                    .iter()
+                    .map(|p| v.with_label_values(&[p.as_str()]))
+                    .collect()
+            },
             saturated: counter(
                 "pairwatch_ingest_saturated_total",
                 "Events refused with RESOURCE_EXHAUSTED because intake was full.",
@@ -288,7 +309,9 @@ impl Metrics {
                 ),
             },
             registry,
+            names: Vec::new(),
         };
+        m.names = names.into_inner();
         for reason in crate::event::EventError::REASONS {
             m.rejected.with_label_values(&[reason]);
         }
@@ -309,6 +332,12 @@ impl Metrics {
         self.alerts
             .with_label_values(&[a.priority.as_str(), a.pattern.as_str()])
             .inc();
+    }
+
+    pub fn set_open(&self, counts: [i64; 4]) {
+        for (g, n) in self.open.iter().zip(counts) {
+            g.set(n);
+        }
     }
 
     pub fn decision(&self, rules: &[String], decision: &str) {

@@ -66,6 +66,7 @@ pub struct Detect {
     parts: HashMap<i32, Part>,
     alerts: Vec<Alert>,
     last_checkpoint: Instant,
+    sampled: u32,
 }
 
 impl Detect {
@@ -99,6 +100,7 @@ impl Detect {
             parts: HashMap::new(),
             alerts: Vec::new(),
             last_checkpoint: Instant::now(),
+            sampled: 0,
         }
     }
 
@@ -245,11 +247,18 @@ impl Stage for Detect {
             self.metrics.kafka.skipped.inc();
             return Ok(());
         }
-        let t = Instant::now();
-        part.engine.process(&event, &mut self.alerts);
-        self.metrics
-            .processing_seconds
-            .observe(t.elapsed().as_secs_f64());
+        // The engine's time is sampled (one event in 64): reading the clock twice per
+        // event showed in the profile.
+        self.sampled = self.sampled.wrapping_add(1);
+        if self.sampled % 64 == 0 {
+            let t = Instant::now();
+            part.engine.process(&event, &mut self.alerts);
+            self.metrics
+                .processing_seconds
+                .observe(t.elapsed().as_secs_f64());
+        } else {
+            part.engine.process(&event, &mut self.alerts);
+        }
         part.touched.insert(key, offset);
         part.counters.observe(part.engine.stats(), &self.metrics);
         let alerts = std::mem::take(&mut self.alerts);

@@ -86,8 +86,11 @@ impl<S: Stage> Driver<S> {
         checkpoint: bool,
     ) -> Result<(), Failed> {
         if self.pending > 0 {
+            let t0 = Instant::now();
             self.out.barrier()?;
+            let t1 = Instant::now();
             self.stage.before_commit(&mut self.out)?;
+            let t2 = Instant::now();
             let mut tpl = TopicPartitionList::new();
             for (&p, &o) in &self.next {
                 if self.committed.get(&p) != Some(&o) {
@@ -96,6 +99,13 @@ impl<S: Stage> Driver<S> {
                 }
             }
             self.out.commit(consumer, &tpl, mode)?;
+            tracing::debug!(
+                records = self.pending,
+                output_ms = (t1 - t0).as_millis() as u64,
+                state_ms = (t2 - t1).as_millis() as u64,
+                commit_ms = t2.elapsed().as_millis() as u64,
+                "batch committed"
+            );
             self.committed = self.next.clone();
             self.pending = 0;
         }

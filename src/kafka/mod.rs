@@ -8,8 +8,10 @@
 //! - [`driver`]: the consumer loop and rebalance handling shared by the stages;
 //! - [`detect`]: the detection stage (engines per partition, alerts, changelog);
 //! - [`rekey`]: the optional re-keying stage;
-//! - [`restore`]: local checkpoints and changelog replay.
+//! - [`restore`]: local checkpoints and changelog replay;
+//! - [`bench`]: `pairwatch bench kafka`, the Kafka path measured against a broker.
 
+pub mod bench;
 pub mod codec;
 pub mod detect;
 pub mod driver;

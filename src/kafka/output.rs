@@ -177,16 +177,31 @@ impl Output {
             .set(self.producer.in_flight_count() as i64);
     }
 
+    /// Waits until every record sent is delivered or failed and its report served.
+    /// (The client's own flush sleeps up to 100 ms between checks: one batch would cost
+    /// two of those.)
+    fn drain(&self) -> Result<(), Failed> {
+        let deadline = std::time::Instant::now() + CALL_TIMEOUT;
+        while self.producer.in_flight_count() > 0 {
+            if std::time::Instant::now() > deadline {
+                return Err(Failed::Rewind(format!(
+                    "{} records still undelivered after {CALL_TIMEOUT:?}",
+                    self.producer.in_flight_count()
+                )));
+            }
+            self.producer.poll(Duration::from_millis(10));
+        }
+        self.poll();
+        Ok(())
+    }
+
     /// At-least-once: returns once everything sent so far is delivered (or failed).
     /// A transaction needs no barrier: its records count together or not at all.
     pub fn barrier(&mut self) -> Result<(), Failed> {
         if self.transactional {
             return Ok(());
         }
-        self.producer
-            .flush(CALL_TIMEOUT)
-            .map_err(|e| Failed::Rewind(format!("flush: {e}")))?;
-        self.poll();
+        self.drain()?;
         let failures = self.producer.context().failures.load(Ordering::Relaxed);
         if failures > self.failures_seen {
             let n = failures - self.failures_seen;
@@ -205,6 +220,7 @@ impl Output {
     ) -> Result<(), Failed> {
         if self.transactional {
             self.begin()?;
+            self.drain()?;
             if offsets.count() > 0 {
                 let group = consumer
                     .group_metadata()

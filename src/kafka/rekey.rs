@@ -36,9 +36,7 @@ impl Stage for Rekey {
                 None,
                 codec::event_pair_key(&e).as_bytes(),
                 m.payload(),
-                m.headers()
-                    .map(|h| h.detach())
-                    .unwrap_or_default(),
+                m.headers().map(|h| h.detach()).unwrap_or_default(),
                 "rekeyed",
             ),
             Err(why) => dead_letter(out, &self.dlq, m, &why, &self.metrics),

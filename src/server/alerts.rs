@@ -199,6 +199,17 @@ impl AlertBook {
     }
 
     /// Open alerts, most urgent first: priority, then deadline (earliest first, none last).
+    /// How many alerts are open, per priority (in `Priority::ALL` order).
+    pub fn open_counts(&self) -> [i64; 4] {
+        let mut n = [0; 4];
+        for l in self.open.values() {
+            if let Some(i) = Priority::ALL.iter().position(|p| *p == l.alert.priority) {
+                n[i] += 1;
+            }
+        }
+        n
+    }
+
     pub fn list_open(&self, min: Priority, tenant: Option<&str>, limit: usize) -> Vec<Logged> {
         let mut out: Vec<Logged> = self
             .open

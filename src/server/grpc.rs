@@ -388,6 +388,13 @@ impl pb::alert_service_server::AlertService for Alerts {
         match resolved {
             Ok(a) => {
                 pipeline.metrics.decision(&a.rules, decision.as_str());
+                pipeline.metrics.set_open(
+                    pipeline
+                        .book
+                        .read()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .open_counts(),
+                );
                 tracing::info!(alert_id = %a.alert_id, decision = decision.as_str(), "alert resolved");
                 Ok(Response::new(pb::ResolveResponse {}))
             }

@@ -650,9 +650,11 @@ fn writer_loop(
             }
         }
         if wrote {
-            if let Err(e) = book.write().unwrap_or_else(|p| p.into_inner()).sync() {
+            let mut b = book.write().unwrap_or_else(|p| p.into_inner());
+            if let Err(e) = b.sync() {
                 tracing::error!(error = %e, "cannot fsync the alert log");
             }
+            metrics.set_open(b.open_counts());
         }
         // Alerts before a snapshot are durable (fsynced above) before the snapshot is.
         for seq in complete {
