@@ -366,30 +366,44 @@ impl<'a> Setup<'a> {
         out
     }
 
-    /// Waits until the service's group has committed every event of the topic.
-    fn wait_consumed(&self) {
-        let consumer: BaseConsumer = self
-            .client_config()
+    /// The service group's committed offset per events partition (0 where none yet).
+    fn committed(&self, probe: &BaseConsumer) -> Vec<i64> {
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..PARTITIONS {
+            tpl.add_partition(&self.events(), p);
+        }
+        let Ok(c) = probe.committed_offsets(tpl, Duration::from_secs(10)) else {
+            return vec![0; PARTITIONS as usize];
+        };
+        (0..PARTITIONS)
+            .map(
+                |p| match c.find_partition(&self.events(), p).map(|e| e.offset()) {
+                    Some(Offset::Offset(o)) => o,
+                    _ => 0,
+                },
+            )
+            .collect()
+    }
+
+    /// A consumer in the service's group that never joins it: reads committed offsets.
+    fn probe(&self) -> BaseConsumer {
+        self.client_config()
             .set("group.id", self.group())
             .create()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Waits until the service's group has committed every event of the topic.
+    fn wait_consumed(&self) {
+        let probe = self.probe();
         let deadline = Instant::now() + WAIT;
         loop {
-            let mut tpl = TopicPartitionList::new();
-            for p in 0..PARTITIONS {
-                tpl.add_partition(&self.events(), p);
-            }
-            let committed = consumer.committed_offsets(tpl, Duration::from_secs(10));
-            let caught_up = committed.is_ok_and(|c| {
-                (0..PARTITIONS).all(|p| {
-                    let (_, high) = consumer
-                        .fetch_watermarks(&self.events(), p, Duration::from_secs(10))
-                        .unwrap();
-                    match c.find_partition(&self.events(), p).map(|e| e.offset()) {
-                        Some(Offset::Offset(o)) => o >= high,
-                        _ => high == 0,
-                    }
-                })
+            let committed = self.committed(&probe);
+            let caught_up = (0..PARTITIONS).all(|p| {
+                let (_, high) = probe
+                    .fetch_watermarks(&self.events(), p, Duration::from_secs(10))
+                    .unwrap();
+                committed[p as usize] >= high
             });
             if caught_up {
                 return;
@@ -702,7 +716,9 @@ async fn crash_and_restart_loses_and_doubles_nothing(broker: &dyn Broker, test: 
     let events = stream(12_000);
     let (expected, want_state) = reference(&events);
     s.produce(&events);
-    let spawn = |name: &str| -> Child {
+    // One environment for both runs: the restart finds the first run's local state.
+    let env = s.env("a");
+    let spawn = || -> Child {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_pairwatch"));
         cmd.arg("serve")
             .env(
@@ -713,67 +729,23 @@ async fn crash_and_restart_loses_and_doubles_nothing(broker: &dyn Broker, test: 
                 "PAIRWATCH__SERVER__HTTP_ADDR",
                 format!("127.0.0.1:{}", common::free_port()),
             )
+            .envs(env.iter().cloned())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        for (k, v) in s.env(name) {
-            cmd.env(k, v);
-        }
         cmd.spawn().unwrap()
     };
-    let mut first = spawn("a");
+    let mut first = spawn();
     // Let it commit part of the stream, then kill it without warning.
-    let probe: BaseConsumer = s
-        .client_config()
-        .set("group.id", s.group())
-        .create()
-        .unwrap();
+    let probe = s.probe();
     let deadline = Instant::now() + WAIT;
-    loop {
-        let mut tpl = TopicPartitionList::new();
-        for p in 0..PARTITIONS {
-            tpl.add_partition(&s.events(), p);
-        }
-        let done: i64 = probe
-            .committed_offsets(tpl, Duration::from_secs(5))
-            .map(|c| {
-                c.elements()
-                    .iter()
-                    .filter_map(|e| match e.offset() {
-                        Offset::Offset(o) => Some(o),
-                        _ => None,
-                    })
-                    .sum()
-            })
-            .unwrap_or(0);
-        if done as usize > events.len() / 3 {
-            break;
-        }
+    while (s.committed(&probe).iter().sum::<i64>() as usize) <= events.len() / 3 {
         assert!(Instant::now() < deadline, "no progress before the crash");
         std::thread::sleep(Duration::from_millis(20));
     }
     first.kill().unwrap();
     first.wait().unwrap();
     // Same local state directory: restore from its checkpoint plus the changelog.
-    let mut second = {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pairwatch"));
-        cmd.arg("serve")
-            .env(
-                "PAIRWATCH__SERVER__GRPC_ADDR",
-                format!("127.0.0.1:{}", common::free_port()),
-            )
-            .env(
-                "PAIRWATCH__SERVER__HTTP_ADDR",
-                format!("127.0.0.1:{}", common::free_port()),
-            )
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let c = s.config("a");
-        for (k, v) in s.env("b") {
-            cmd.env(k, v);
-        }
-        cmd.env("PAIRWATCH__SERVER__DATA_DIR", &c.server.data_dir);
-        cmd.spawn().unwrap()
-    };
+    let mut second = spawn();
     s.wait_consumed();
     let alerts = s.read(&s.alerts(), 2, all_alerts(&expected));
     assert_eq!(alert_ids(&alerts), expected);
@@ -969,37 +941,39 @@ async fn grpc_publish_goes_through_kafka(broker: &dyn Broker, test: &str) {
     server.stop().await.unwrap();
 }
 
-// ---------------------------------------------------------------- mock cluster
+// ---------------------------------------------------------------- the suite
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mock_grpc_publish_goes_through_kafka() {
-    let m = Mock::new();
-    grpc_publish_goes_through_kafka(&m, "m-grpc").await;
+/// Each scenario twice: on the mock cluster (`<name>::mock`) and on the real broker
+/// (`<name>::real_broker`); the test's name prefixes its topics.
+macro_rules! on_both_brokers {
+    ($($name:ident => $scenario:ident $(, $arg:expr)*;)*) => {$(
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn mock() {
+                let b = Mock::new();
+                $scenario(&b, concat!("m-", stringify!($name)) $(, $arg)*).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn real_broker() {
+                let b = Real::new();
+                $scenario(&b, concat!("r-", stringify!($name)) $(, $arg)*).await;
+            }
+        }
+    )*};
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mock_rekeyed_by_the_service() {
-    let m = Mock::new();
-    rekeyed_by_the_service(&m, "m-rekey").await;
+on_both_brokers! {
+    events_in_alerts_and_dead_letters => events_in_alerts_and_dead_letters_out;
+    grpc_publish => grpc_publish_goes_through_kafka;
+    rekeyed => rekeyed_by_the_service;
+    crash_and_restart => crash_and_restart_loses_and_doubles_nothing;
+    second_instance_takes_over => second_instance_takes_over_through_the_changelog, false;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mock_events_in_alerts_and_dead_letters_out() {
-    let m = Mock::new();
-    events_in_alerts_and_dead_letters_out(&m, "m-e2e").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mock_crash_and_restart_loses_and_doubles_nothing() {
-    let m = Mock::new();
-    crash_and_restart_loses_and_doubles_nothing(&m, "m-crash").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mock_second_instance_takes_over_through_the_changelog() {
-    let m = Mock::new();
-    second_instance_takes_over_through_the_changelog(&m, "m-rebalance", false).await;
-}
+// ---------------------------------------------------------------- mock cluster only
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mock_exactly_once_across_a_rebalance_gives_each_alert_once() {
@@ -1047,36 +1021,4 @@ async fn mock_broker_errors_lose_nothing() {
     assert!(metric(&m, "pairwatch_kafka_delivery_errors_total") >= 1.0);
     server.stop().await.unwrap();
     assert_same_state(&s.changelog_state(), &want_state);
-}
-
-// ---------------------------------------------------------------- real broker
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn real_broker_events_in_alerts_and_dead_letters_out() {
-    let b = Real::new();
-    events_in_alerts_and_dead_letters_out(&b, "r-e2e").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn real_broker_grpc_publish_goes_through_kafka() {
-    let b = Real::new();
-    grpc_publish_goes_through_kafka(&b, "r-grpc").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn real_broker_rekeyed_by_the_service() {
-    let b = Real::new();
-    rekeyed_by_the_service(&b, "r-rekey").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn real_broker_crash_and_restart_loses_and_doubles_nothing() {
-    let b = Real::new();
-    crash_and_restart_loses_and_doubles_nothing(&b, "r-crash").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn real_broker_second_instance_takes_over_through_the_changelog() {
-    let b = Real::new();
-    second_instance_takes_over_through_the_changelog(&b, "r-rebalance", false).await;
 }

@@ -6,7 +6,7 @@
 
 use super::codec::{self, Format};
 use super::driver::Stage;
-use super::output::{Failed, Output};
+use super::output::{Failed, Output, STATE_KIND};
 use super::restore::{write_checkpoint, Restorer};
 use super::Topics;
 use crate::alert::Alert;
@@ -281,7 +281,7 @@ impl Stage for Detect {
                         &k,
                         Some(&codec::encode_state(offset, state)),
                         OwnedHeaders::new(),
-                        "changelog",
+                        STATE_KIND,
                     )?,
                     None => out.send(
                         &self.topics.changelog,
@@ -289,12 +289,16 @@ impl Stage for Detect {
                         &k,
                         None,
                         codec::offset_header(offset),
-                        "changelog",
+                        STATE_KIND,
                     )?,
                 }
             }
         }
         Ok(())
+    }
+
+    fn checkpoint_due(&self) -> bool {
+        self.last_checkpoint.elapsed() >= self.checkpoint_every
     }
 
     fn after_commit(&mut self, out: &Output, positions: &BTreeMap<i32, i64>, all: bool) {
@@ -307,7 +311,7 @@ impl Stage for Detect {
                 .with_label_values(&[&format!("p{p}")])
                 .set(part.engine.pairs() as i64);
         }
-        if !all && self.last_checkpoint.elapsed() < self.checkpoint_every {
+        if !all {
             return;
         }
         self.last_checkpoint = Instant::now();

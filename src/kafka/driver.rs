@@ -32,8 +32,13 @@ pub trait Stage: Send + 'static {
     /// The batch's records are delivered (at-least-once) or in the transaction: add
     /// what must only follow them.
     fn before_commit(&mut self, out: &mut Output) -> Result<(), Failed>;
-    /// The batch committed at `positions`; `all` asks for a checkpoint now.
-    fn after_commit(&mut self, out: &Output, positions: &BTreeMap<i32, i64>, all: bool);
+    /// The batch ended with the input at `positions`; `settled` says everything sent is
+    /// delivered and committed, the only moment a checkpoint may be written.
+    fn after_commit(&mut self, out: &Output, positions: &BTreeMap<i32, i64>, settled: bool);
+    /// The stage wants a checkpoint (its interval passed).
+    fn checkpoint_due(&self) -> bool {
+        false
+    }
 }
 
 pub struct Settings {
@@ -54,6 +59,9 @@ struct Driver<S> {
     metrics: Arc<Metrics>,
     fatal: Option<String>,
     rewind_needed: bool,
+    /// At-least-once: positions whose state records are sent but not yet confirmed.
+    staged: Option<BTreeMap<i32, i64>>,
+    staged_at: Instant,
 }
 
 impl<S: Stage> Driver<S> {
@@ -77,39 +85,75 @@ impl<S: Stage> Driver<S> {
     fn due(&self) -> bool {
         self.pending >= self.settings.max_batch
             || (self.pending > 0 && self.batch_started.elapsed() >= self.settings.linger)
+            || (self.staged.is_some() && self.staged_at.elapsed() >= self.settings.linger)
     }
 
+    /// The offsets of `positions` not yet committed.
+    fn offsets(&self, positions: &BTreeMap<i32, i64>) -> Result<TopicPartitionList, Failed> {
+        let mut tpl = TopicPartitionList::new();
+        for (&p, &o) in positions {
+            if self.committed.get(&p) != Some(&o) {
+                tpl.add_partition_offset(&self.settings.topic, p, Offset::Offset(o))
+                    .map_err(|e| Failed::Fatal(e.to_string()))?;
+            }
+        }
+        Ok(tpl)
+    }
+
+    /// At-least-once: commits the staged offsets once the state records sent with them
+    /// are delivered.
+    fn commit_staged<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        mode: CommitMode,
+    ) -> Result<(), Failed> {
+        let Some(staged) = self.staged.take() else {
+            return Ok(());
+        };
+        self.out.settle_state()?;
+        let tpl = self.offsets(&staged)?;
+        self.out.commit(consumer, &tpl, mode)?;
+        self.committed = staged;
+        Ok(())
+    }
+
+    /// Ends the batch. Exactly-once: one transaction. At-least-once: the batch's alerts
+    /// are awaited, the previous batch's state records settled and its offsets
+    /// committed, then this batch's state records sent and its offsets staged (committed
+    /// at the next batch end). `full` settles everything now and lets the stage
+    /// checkpoint (on its interval, a revoke, shutdown).
     fn try_commit<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
         mode: CommitMode,
-        checkpoint: bool,
+        full: bool,
     ) -> Result<(), Failed> {
+        let full = full || self.stage.checkpoint_due();
         if self.pending > 0 {
             let t0 = Instant::now();
             self.out.barrier()?;
-            let t1 = Instant::now();
-            self.stage.before_commit(&mut self.out)?;
-            let t2 = Instant::now();
-            let mut tpl = TopicPartitionList::new();
-            for (&p, &o) in &self.next {
-                if self.committed.get(&p) != Some(&o) {
-                    tpl.add_partition_offset(&self.settings.topic, p, Offset::Offset(o))
-                        .map_err(|e| Failed::Fatal(e.to_string()))?;
-                }
+            if self.out.transactional() {
+                self.stage.before_commit(&mut self.out)?;
+                let tpl = self.offsets(&self.next)?;
+                self.out.commit(consumer, &tpl, mode)?;
+                self.committed = self.next.clone();
+            } else {
+                self.commit_staged(consumer, mode)?;
+                self.stage.before_commit(&mut self.out)?;
+                self.staged = Some(self.next.clone());
+                self.staged_at = Instant::now();
             }
-            self.out.commit(consumer, &tpl, mode)?;
             tracing::debug!(
                 records = self.pending,
-                output_ms = (t1 - t0).as_millis() as u64,
-                state_ms = (t2 - t1).as_millis() as u64,
-                commit_ms = t2.elapsed().as_millis() as u64,
-                "batch committed"
+                wait_ms = t0.elapsed().as_millis() as u64,
+                "batch ended"
             );
-            self.committed = self.next.clone();
             self.pending = 0;
         }
-        self.stage.after_commit(&self.out, &self.next, checkpoint);
+        if full || self.staged_at.elapsed() >= self.settings.linger {
+            self.commit_staged(consumer, if full { CommitMode::Sync } else { mode })?;
+        }
+        self.stage.after_commit(&self.out, &self.next, full);
         Ok(())
     }
 
@@ -141,6 +185,7 @@ impl<S: Stage> Driver<S> {
     /// Back to the last commit: abort the output, restore, seek.
     fn rewind<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) {
         self.metrics.kafka.rewinds.inc();
+        self.staged = None;
         if let Err(Failed::Fatal(m)) = self.out.abort() {
             self.fatal = Some(m);
             return;
@@ -350,6 +395,8 @@ pub fn run<S: Stage>(
             metrics: metrics.clone(),
             fatal: None,
             rewind_needed: false,
+            staged: None,
+            staged_at: Instant::now(),
         }),
         metrics,
         topic: topic.clone(),

@@ -1,9 +1,11 @@
-//! The producer side of a processing batch. At-least-once: records go out as they are
-//! made, [`Output::barrier`] waits until they are all delivered, then the consumer
-//! offsets are committed. Exactly-once: the batch's records and its offsets form one
-//! Kafka transaction. A full producer queue is backpressure (wait and retry), not an
-//! error; a delivery that fails after the producer's own retries fails the batch, which
-//! the caller rewinds.
+//! The producer side of a processing batch. At-least-once: alerts and dead letters go
+//! out on one producer as they are made and [`Output::barrier`] waits for them; state
+//! (changelog) records go out on a second producer, awaited by [`Output::settle_state`]
+//! one batch later, so the detection thread does not sit idle while the broker stores
+//! them; consumer offsets are committed once both are in. Exactly-once: everything of a
+//! batch and its offsets form one Kafka transaction on one producer. A full producer
+//! queue is backpressure (wait and retry), not an error; a delivery that fails after the
+//! producer's own retries fails the batch, which the caller rewinds.
 
 use crate::metrics::Metrics;
 use rdkafka::config::ClientConfig;
@@ -72,20 +74,108 @@ fn classify(e: KafkaError) -> Failed {
     Failed::Rewind(e.to_string())
 }
 
-pub struct Output {
+/// One producer and the failures already reported from it.
+struct Lane {
     producer: BaseProducer<Deliveries>,
+    failures_seen: u64,
+}
+
+impl Lane {
+    fn new(config: &ClientConfig, tracked: &str, metrics: &Arc<Metrics>) -> Result<Lane, Failed> {
+        let deliveries = Deliveries {
+            metrics: metrics.clone(),
+            failures: AtomicU64::new(0),
+            tracked: tracked.to_string(),
+            last: Mutex::new(HashMap::new()),
+        };
+        let producer = config
+            .create_with_context(deliveries)
+            .map_err(|e| Failed::Fatal(e.to_string()))?;
+        Ok(Lane {
+            producer,
+            failures_seen: 0,
+        })
+    }
+
+    fn send(&self, mut record: BaseRecord<'_, [u8], [u8]>) -> Result<(), Failed> {
+        loop {
+            match self.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    record = r;
+                    self.producer.poll(Duration::from_millis(10));
+                }
+                Err((e, _)) => return Err(classify(e)),
+            }
+        }
+    }
+
+    /// Waits until every record sent is delivered or failed and its report served.
+    /// (The client's own flush sleeps up to 100 ms between checks: one batch would cost
+    /// two of those.)
+    fn drain(&self) -> Result<(), Failed> {
+        let deadline = std::time::Instant::now() + CALL_TIMEOUT;
+        while self.producer.in_flight_count() > 0 {
+            if std::time::Instant::now() > deadline {
+                return Err(Failed::Rewind(format!(
+                    "{} records still undelivered after {CALL_TIMEOUT:?}",
+                    self.producer.in_flight_count()
+                )));
+            }
+            self.producer.poll(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
+    /// Everything sent is delivered; an error if some failed since the last check.
+    fn settle(&mut self) -> Result<(), Failed> {
+        self.drain()?;
+        let failures = self.producer.context().failures.load(Ordering::Relaxed);
+        if failures > self.failures_seen {
+            let n = failures - self.failures_seen;
+            self.failures_seen = failures;
+            return Err(Failed::Rewind(format!("{n} records were not delivered")));
+        }
+        Ok(())
+    }
+
+    /// Lets pending deliveries finish and forgets their failures (after a rewind).
+    fn reset(&mut self) {
+        let _ = self.drain();
+        self.failures_seen = self.producer.context().failures.load(Ordering::Relaxed);
+    }
+
+    fn tracked_end(&self, partition: i32) -> Option<i64> {
+        self.producer
+            .context()
+            .last
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&partition)
+            .map(|o| o + 1)
+    }
+}
+
+pub struct Output {
+    main: Lane,
+    /// At-least-once only: the state records' own producer.
+    state: Option<Lane>,
     transactional: bool,
     in_txn: bool,
-    failures_seen: u64,
     metrics: Arc<Metrics>,
 }
 
+/// The kind of record that goes to the state lane.
+pub const STATE_KIND: &str = "changelog";
+
 impl Output {
-    /// An idempotent producer; transactional when `transactional_id` is given.
+    /// Idempotent producers; one transactional producer when `transactional_id` is given.
+    /// `state_topic` is the changelog, whose delivered offsets are tracked for
+    /// checkpoints (empty for a stage without state).
     pub fn new(
         base: &ClientConfig,
         transactional_id: Option<&str>,
-        tracked_topic: &str,
+        state_topic: &str,
         metrics: Arc<Metrics>,
     ) -> Result<Output, Failed> {
         let mut config = base.clone();
@@ -101,25 +191,22 @@ impl Output {
                 .set("transaction.timeout.ms", "60000")
                 .set("message.timeout.ms", "60000");
         }
-        let deliveries = Deliveries {
-            metrics: metrics.clone(),
-            failures: AtomicU64::new(0),
-            tracked: tracked_topic.to_string(),
-            last: Mutex::new(HashMap::new()),
-        };
-        let producer: BaseProducer<Deliveries> = config
-            .create_with_context(deliveries)
-            .map_err(|e| Failed::Fatal(e.to_string()))?;
+        let main = Lane::new(&config, state_topic, &metrics)?;
         if transactional_id.is_some() {
-            producer
+            main.producer
                 .init_transactions(CALL_TIMEOUT)
                 .map_err(|e| Failed::Fatal(format!("init_transactions: {e}")))?;
         }
+        let state = if transactional_id.is_none() && !state_topic.is_empty() {
+            Some(Lane::new(&config, state_topic, &metrics)?)
+        } else {
+            None
+        };
         Ok(Output {
-            producer,
+            main,
+            state,
             transactional: transactional_id.is_some(),
             in_txn: false,
-            failures_seen: 0,
             metrics,
         })
     }
@@ -130,7 +217,7 @@ impl Output {
 
     fn begin(&mut self) -> Result<(), Failed> {
         if self.transactional && !self.in_txn {
-            self.producer.begin_transaction().map_err(classify)?;
+            self.main.producer.begin_transaction().map_err(classify)?;
             self.in_txn = true;
         }
         Ok(())
@@ -154,15 +241,9 @@ impl Output {
         if let Some(p) = partition {
             record = record.partition(p);
         }
-        loop {
-            match self.producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                    record = r;
-                    self.producer.poll(Duration::from_millis(10));
-                }
-                Err((e, _)) => return Err(classify(e)),
-            }
+        match (&self.state, kind) {
+            (Some(state), STATE_KIND) => state.send(record)?,
+            _ => self.main.send(record)?,
         }
         self.metrics.kafka.produced.with_label_values(&[kind]).inc();
         Ok(())
@@ -170,84 +251,70 @@ impl Output {
 
     /// Serves delivery reports; updates the queue gauge.
     pub fn poll(&self) {
-        self.producer.poll(Duration::ZERO);
-        self.metrics
-            .kafka
-            .producer_queue
-            .set(self.producer.in_flight_count() as i64);
-    }
-
-    /// Waits until every record sent is delivered or failed and its report served.
-    /// (The client's own flush sleeps up to 100 ms between checks: one batch would cost
-    /// two of those.)
-    fn drain(&self) -> Result<(), Failed> {
-        let deadline = std::time::Instant::now() + CALL_TIMEOUT;
-        while self.producer.in_flight_count() > 0 {
-            if std::time::Instant::now() > deadline {
-                return Err(Failed::Rewind(format!(
-                    "{} records still undelivered after {CALL_TIMEOUT:?}",
-                    self.producer.in_flight_count()
-                )));
-            }
-            self.producer.poll(Duration::from_millis(10));
+        let mut queued = 0;
+        for lane in std::iter::once(&self.main).chain(self.state.as_ref()) {
+            lane.producer.poll(Duration::ZERO);
+            queued += lane.producer.in_flight_count();
         }
-        self.poll();
-        Ok(())
+        self.metrics.kafka.producer_queue.set(queued as i64);
     }
 
-    /// At-least-once: returns once everything sent so far is delivered (or failed).
+    /// At-least-once: returns once every alert and dead letter sent so far is delivered.
     /// A transaction needs no barrier: its records count together or not at all.
     pub fn barrier(&mut self) -> Result<(), Failed> {
         if self.transactional {
             return Ok(());
         }
-        self.drain()?;
-        let failures = self.producer.context().failures.load(Ordering::Relaxed);
-        if failures > self.failures_seen {
-            let n = failures - self.failures_seen;
-            self.failures_seen = failures;
-            return Err(Failed::Rewind(format!("{n} records were not delivered")));
-        }
-        Ok(())
+        self.main.settle()
     }
 
-    /// Ends the batch: its output and the consumer's `offsets` count together.
+    /// At-least-once: returns once every state record sent so far is delivered.
+    pub fn settle_state(&mut self) -> Result<(), Failed> {
+        match self.state.as_mut() {
+            Some(s) => s.settle(),
+            None => Ok(()),
+        }
+    }
+
+    /// Commits the consumer's `offsets`: in the transaction with the batch's records, or
+    /// (at-least-once, after the caller settled them) as a plain offset commit.
     pub fn commit<C: ConsumerContext>(
         &mut self,
         consumer: &BaseConsumer<C>,
         offsets: &TopicPartitionList,
         mode: CommitMode,
     ) -> Result<(), Failed> {
-        if self.transactional {
-            self.begin()?;
-            self.drain()?;
+        if !self.transactional {
             if offsets.count() > 0 {
-                let group = consumer
-                    .group_metadata()
-                    .ok_or_else(|| Failed::Fatal("consumer has no group metadata".into()))?;
-                self.producer
-                    .send_offsets_to_transaction(offsets, &group, CALL_TIMEOUT)
-                    .map_err(classify)?;
+                consumer
+                    .commit(offsets, mode)
+                    .map_err(|e| Failed::Rewind(format!("offset commit: {e}")))?;
             }
-            self.producer
-                .commit_transaction(CALL_TIMEOUT)
-                .map_err(classify)?;
-            self.in_txn = false;
-            self.metrics
-                .kafka
-                .transactions
-                .with_label_values(&["commit"])
-                .inc();
-            tracing::debug!(partitions = offsets.count(), "transaction committed");
-            self.poll();
             return Ok(());
         }
-        self.barrier()?;
+        self.begin()?;
+        self.main.drain()?;
         if offsets.count() > 0 {
-            consumer
-                .commit(offsets, mode)
-                .map_err(|e| Failed::Rewind(format!("offset commit: {e}")))?;
+            let group = consumer
+                .group_metadata()
+                .ok_or_else(|| Failed::Fatal("consumer has no group metadata".into()))?;
+            self.main
+                .producer
+                .send_offsets_to_transaction(offsets, &group, CALL_TIMEOUT)
+                .map_err(classify)?;
         }
+        self.main
+            .producer
+            .commit_transaction(CALL_TIMEOUT)
+            .map_err(classify)?;
+        self.in_txn = false;
+        self.metrics
+            .kafka
+            .transactions
+            .with_label_values(&["commit"])
+            .inc();
+        tracing::debug!(partitions = offsets.count(), "transaction committed");
+        self.poll();
         Ok(())
     }
 
@@ -261,24 +328,24 @@ impl Output {
                 .transactions
                 .with_label_values(&["abort"])
                 .inc();
-            self.producer
+            self.main
+                .producer
                 .abort_transaction(CALL_TIMEOUT)
                 .map_err(classify)?;
         } else {
-            let _ = self.producer.flush(CALL_TIMEOUT);
-            self.failures_seen = self.producer.context().failures.load(Ordering::Relaxed);
+            self.main.reset();
+            if let Some(s) = self.state.as_mut() {
+                s.reset();
+            }
         }
         Ok(())
     }
 
-    /// The offset after the last record delivered to `partition` of the tracked topic.
+    /// The offset after the last state record delivered to `partition`.
     pub fn tracked_end(&self, partition: i32) -> Option<i64> {
-        self.producer
-            .context()
-            .last
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&partition)
-            .map(|o| o + 1)
+        self.state
+            .as_ref()
+            .unwrap_or(&self.main)
+            .tracked_end(partition)
     }
 }
