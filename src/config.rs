@@ -14,11 +14,13 @@ pub const ENV_PREFIX: &str = "PAIRWATCH__";
 /// Tables whose keys are the user's own (not checked against the defaults).
 const FREE_TABLES: [&str; 2] = ["engine.tenant_time_zones", "kafka.client"];
 /// librdkafka properties that hold secrets, masked by `config show`.
-const SECRET_CLIENT_KEYS: [&str; 4] = [
+const SECRET_CLIENT_KEYS: [&str; 6] = [
     "sasl.password",
     "ssl.key.password",
+    "ssl.key.pem",
     "ssl.keystore.password",
     "sasl.oauthbearer.client.secret",
+    "sasl.oauthbearer.config",
 ];
 const MASK: &str = "********";
 
@@ -211,7 +213,13 @@ impl Kafka {
 
     pub fn transactional_id(&self) -> String {
         if self.transactional_id.is_empty() {
-            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+            // The pod name under Kubernetes; the kernel's host name otherwise.
+            let host = std::env::var("HOSTNAME")
+                .ok()
+                .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "local".into());
             format!("{}-{host}", self.group_id)
         } else {
             self.transactional_id.clone()

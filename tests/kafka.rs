@@ -1022,3 +1022,25 @@ async fn mock_broker_errors_lose_nothing() {
     server.stop().await.unwrap();
     assert_same_state(&s.changelog_state(), &want_state);
 }
+
+/// A batch the broker refuses every time (here: a produce error injected over and over)
+/// stops the instance after a few rewinds instead of spinning on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mock_a_batch_that_always_fails_stops_the_instance() {
+    use rdkafka::types::RDKafkaApiKey;
+    let m = Mock::new();
+    let s = Setup::new(&m, "m-poison");
+    s.produce(&stream(500));
+    m.cluster().request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE; 200],
+    );
+    let server = start(s.config("a"), CancellationToken::new())
+        .await
+        .unwrap();
+    let ended = tokio::time::timeout(WAIT, server.wait())
+        .await
+        .expect("the instance kept running");
+    let err = ended.unwrap_err().to_string();
+    assert!(err.contains("failed 8 times in a row"), "{err}");
+}

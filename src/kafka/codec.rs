@@ -55,15 +55,6 @@ impl Rejection {
     }
 }
 
-/// Reason codes of the Kafka stage, besides the event's own validation codes.
-pub const KAFKA_REASONS: [&str; 5] = [
-    "empty_payload",
-    "bad_protobuf",
-    "unknown_content_type",
-    "key_not_pair",
-    "not_utf8",
-];
-
 /// The format a record declares, or the topic's.
 fn format_of(headers: Option<&impl Headers>, default: Format) -> Result<Format, Rejection> {
     let Some(value) = headers.and_then(|h| {

@@ -20,6 +20,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Rewinds of one batch before the stage gives up.
+const MAX_REWINDS: u32 = 8;
 
 /// What a processing stage does with its partitions and records.
 pub trait Stage: Send + 'static {
@@ -62,6 +64,7 @@ struct Driver<S> {
     /// At-least-once: positions whose state records are sent but not yet confirmed.
     staged: Option<BTreeMap<i32, i64>>,
     staged_at: Instant,
+    rewinds_in_a_row: u32,
 }
 
 impl<S: Stage> Driver<S> {
@@ -114,6 +117,7 @@ impl<S: Stage> Driver<S> {
         let tpl = self.offsets(&staged)?;
         self.out.commit(consumer, &tpl, mode)?;
         self.committed = staged;
+        self.rewinds_in_a_row = 0;
         Ok(())
     }
 
@@ -137,6 +141,7 @@ impl<S: Stage> Driver<S> {
                 let tpl = self.offsets(&self.next)?;
                 self.out.commit(consumer, &tpl, mode)?;
                 self.committed = self.next.clone();
+                self.rewinds_in_a_row = 0;
             } else {
                 self.commit_staged(consumer, mode)?;
                 self.stage.before_commit(&mut self.out)?;
@@ -152,6 +157,12 @@ impl<S: Stage> Driver<S> {
         }
         if full || self.staged_at.elapsed() >= self.settings.linger {
             self.commit_staged(consumer, if full { CommitMode::Sync } else { mode })?;
+        }
+        if full && !self.out.transactional() {
+            // Offsets whose asynchronous commit failed, sent again.
+            let tpl = self.offsets(&self.next)?;
+            self.out.commit(consumer, &tpl, CommitMode::Sync)?;
+            self.committed = self.next.clone();
         }
         self.stage.after_commit(&self.out, &self.next, full);
         Ok(())
@@ -182,9 +193,21 @@ impl<S: Stage> Driver<S> {
         }
     }
 
-    /// Back to the last commit: abort the output, restore, seek.
+    /// Back to the last commit: abort the output, restore, seek. A batch that keeps
+    /// failing (a record the broker will never take) stops the stage after a few tries,
+    /// with growing pauses between them, instead of spinning.
     fn rewind<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) {
         self.metrics.kafka.rewinds.inc();
+        self.rewinds_in_a_row += 1;
+        if self.rewinds_in_a_row > MAX_REWINDS {
+            self.fatal = Some(format!(
+                "the same batch failed {MAX_REWINDS} times in a row; see the previous errors"
+            ));
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(
+            200 * u64::from(self.rewinds_in_a_row),
+        ));
         self.staged = None;
         if let Err(Failed::Fatal(m)) = self.out.abort() {
             self.fatal = Some(m);
@@ -216,6 +239,9 @@ impl<S: Stage> Driver<S> {
 /// The consumer's context: the driver, reached from the rebalance callback.
 struct Ctx<S> {
     driver: Mutex<Driver<S>>,
+    /// Partitions whose asynchronous offset commit failed (told by the client's
+    /// callback, which may run while the driver is locked).
+    failed_commits: Mutex<Vec<i32>>,
     metrics: Arc<Metrics>,
     topic: String,
     stage_name: &'static str,
@@ -248,6 +274,20 @@ impl<S: Stage> ClientContext for Ctx<S> {
 }
 
 impl<S: Stage> ConsumerContext for Ctx<S> {
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        offsets: &TopicPartitionList,
+    ) {
+        if let Err(e) = result {
+            tracing::warn!(stage = self.stage_name, error = %e, "offset commit failed; it will be retried");
+            self.failed_commits
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend(offsets.elements().iter().map(|e| e.partition()));
+        }
+    }
+
     fn rebalance(
         &self,
         consumer: &BaseConsumer<Self>,
@@ -259,8 +299,16 @@ impl<S: Stage> ConsumerContext for Ctx<S> {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 kind("revoke");
-                // The last batch and a checkpoint, before the partitions go.
-                d.commit(consumer, CommitMode::Sync, true);
+                // The last batch and a checkpoint, before the partitions go. When that
+                // fails, or the partitions are already someone else's, nothing more is
+                // committed for them; the partitions that stay are rewound.
+                if d.fatal.is_some() {
+                    // Stopping on an error: nothing more is committed.
+                } else if consumer.assignment_lost() {
+                    d.rewind_needed = true;
+                } else if let Err(e) = d.try_commit(consumer, CommitMode::Sync, true) {
+                    d.failed(e);
+                }
                 for e in tpl.elements() {
                     d.stage.revoke(e.partition());
                     d.next.remove(&e.partition());
@@ -271,7 +319,6 @@ impl<S: Stage> ConsumerContext for Ctx<S> {
                         .lag
                         .remove_label_values(&[&e.partition().to_string()]);
                 }
-                d.pending = 0;
                 let r = if cooperative(consumer) {
                     consumer.incremental_unassign(tpl)
                 } else {
@@ -288,12 +335,23 @@ impl<S: Stage> ConsumerContext for Ctx<S> {
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 kind("assign");
-                let committed = consumer
-                    .committed_offsets(tpl.clone(), CALL_TIMEOUT)
-                    .unwrap_or_else(|e| {
-                        tracing::warn!(error = %e, "committed offsets unavailable; using the local state only");
-                        TopicPartitionList::new()
-                    });
+                // Without the committed offsets a restore could only start over from
+                // the local state or the beginning: retry, then give up.
+                let mut attempt = 0;
+                let committed = loop {
+                    match consumer.committed_offsets(tpl.clone(), CALL_TIMEOUT) {
+                        Ok(c) => break c,
+                        Err(e) if attempt < 3 => {
+                            attempt += 1;
+                            tracing::warn!(error = %e, attempt, "committed offsets unavailable; retrying");
+                            std::thread::sleep(Duration::from_secs(1));
+                        }
+                        Err(e) => {
+                            d.fatal = Some(format!("cannot read the committed offsets: {e}"));
+                            return;
+                        }
+                    }
+                };
                 for e in tpl.elements() {
                     let p = e.partition();
                     let c =
@@ -397,7 +455,9 @@ pub fn run<S: Stage>(
             rewind_needed: false,
             staged: None,
             staged_at: Instant::now(),
+            rewinds_in_a_row: 0,
         }),
+        failed_commits: Mutex::new(Vec::new()),
         metrics,
         topic: topic.clone(),
         stage_name,
@@ -408,7 +468,18 @@ pub fn run<S: Stage>(
     let mut last_poll = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         let msg = consumer.poll(Duration::from_millis(20));
+        let failed: Vec<i32> = std::mem::take(
+            &mut *consumer
+                .context()
+                .failed_commits
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
         let mut d = consumer.context().lock();
+        // Not committed after all: the next commit sends these offsets again.
+        for p in failed {
+            d.committed.remove(&p);
+        }
         match msg {
             Some(Ok(m)) => {
                 consumed.inc();
@@ -427,14 +498,14 @@ pub fn run<S: Stage>(
             d.out.poll();
             last_poll = Instant::now();
         }
-        if let Some(f) = d.fatal.take() {
+        if let Some(f) = &d.fatal {
             anyhow::bail!("{stage_name}: {f}");
         }
     }
     {
         let mut d = consumer.context().lock();
         d.commit(&consumer, CommitMode::Sync, true);
-        if let Some(f) = d.fatal.take() {
+        if let Some(f) = &d.fatal {
             anyhow::bail!("{stage_name}: {f}");
         }
     }

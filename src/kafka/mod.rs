@@ -168,6 +168,13 @@ pub async fn prepare_topics(k: &Kafka) -> anyhow::Result<()> {
     .await?
 }
 
+/// Why an event could not be handed to the producer.
+pub enum PublishError {
+    /// The producer queue stayed full: retry later.
+    Saturated,
+    Failed(String),
+}
+
 /// gRPC `Publish` in Kafka mode: events go to the events topic, keyed by pair; the ack
 /// waits for the broker.
 #[derive(Clone)]
@@ -193,12 +200,12 @@ impl Publisher {
     }
 
     /// Queues one validated event; the receiver yields the offset once it is stored,
-    /// or why not. `Err(None)` means the producer queue stayed full.
+    /// or why not.
     pub async fn publish(
         &self,
         event: &Event,
         wait: Duration,
-    ) -> Result<tokio::sync::oneshot::Receiver<Result<u64, String>>, ()> {
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<u64, String>>, PublishError> {
         let payload = match self.format {
             Format::Json => event.to_json().into_bytes(),
             Format::Protobuf => pb::ChatEvent::from(event).encode_to_vec(),
@@ -216,13 +223,14 @@ impl Publisher {
         let delivery = loop {
             match self.producer.send_result(record) {
                 Ok(d) => break d,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r))
-                    if tokio::time::Instant::now() < deadline =>
-                {
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(PublishError::Saturated);
+                    }
                     record = r;
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
-                Err(_) => return Err(()),
+                Err((e, _)) => return Err(PublishError::Failed(e.to_string())),
             }
         };
         self.metrics

@@ -19,8 +19,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Longest wait for a flush, a commit or a transaction call.
+/// Longest wait for a commit or a transaction call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a record may stay undelivered before the producer fails it
+/// (`message.timeout.ms`); waits for deliveries last longer, so that nothing sent
+/// before a rewind can land after it.
+const MESSAGE_TIMEOUT: Duration = Duration::from_secs(120);
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(130);
 
 /// Delivery reports: failures counted, and the last offset delivered per partition of
 /// one tracked topic (the changelog), for checkpoints.
@@ -114,11 +119,11 @@ impl Lane {
     /// (The client's own flush sleeps up to 100 ms between checks: one batch would cost
     /// two of those.)
     fn drain(&self) -> Result<(), Failed> {
-        let deadline = std::time::Instant::now() + CALL_TIMEOUT;
+        let deadline = std::time::Instant::now() + DRAIN_TIMEOUT;
         while self.producer.in_flight_count() > 0 {
             if std::time::Instant::now() > deadline {
                 return Err(Failed::Rewind(format!(
-                    "{} records still undelivered after {CALL_TIMEOUT:?}",
+                    "{} records still undelivered after {DRAIN_TIMEOUT:?}",
                     self.producer.in_flight_count()
                 )));
             }
@@ -183,7 +188,10 @@ impl Output {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "5")
-            .set("message.timeout.ms", "120000");
+            .set(
+                "message.timeout.ms",
+                MESSAGE_TIMEOUT.as_millis().to_string(),
+            );
         if let Some(id) = transactional_id {
             // A record may not outlive its transaction.
             config
@@ -322,16 +330,18 @@ impl Output {
     /// at-least-once output already delivered stays (alert ids are deterministic).
     pub fn abort(&mut self) -> Result<(), Failed> {
         if self.transactional && self.in_txn {
-            self.in_txn = false;
             self.metrics
                 .kafka
                 .transactions
                 .with_label_values(&["abort"])
                 .inc();
+            // An abort that fails leaves the producer in an unknown transaction state:
+            // only a new producer (a restart) is safe.
             self.main
                 .producer
                 .abort_transaction(CALL_TIMEOUT)
-                .map_err(classify)?;
+                .map_err(|e| Failed::Fatal(format!("abort_transaction: {e}")))?;
+            self.in_txn = false;
         } else {
             self.main.reset();
             if let Some(s) = self.state.as_mut() {

@@ -101,7 +101,12 @@ async fn submit(
                 .publisher
                 .publish(&event, INTAKE_WAIT)
                 .await
-                .map_err(|()| saturated(b.metrics(), id));
+                .map_err(|e| match e {
+                    crate::kafka::PublishError::Saturated => saturated(b.metrics(), id),
+                    crate::kafka::PublishError::Failed(m) => {
+                        (id, format!("kafka producer: {m}"), "unavailable")
+                    }
+                });
         }
     };
     let payload = pb::ChatEvent::from(&event).encode_to_vec();

@@ -356,7 +356,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             }
         }
         // Stop intake, then drain: the last checkpoint is taken when the log thread sees
-        // intake closed, and the threads stop when their queues are empty.
+        // intake closed, and the threads stop when their queues are empty. (After a
+        // failure the token is not cancelled yet: the gRPC server stops on it.)
+        token.cancel();
         ready.store(false, Ordering::Release);
         health
             .set_not_serving::<pb::ingest_service_server::IngestServiceServer<grpc::Ingest>>()
