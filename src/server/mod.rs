@@ -1,5 +1,7 @@
 //! `pairwatch serve`: the engine as a service. gRPC ingest and alert streaming, a
 //! write-ahead log and checkpoints for durability, Prometheus metrics, health checks.
+//! In Kafka mode ([`Backend::Kafka`]) the same gRPC and HTTP front drives the stages of
+//! [`crate::kafka`] instead of the local pipeline.
 //!
 //! - [`pipeline`]: the log thread, the shard threads, the alert writer thread;
 //! - [`wal`], [`checkpoint`]: what survives a crash;
