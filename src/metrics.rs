@@ -68,6 +68,15 @@ impl KafkaMetrics {
     }
 }
 
+/// The sum of the samples whose line starts with `name` in a text exposition (every
+/// label combination of a family when `name` has no labels).
+pub fn sample_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// Turns an engine's cumulative stats into counter increments (signals, duplicates).
 #[derive(Default)]
 pub struct EngineCounters {

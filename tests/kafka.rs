@@ -10,6 +10,7 @@ use pairwatch::config::Config;
 use pairwatch::engine::{Engine, EngineConfig};
 use pairwatch::event::Event;
 use pairwatch::kafka::codec;
+use pairwatch::metrics::sample_sum as metric;
 use pairwatch::server::{start, Running};
 use pairwatch::state::{PairKey, PairState};
 use pairwatch::workload::{Shape, Workload};
@@ -587,13 +588,6 @@ fn assert_same_state(got: &HashMap<PairKey, PairState>, want: &HashMap<PairKey, 
 
 async fn metrics(s: &Running) -> String {
     common::http_get(s.http_addr, "/metrics").await.1
-}
-
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
 }
 
 // ---------------------------------------------------------------- scenarios

@@ -7,6 +7,7 @@
 use super::codec;
 use crate::bench::{proc_stats, Progress};
 use crate::config::Config;
+use crate::metrics::sample_sum;
 use crate::workload::{Shape, Workload};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -41,16 +42,10 @@ fn thread_cpu_seconds(name: &str) -> f64 {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
         return 0.0;
     };
-    let tick = 100.0; // USER_HZ on Linux
     tasks
         .flatten()
         .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name))
-        .filter_map(|t| {
-            let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
-            let rest = &stat[stat.rfind(')')? + 2..];
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / tick)
-        })
+        .map(|t| proc_stats(&format!("self/task/{}", t.file_name().to_string_lossy())).cpu_seconds)
         .sum()
 }
 
@@ -135,13 +130,6 @@ fn drain(load: &KafkaLoad, topic: &str) -> anyhow::Result<f64> {
     Ok(n as f64 / secs.max(1e-9))
 }
 
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 async fn scrape(addr: std::net::SocketAddr) -> anyhow::Result<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await?;
@@ -203,7 +191,7 @@ pub async fn run_kafka(load: KafkaLoad, shape: Shape) -> anyhow::Result<KafkaRep
         anyhow::ensure!(Instant::now() < deadline, "service stalled at {done}");
         tokio::time::sleep(Duration::from_millis(20)).await;
         let m = scrape(server.http_addr).await?;
-        done = metric(&m, "pairwatch_kafka_records_consumed_total");
+        done = sample_sum(&m, "pairwatch_kafka_records_consumed_total");
         if done > 0.0 && first.is_none() {
             first = Some((Instant::now(), done));
         }
@@ -212,7 +200,7 @@ pub async fn run_kafka(load: KafkaLoad, shape: Shape) -> anyhow::Result<KafkaRep
     let (t0, n0) = first.unwrap_or((Instant::now(), 0.0));
     let service_per_s = (load.events as f64 - n0) / t0.elapsed().as_secs_f64().max(1e-9);
     let m = scrape(server.http_addr).await?;
-    let alerts = metric(&m, "pairwatch_kafka_records_produced_total{kind=\"alert\"}") as u64;
+    let alerts = sample_sum(&m, "pairwatch_kafka_records_produced_total{kind=\"alert\"}") as u64;
     let service_cpu_seconds = proc_stats("self").cpu_seconds - cpu0;
     let detect_cpu_seconds = thread_cpu_seconds("kafka-detect");
     let service_seconds = t0.elapsed().as_secs_f64();
