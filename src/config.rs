@@ -147,10 +147,13 @@ pub struct Kafka {
     pub create_topics: bool,
     pub topic_partitions: i64,
     pub topic_replication: i64,
-    /// Records per processing batch (one transaction or one offset commit) at most.
+    /// Records per processing batch (one transaction or one offset commit) at most;
+    /// 0: by guarantee (see [`Kafka::batch`]).
     pub max_batch: i64,
-    /// How long a batch may wait to fill up.
+    /// How long a batch may wait to fill up; `auto`: by guarantee.
     pub batch_linger: String,
+    /// Threads detecting in parallel, partitions split between them; 0: one per core.
+    pub detect_threads: i64,
     /// Longest time a partition's state restore may take before the instance gives up.
     pub restore_timeout: String,
     /// librdkafka properties passed through as they are (security.protocol, sasl.*, ssl.*).
@@ -175,8 +178,9 @@ impl Default for Kafka {
             create_topics: false,
             topic_partitions: 12,
             topic_replication: 3,
-            max_batch: 10000,
-            batch_linger: "100ms".into(),
+            max_batch: 0,
+            batch_linger: "auto".into(),
+            detect_threads: 0,
             restore_timeout: "300s".into(),
             client: BTreeMap::new(),
         }
@@ -190,6 +194,37 @@ impl Kafka {
 
     pub fn exactly_once(&self) -> bool {
         self.processing_guarantee == "exactly_once"
+    }
+
+    /// Records and time per batch, as configured or by guarantee. A transaction holds
+    /// its alerts back until it commits, so exactly-once batches are short (10,000
+    /// records, 100 ms). At-least-once alerts leave as they are raised: a batch is only
+    /// an offset commit and one state record per pair it touched, so its batches are
+    /// long (100,000 records, 1 s), which writes a busy pair's state once instead of
+    /// once per short batch.
+    pub fn batch(&self) -> (usize, std::time::Duration) {
+        let (records, ms) = if self.exactly_once() {
+            (10_000, 100)
+        } else {
+            (100_000, 1_000)
+        };
+        let records = match self.max_batch {
+            0 => records,
+            n => n as usize,
+        };
+        let ms = match self.batch_linger.as_str() {
+            "auto" => ms,
+            v => Config::duration(v) as u64,
+        };
+        (records, std::time::Duration::from_millis(ms))
+    }
+
+    /// Threads for the detection stage.
+    pub fn detect_threads(&self) -> usize {
+        match self.detect_threads {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n as usize,
+        }
     }
 
     /// The topic the processing stage consumes: the events topic, or its re-keyed copy.
@@ -445,7 +480,6 @@ impl Config {
         }
         for (key, v) in [
             ("server.shutdown_grace", &self.server.shutdown_grace),
-            ("kafka.batch_linger", &self.kafka.batch_linger),
             ("kafka.restore_timeout", &self.kafka.restore_timeout),
             ("engine.pair_ttl", &self.engine.pair_ttl),
             (
@@ -458,6 +492,12 @@ impl Config {
                     "`{key}`: {v:?} is not a duration like 30s, 5m, 24h, 30d"
                 ));
             }
+        }
+        let linger = &self.kafka.batch_linger;
+        if linger != "auto" && parse_duration(linger).is_none_or(|d| d <= 0) {
+            errors.push(format!(
+                "`kafka.batch_linger`: {linger:?} is neither `auto` nor a duration like 100ms, 1s"
+            ));
         }
         let zones = std::iter::once(("engine.time_zone".to_string(), &self.engine.time_zone))
             .chain(
@@ -493,7 +533,8 @@ impl Config {
             ),
             ("kafka.topic_partitions", self.kafka.topic_partitions, 1),
             ("kafka.topic_replication", self.kafka.topic_replication, 1),
-            ("kafka.max_batch", self.kafka.max_batch, 1),
+            ("kafka.max_batch", self.kafka.max_batch, 0),
+            ("kafka.detect_threads", self.kafka.detect_threads, 0),
         ] {
             if v < min {
                 errors.push(format!("`{key}`: {v} is below the minimum {min}"));
@@ -716,5 +757,42 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.0.len(), 5, "{err}");
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn kafka_batches_follow_the_guarantee_unless_set() {
+        use std::time::Duration;
+        let k = |vars: &[(&str, &str)]| Config::load(None, env(vars)).unwrap().kafka;
+        assert_eq!(k(&[]).batch(), (100_000, Duration::from_secs(1)));
+        let eos = ("PAIRWATCH__KAFKA__PROCESSING_GUARANTEE", "exactly_once");
+        assert_eq!(k(&[eos]).batch(), (10_000, Duration::from_millis(100)));
+        let set = k(&[
+            eos,
+            ("PAIRWATCH__KAFKA__MAX_BATCH", "500"),
+            ("PAIRWATCH__KAFKA__BATCH_LINGER", "20ms"),
+        ]);
+        assert_eq!(set.batch(), (500, Duration::from_millis(20)));
+        assert_eq!(
+            k(&[("PAIRWATCH__KAFKA__DETECT_THREADS", "3")]).detect_threads(),
+            3
+        );
+        assert!(k(&[]).detect_threads() >= 1);
+        let err = Config::load(
+            None,
+            env(&[
+                ("PAIRWATCH__KAFKA__BATCH_LINGER", "soon"),
+                ("PAIRWATCH__KAFKA__DETECT_THREADS", "-1"),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("`kafka.batch_linger`: \"soon\" is neither `auto`"),
+            "{err}"
+        );
+        assert!(
+            err.contains("`kafka.detect_threads`: -1 is below the minimum 0"),
+            "{err}"
+        );
     }
 }

@@ -190,11 +190,17 @@ impl Engine {
         self.store.forget_user(user_id)
     }
 
-    /// Processes one validated event; alerts are appended to `out`.
-    pub fn process(&mut self, ev: &Event, out: &mut Vec<Alert>) {
+    /// Processes one validated event; alerts are appended to `out`. Returns the pair's
+    /// key.
+    pub fn process(&mut self, ev: &Event, out: &mut Vec<Alert>) -> PairKey {
         self.stats.events += 1;
         self.stats.pairs_expired += self.store.advance(ev.sent_at) as u64;
         let (key, sender_side) = PairKey::of(&ev.tenant, &ev.sender.user_id, &ev.recipient.user_id);
+        self.process_pair(ev, key, sender_side, out);
+        key
+    }
+
+    fn process_pair(&mut self, ev: &Event, key: PairKey, sender_side: usize, out: &mut Vec<Alert>) {
         let recipient_side = 1 - sender_side;
         let state = self.store.entry(key, ev.sent_at);
         if !state.first_time(&ev.event_id) {

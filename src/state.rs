@@ -202,9 +202,12 @@ impl PairState {
     }
 }
 
+/// A map keyed by pair, hashed with [`KeyHasher`].
+pub type KeyMap<V> = HashMap<PairKey, V, BuildHasherDefault<KeyHasher>>;
+
 /// All pairs of one engine, with event-time expiry.
 pub struct PairStore {
-    map: HashMap<PairKey, PairState, BuildHasherDefault<KeyHasher>>,
+    map: KeyMap<PairState>,
     ttl: Millis,
     /// Latest event time seen.
     watermark: Millis,

@@ -251,6 +251,9 @@ impl<'a> Setup<'a> {
         k.dlq_topic = self.dlq();
         k.changelog_topic = self.changelog();
         k.max_batch = 200;
+        k.batch_linger = "100ms".into();
+        // More threads than the machine may have cores: the parallel path runs anywhere.
+        k.detect_threads = 3;
         k.transactional_id = format!("{}-{instance}", self.prefix);
         for (key, v) in self.broker.client() {
             k.client.insert(key.into(), v.into());
@@ -273,6 +276,8 @@ impl<'a> Setup<'a> {
             ("KAFKA__DLQ_TOPIC", k.dlq_topic.clone()),
             ("KAFKA__CHANGELOG_TOPIC", k.changelog_topic.clone()),
             ("KAFKA__MAX_BATCH", k.max_batch.to_string()),
+            ("KAFKA__BATCH_LINGER", k.batch_linger.clone()),
+            ("KAFKA__DETECT_THREADS", k.detect_threads.to_string()),
             ("KAFKA__CLIENT", client.join(",")),
         ]
         .into_iter()

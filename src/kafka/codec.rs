@@ -208,7 +208,8 @@ pub fn offset_header(offset: i64) -> OwnedHeaders {
 /// A changelog value: format version, then the input offset and the state.
 pub fn encode_state(offset: i64, state: &PairState) -> Vec<u8> {
     let mut v = vec![CHANGELOG_VERSION];
-    v.extend(bincode::serialize(&(offset, state)).unwrap_or_default());
+    // Serialising into a Vec cannot fail for these types.
+    let _ = bincode::serialize_into(&mut v, &(offset, state));
     v
 }
 

@@ -1,12 +1,14 @@
-//! The detection stage: one [`Engine`] per owned input partition. Each record is
-//! decoded and checked (bad ones become dead letters), processed, and its alerts
-//! produced keyed by pair; at the end of the batch the state of every pair it touched
-//! goes to the changelog partition of the same number; after the commit, the local
-//! checkpoints are written on their interval.
+//! The detection stage: one [`Engine`] per owned input partition. The records of a
+//! chunk are split by partition and the partitions spread over the detection threads;
+//! each record is decoded and checked (bad ones become dead letters) and processed;
+//! then the chunk's alerts are produced keyed by pair, on the consumer's thread. At the
+//! end of the batch the state of every pair it touched goes to the changelog partition
+//! of the same number; after the commit, the local checkpoints are written on their
+//! interval.
 
 use super::codec::{self, Format};
 use super::driver::Stage;
-use super::output::{Failed, Output, STATE_KIND};
+use super::output::{Failed, Kind, Output};
 use super::restore::{write_checkpoint, Restorer};
 use super::Topics;
 use crate::alert::Alert;
@@ -14,8 +16,8 @@ use crate::engine::{Engine, EngineConfig};
 use crate::event::Limits;
 use crate::metrics::{EngineCounters, Metrics};
 use crate::pack::RulePack;
-use crate::state::PairKey;
-use rdkafka::message::{BorrowedMessage, Message, OwnedHeaders};
+use crate::state::{KeyMap, PairKey};
+use rdkafka::message::{BorrowedMessage, Message};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -42,13 +44,112 @@ impl PackCell {
 
 struct Part {
     engine: Engine,
-    skip: HashMap<PairKey, i64>,
+    skip: KeyMap<i64>,
     skip_until: i64,
     /// Pairs changed in this batch, with the offset of their last record.
-    touched: HashMap<PairKey, i64>,
+    touched: KeyMap<i64>,
     changelog_pos: i64,
     checkpointed_at: i64,
     counters: EngineCounters,
+    /// The chunk's records of this partition (indices), and what came of them.
+    inbox: Vec<usize>,
+    outbox: Vec<(usize, Outcome)>,
+    alerts: Vec<Alert>,
+    sampled: u32,
+}
+
+/// What a record gave that must be produced.
+enum Outcome {
+    Rejected(codec::Rejection),
+    Alert(Box<Alert>),
+}
+
+/// What the detection threads share for one chunk.
+struct Work<'a, 'm> {
+    records: &'a [BorrowedMessage<'m>],
+    format: Format,
+    limits: &'a Limits,
+    metrics: &'a Metrics,
+}
+
+impl Part {
+    /// Decodes and processes the records of `inbox`, in order.
+    fn detect(&mut self, w: &Work<'_, '_>) {
+        let (mut accepted, mut skipped) = (0, 0);
+        for &i in &self.inbox {
+            let m = &w.records[i];
+            let event = codec::decode(m.payload(), m.headers(), w.format, w.limits)
+                .and_then(|e| codec::check_key(m.key(), &e).map(|_| e));
+            let event = match event {
+                Ok(e) => e,
+                Err(why) => {
+                    self.outbox.push((i, Outcome::Rejected(why)));
+                    continue;
+                }
+            };
+            accepted += 1;
+            let offset = m.offset();
+            if offset > self.skip_until && !self.skip.is_empty() {
+                self.skip.clear();
+            }
+            if offset <= self.skip_until {
+                let (key, _) = PairKey::of(
+                    &event.tenant,
+                    &event.sender.user_id,
+                    &event.recipient.user_id,
+                );
+                if self.skip.get(&key).is_some_and(|&o| offset <= o) {
+                    skipped += 1;
+                    continue;
+                }
+            }
+            // The engine's time is sampled (one event in 64): reading the clock twice
+            // per event showed in the profile.
+            self.sampled = self.sampled.wrapping_add(1);
+            let key = if self.sampled % 64 == 0 {
+                let t = Instant::now();
+                let key = self.engine.process(&event, &mut self.alerts);
+                w.metrics
+                    .processing_seconds
+                    .observe(t.elapsed().as_secs_f64());
+                key
+            } else {
+                self.engine.process(&event, &mut self.alerts)
+            };
+            self.touched.insert(key, offset);
+            self.outbox.extend(
+                self.alerts
+                    .drain(..)
+                    .map(|a| (i, Outcome::Alert(Box::new(a)))),
+            );
+        }
+        self.inbox.clear();
+        w.metrics.events_accepted.inc_by(accepted);
+        w.metrics.kafka.skipped.inc_by(skipped);
+        self.counters.observe(self.engine.stats(), w.metrics);
+    }
+}
+
+/// Spreads `items` with a load over at most `threads` groups of about the same load
+/// (largest first, each to the lightest group); items without load are left out.
+fn spread<T>(
+    items: impl Iterator<Item = T>,
+    load: impl Fn(&T) -> usize,
+    threads: usize,
+) -> Vec<Vec<T>> {
+    let mut busy: Vec<T> = items.filter(|t| load(t) > 0).collect();
+    busy.sort_by_key(|t| std::cmp::Reverse(load(t)));
+    let mut groups: Vec<(usize, Vec<T>)> = Vec::new();
+    for t in busy {
+        let n = load(&t);
+        if groups.len() < threads {
+            groups.push((n, vec![t]));
+        } else if let Some(g) = groups.iter_mut().min_by_key(|g| g.0) {
+            g.0 += n;
+            g.1.push(t);
+        }
+    }
+    groups.into_iter().map(|g| g.1).collect()
 }
 
 pub struct Detect {
@@ -61,13 +162,16 @@ pub struct Detect {
     pub state_dir: PathBuf,
     pub checkpoint_every: Duration,
     pub metrics: Arc<Metrics>,
+    threads: usize,
     generation: u64,
     pack: Arc<RulePack>,
     parts: HashMap<i32, Part>,
-    alerts: Vec<Alert>,
     last_checkpoint: Instant,
-    sampled: u32,
 }
+
+/// Fewer records than this are detected on the consumer's thread alone: starting
+/// threads would cost more than it saves.
+const PARALLEL_MIN: usize = 64;
 
 impl Detect {
     #[allow(clippy::too_many_arguments)]
@@ -81,6 +185,7 @@ impl Detect {
         state_dir: PathBuf,
         checkpoint_every: Duration,
         metrics: Arc<Metrics>,
+        threads: usize,
     ) -> Detect {
         let pack = packs
             .get()
@@ -96,11 +201,10 @@ impl Detect {
             state_dir,
             checkpoint_every,
             metrics,
+            threads: threads.max(1),
             pack,
             parts: HashMap::new(),
-            alerts: Vec::new(),
             last_checkpoint: Instant::now(),
-            sampled: 0,
         }
     }
 
@@ -117,39 +221,38 @@ impl Detect {
             self.pack = pack;
         }
     }
+}
 
-    fn produce_alert(
-        &self,
-        a: &Alert,
-        out: &mut Output,
-        m: &BorrowedMessage<'_>,
-    ) -> Result<(), Failed> {
-        let json = a.to_json();
-        let key = codec::alert_pair_key(a);
-        out.send(
-            &self.topics.alerts_for(a.priority),
-            None,
-            key.as_bytes(),
-            Some(json.as_bytes()),
-            codec::alert_headers(a),
-            "alert",
-        )?;
-        self.metrics.alert(a);
-        if let Some(sent) = m.timestamp().to_millis() {
-            let ms = (crate::time::now_millis() - sent).max(0);
-            self.metrics
-                .event_to_alert_seconds
-                .observe(ms as f64 / 1000.0);
-        }
-        tracing::info!(
-            alert_id = %a.alert_id,
-            priority = a.priority.as_str(),
-            pattern = a.pattern.as_str(),
-            partition = m.partition(),
-            "alert raised"
-        );
-        Ok(())
+fn produce_alert(
+    topics: &Topics,
+    metrics: &Metrics,
+    a: &Alert,
+    out: &mut Output,
+    m: &BorrowedMessage<'_>,
+) -> Result<(), Failed> {
+    let json = a.to_json();
+    let key = codec::alert_pair_key(a);
+    out.send(
+        &topics.alerts_for(a.priority),
+        None,
+        key.as_bytes(),
+        Some(json.as_bytes()),
+        Some(codec::alert_headers(a)),
+        Kind::Alert,
+    )?;
+    metrics.alert(a);
+    if let Some(sent) = m.timestamp().to_millis() {
+        let ms = (crate::time::now_millis() - sent).max(0);
+        metrics.event_to_alert_seconds.observe(ms as f64 / 1000.0);
     }
+    tracing::info!(
+        alert_id = %a.alert_id,
+        priority = a.priority.as_str(),
+        pattern = a.pattern.as_str(),
+        partition = m.partition(),
+        "alert raised"
+    );
+    Ok(())
 }
 
 /// Sends a record that cannot be processed to the dead-letter topic, as it came, with
@@ -175,8 +278,8 @@ pub fn dead_letter(
         None,
         m.key().unwrap_or_default(),
         m.payload(),
-        headers,
-        "dead_letter",
+        Some(headers),
+        Kind::DeadLetter,
     )
 }
 
@@ -199,10 +302,14 @@ impl Stage for Detect {
                 engine,
                 skip: r.skip,
                 skip_until,
-                touched: HashMap::new(),
+                touched: KeyMap::default(),
                 changelog_pos: r.changelog_pos,
                 checkpointed_at: -1,
                 counters,
+                inbox: Vec::new(),
+                outbox: Vec::new(),
+                alerts: Vec::new(),
+                sampled: 0,
             },
         );
         self.metrics.kafka.partitions.set(self.parts.len() as i64);
@@ -220,53 +327,48 @@ impl Stage for Detect {
         self.metrics.kafka.partitions.set(self.parts.len() as i64);
     }
 
-    fn record(&mut self, m: &BorrowedMessage<'_>, out: &mut Output) -> Result<(), Failed> {
+    fn records(&mut self, ms: &[BorrowedMessage<'_>], out: &mut Output) -> Result<(), Failed> {
         self.refresh_pack();
-        let event = codec::decode(m.payload(), m.headers(), self.format, &self.limits)
-            .and_then(|e| codec::check_key(m.key(), &e).map(|_| e));
-        let event = match event {
-            Ok(e) => e,
-            Err(why) => {
-                return dead_letter(out, &self.topics.dlq, m, &why, &self.metrics);
+        for part in self.parts.values_mut() {
+            part.inbox.clear();
+            part.outbox.clear();
+        }
+        for (i, m) in ms.iter().enumerate() {
+            if let Some(part) = self.parts.get_mut(&m.partition()) {
+                part.inbox.push(i);
             }
-        };
-        let Some(part) = self.parts.get_mut(&m.partition()) else {
-            return Ok(());
-        };
-        self.metrics.events_accepted.inc();
-        let (key, _) = PairKey::of(
-            &event.tenant,
-            &event.sender.user_id,
-            &event.recipient.user_id,
-        );
-        let offset = m.offset();
-        if offset > part.skip_until && !part.skip.is_empty() {
-            part.skip.clear();
         }
-        if offset <= part.skip_until && part.skip.get(&key).is_some_and(|&o| offset <= o) {
-            self.metrics.kafka.skipped.inc();
-            return Ok(());
-        }
-        // The engine's time is sampled (one event in 64): reading the clock twice per
-        // event showed in the profile.
-        self.sampled = self.sampled.wrapping_add(1);
-        if self.sampled % 64 == 0 {
-            let t = Instant::now();
-            part.engine.process(&event, &mut self.alerts);
-            self.metrics
-                .processing_seconds
-                .observe(t.elapsed().as_secs_f64());
+        let work = Work {
+            records: ms,
+            format: self.format,
+            limits: &self.limits,
+            metrics: &self.metrics,
+        };
+        let threads = if ms.len() < PARALLEL_MIN {
+            1
         } else {
-            part.engine.process(&event, &mut self.alerts);
+            self.threads
+        };
+        let mut groups = spread(self.parts.values_mut(), |p| p.inbox.len(), threads).into_iter();
+        let mine = groups.next().unwrap_or_default();
+        std::thread::scope(|s| {
+            for group in groups {
+                let work = &work;
+                s.spawn(move || group.into_iter().for_each(|p| p.detect(work)));
+            }
+            mine.into_iter().for_each(|p| p.detect(&work));
+        });
+        for part in self.parts.values_mut() {
+            for (i, outcome) in part.outbox.drain(..) {
+                let m = &ms[i];
+                match outcome {
+                    Outcome::Rejected(why) => {
+                        dead_letter(out, &self.topics.dlq, m, &why, &self.metrics)?
+                    }
+                    Outcome::Alert(a) => produce_alert(&self.topics, &self.metrics, &a, out, m)?,
+                }
+            }
         }
-        part.touched.insert(key, offset);
-        part.counters.observe(part.engine.stats(), &self.metrics);
-        let alerts = std::mem::take(&mut self.alerts);
-        for a in &alerts {
-            self.produce_alert(a, out, m)?;
-        }
-        self.alerts = alerts;
-        self.alerts.clear();
         Ok(())
     }
 
@@ -280,16 +382,16 @@ impl Stage for Detect {
                         Some(p),
                         &k,
                         Some(&codec::encode_state(offset, state)),
-                        OwnedHeaders::new(),
-                        STATE_KIND,
+                        None,
+                        Kind::Changelog,
                     )?,
                     None => out.send(
                         &self.topics.changelog,
                         Some(p),
                         &k,
                         None,
-                        codec::offset_header(offset),
-                        STATE_KIND,
+                        Some(codec::offset_header(offset)),
+                        Kind::Changelog,
                     )?,
                 }
             }
@@ -347,5 +449,27 @@ impl Stage for Detect {
         }
         let pairs: usize = self.parts.values().map(|p| p.engine.pairs()).sum();
         self.metrics.checkpoint_pairs.set(pairs as i64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spread;
+
+    #[test]
+    fn partitions_are_spread_by_load_over_the_threads() {
+        let loads = [100, 0, 30, 60, 10, 50];
+        let groups = spread(loads.iter().copied(), |&n| n, 2);
+        let sums: Vec<usize> = groups.iter().map(|g| g.iter().sum()).collect();
+        assert_eq!(groups.len(), 2);
+        assert_eq!(sums.iter().sum::<usize>(), 250);
+        assert!(sums.iter().all(|&s| (120..=130).contains(&s)), "{groups:?}");
+        assert!(
+            groups.iter().flatten().all(|&n| n > 0),
+            "idle partitions left out"
+        );
+        // Fewer busy partitions than threads: one group each.
+        assert_eq!(spread([0, 7, 0].into_iter(), |&n| n, 4), vec![vec![7]]);
+        assert_eq!(spread([3, 4].into_iter(), |&n| n, 1), vec![vec![4, 3]]);
     }
 }

@@ -1,6 +1,6 @@
 //! The consumer loop shared by the processing stages: one consumer in the group, one
-//! thread, records handed in order to a [`Stage`], output and offsets committed per
-//! batch through [`Output`]. Group rebalances are handled inside the consumer's poll:
+//! thread, records handed in order to a [`Stage`] in chunks (what the consumer has
+//! ready, up to [`CHUNK`]), output and offsets committed per batch through [`Output`]. Group rebalances are handled inside the consumer's poll:
 //! on revoke the batch in progress is committed and the stage checkpoints before the
 //! partitions go; on assign the stage restores each partition and says where to start.
 //! A batch whose output or commit fails is rewound: the stage restores its partitions
@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Rewinds of one batch before the stage gives up.
 const MAX_REWINDS: u32 = 8;
+/// Records handed to the stage at once, at most.
+pub const CHUNK: usize = 16384;
 
 /// What a processing stage does with its partitions and records.
 pub trait Stage: Send + 'static {
@@ -29,8 +31,9 @@ pub trait Stage: Send + 'static {
     fn assign(&mut self, partition: i32, committed: Option<i64>) -> anyhow::Result<i64>;
     /// Gives `partition` up (after its last batch committed and was checkpointed).
     fn revoke(&mut self, partition: i32);
-    /// One record of an owned partition, in offset order, never twice in one batch.
-    fn record(&mut self, m: &BorrowedMessage<'_>, out: &mut Output) -> Result<(), Failed>;
+    /// Records of owned partitions, each partition's in offset order, none twice in
+    /// one batch.
+    fn records(&mut self, ms: &[BorrowedMessage<'_>], out: &mut Output) -> Result<(), Failed>;
     /// The batch's records are delivered (at-least-once) or in the transaction: add
     /// what must only follow them.
     fn before_commit(&mut self, out: &mut Output) -> Result<(), Failed>;
@@ -65,23 +68,58 @@ struct Driver<S> {
     staged: Option<BTreeMap<i32, i64>>,
     staged_at: Instant,
     rewinds_in_a_row: u32,
+    /// Bumped by every rebalance: a chunk polled across one is read again.
+    rebalances: u64,
 }
 
 impl<S: Stage> Driver<S> {
-    fn handle(&mut self, m: &BorrowedMessage<'_>) {
-        let Some(next) = self.next.get_mut(&m.partition()) else {
-            return;
-        };
-        if m.offset() < *next {
+    /// Hands the chunk's records of owned partitions, not seen yet, to the stage.
+    fn handle(&mut self, chunk: &mut Vec<BorrowedMessage<'_>>) {
+        chunk.retain(|m| match self.next.get_mut(&m.partition()) {
+            Some(next) if m.offset() >= *next => {
+                *next = m.offset() + 1;
+                true
+            }
+            _ => false,
+        });
+        if chunk.is_empty() {
             return;
         }
-        *next = m.offset() + 1;
         if self.pending == 0 {
             self.batch_started = Instant::now();
         }
-        self.pending += 1;
-        if let Err(e) = self.stage.record(m, &mut self.out) {
+        self.pending += chunk.len();
+        if let Err(e) = self.stage.records(chunk, &mut self.out) {
             self.failed(e);
+        }
+    }
+
+    /// A chunk polled while a rebalance ran is dropped: the partitions it came from
+    /// that are still owned are read again from where processing stands.
+    fn read_again<C: ConsumerContext>(
+        &mut self,
+        consumer: &BaseConsumer<C>,
+        chunk: &[BorrowedMessage<'_>],
+    ) {
+        let mut partitions: Vec<i32> = chunk.iter().map(|m| m.partition()).collect();
+        partitions.sort_unstable();
+        partitions.dedup();
+        tracing::debug!(
+            stage = self.settings.stage_name,
+            records = chunk.len(),
+            partitions = partitions.len(),
+            "records polled across a rebalance: read again"
+        );
+        for p in partitions {
+            let Some(&next) = self.next.get(&p) else {
+                continue;
+            };
+            if let Err(e) =
+                consumer.seek(&self.settings.topic, p, Offset::Offset(next), CALL_TIMEOUT)
+            {
+                tracing::warn!(partition = p, error = %e, "seek after a rebalance failed");
+                self.rewind_needed = true;
+            }
         }
     }
 
@@ -295,6 +333,7 @@ impl<S: Stage> ConsumerContext for Ctx<S> {
         tpl: &mut TopicPartitionList,
     ) {
         let mut d = self.lock();
+        d.rebalances += 1;
         let kind = |k: &str| self.metrics.kafka.rebalances.with_label_values(&[k]).inc();
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
@@ -419,6 +458,11 @@ pub fn consumer_config(base: &ClientConfig, group: &str) -> ClientConfig {
         .set("auto.offset.reset", "earliest")
         .set("isolation.level", "read_committed")
         .set("statistics.interval.ms", "5000");
+    if base.get("fetch.queue.backoff.ms").is_none() {
+        // The client's default (1 s) leaves the consumer idle for most of that second
+        // whenever its queue fills up, which a busy stage does all the time.
+        c.set("fetch.queue.backoff.ms", "10");
+    }
     if base.get("partition.assignment.strategy").is_none() {
         // Incremental: partitions that stay keep being processed during a rebalance.
         c.set("partition.assignment.strategy", "cooperative-sticky");
@@ -456,6 +500,7 @@ pub fn run<S: Stage>(
             staged: None,
             staged_at: Instant::now(),
             rewinds_in_a_row: 0,
+            rebalances: 0,
         }),
         failed_commits: Mutex::new(Vec::new()),
         metrics,
@@ -466,8 +511,21 @@ pub fn run<S: Stage>(
     consumer.subscribe(&[&topic])?;
     tracing::info!(stage = stage_name, %topic, "consuming");
     let mut last_poll = Instant::now();
+    let mut chunk = Vec::with_capacity(CHUNK);
     while !stop.load(Ordering::Relaxed) {
-        let msg = consumer.poll(Duration::from_millis(20));
+        let rebalances = consumer.context().lock().rebalances;
+        let mut wait = Duration::from_millis(20);
+        while chunk.len() < CHUNK {
+            match consumer.poll(wait) {
+                Some(Ok(m)) => chunk.push(m),
+                Some(Err(e)) => {
+                    tracing::warn!(stage = stage_name, error = %e, "consumer error");
+                    break;
+                }
+                None => break,
+            }
+            wait = Duration::ZERO;
+        }
         let failed: Vec<i32> = std::mem::take(
             &mut *consumer
                 .context()
@@ -480,14 +538,15 @@ pub fn run<S: Stage>(
         for p in failed {
             d.committed.remove(&p);
         }
-        match msg {
-            Some(Ok(m)) => {
-                consumed.inc();
-                d.handle(&m);
-            }
-            Some(Err(e)) => tracing::warn!(stage = stage_name, error = %e, "consumer error"),
-            None => {}
+        // Counted once handled, so that the count says the records' output is sent.
+        let received = chunk.len() as u64;
+        if d.rebalances != rebalances && !chunk.is_empty() {
+            d.read_again(&consumer, &chunk);
+        } else {
+            d.handle(&mut chunk);
         }
+        consumed.inc_by(received);
+        chunk.clear();
         if d.rewind_needed {
             d.rewind_needed = false;
             d.rewind(&consumer);

@@ -295,11 +295,12 @@ pub fn start(
     let stop = Arc::new(AtomicBool::new(false));
     let packs = Arc::new(PackCell::default());
     packs.set(pack);
+    let (max_batch, linger) = k.batch();
     let batch = |topic: &str, stage_name| driver::Settings {
         topic: topic.to_string(),
         stage_name,
-        max_batch: k.max_batch as usize,
-        linger: Duration::from_millis(Config::duration(&k.batch_linger) as u64),
+        max_batch,
+        linger,
     };
     let txn_id = |suffix: &str| {
         k.exactly_once()
@@ -351,6 +352,7 @@ pub fn start(
         state_dir,
         Duration::from_millis(Config::duration(&config.durability.checkpoint_interval) as u64),
         metrics.clone(),
+        k.detect_threads(),
     );
     let consumer = driver::consumer_config(&base, &k.group_id);
     let (m, s) = (metrics.clone(), stop.clone());

@@ -8,6 +8,7 @@
 //! producer's own retries fails the batch, which the caller rewinds.
 
 use crate::metrics::Metrics;
+use prometheus::IntCounter;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -26,6 +27,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// before a rewind can land after it.
 const MESSAGE_TIMEOUT: Duration = Duration::from_secs(120);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(130);
+/// Wait step for delivery reports: the client's poll always lasts its whole timeout.
+const POLL_STEP: Duration = Duration::from_millis(1);
 
 /// Delivery reports: failures counted, and the last offset delivered per partition of
 /// one tracked topic (the changelog), for checkpoints.
@@ -108,7 +111,7 @@ impl Lane {
                 Ok(()) => return Ok(()),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
                     record = r;
-                    self.producer.poll(Duration::from_millis(10));
+                    self.producer.poll(POLL_STEP);
                 }
                 Err((e, _)) => return Err(classify(e)),
             }
@@ -127,7 +130,7 @@ impl Lane {
                     self.producer.in_flight_count()
                 )));
             }
-            self.producer.poll(Duration::from_millis(10));
+            self.producer.poll(POLL_STEP);
         }
         Ok(())
     }
@@ -168,10 +171,37 @@ pub struct Output {
     transactional: bool,
     in_txn: bool,
     metrics: Arc<Metrics>,
+    /// The produced-records counter per [`Kind`], resolved once.
+    produced: [IntCounter; 4],
 }
 
-/// The kind of record that goes to the state lane.
-pub const STATE_KIND: &str = "changelog";
+/// What a record is, for the produced-records counter; changelog records go to the
+/// state lane.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Kind {
+    Alert,
+    DeadLetter,
+    Changelog,
+    Rekeyed,
+}
+
+impl Kind {
+    const ALL: [Kind; 4] = [
+        Kind::Alert,
+        Kind::DeadLetter,
+        Kind::Changelog,
+        Kind::Rekeyed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Alert => "alert",
+            Kind::DeadLetter => "dead_letter",
+            Kind::Changelog => "changelog",
+            Kind::Rekeyed => "rekeyed",
+        }
+    }
+}
 
 impl Output {
     /// Idempotent producers; one transactional producer when `transactional_id` is given.
@@ -215,6 +245,7 @@ impl Output {
             state,
             transactional: transactional_id.is_some(),
             in_txn: false,
+            produced: Kind::ALL.map(|k| metrics.kafka.produced.with_label_values(&[k.as_str()])),
             metrics,
         })
     }
@@ -238,11 +269,14 @@ impl Output {
         partition: Option<i32>,
         key: &[u8],
         payload: Option<&[u8]>,
-        headers: OwnedHeaders,
-        kind: &str,
+        headers: Option<OwnedHeaders>,
+        kind: Kind,
     ) -> Result<(), Failed> {
         self.begin()?;
-        let mut record = BaseRecord::to(topic).key(key).headers(headers);
+        let mut record = BaseRecord::to(topic).key(key);
+        if let Some(h) = headers {
+            record = record.headers(h);
+        }
         if let Some(p) = payload {
             record = record.payload(p);
         }
@@ -250,10 +284,10 @@ impl Output {
             record = record.partition(p);
         }
         match (&self.state, kind) {
-            (Some(state), STATE_KIND) => state.send(record)?,
+            (Some(state), Kind::Changelog) => state.send(record)?,
             _ => self.main.send(record)?,
         }
-        self.metrics.kafka.produced.with_label_values(&[kind]).inc();
+        self.produced[kind as usize].inc();
         Ok(())
     }
 

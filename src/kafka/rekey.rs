@@ -7,7 +7,7 @@
 use super::codec::{self, Format};
 use super::detect::dead_letter;
 use super::driver::Stage;
-use super::output::{Failed, Output};
+use super::output::{Failed, Kind, Output};
 use crate::event::Limits;
 use crate::metrics::Metrics;
 use rdkafka::message::{BorrowedMessage, Message};
@@ -29,18 +29,21 @@ impl Stage for Rekey {
 
     fn revoke(&mut self, _: i32) {}
 
-    fn record(&mut self, m: &BorrowedMessage<'_>, out: &mut Output) -> Result<(), Failed> {
-        match codec::decode(m.payload(), m.headers(), self.format, &self.limits) {
-            Ok(e) => out.send(
-                &self.to,
-                None,
-                codec::event_pair_key(&e).as_bytes(),
-                m.payload(),
-                m.headers().map(|h| h.detach()).unwrap_or_default(),
-                "rekeyed",
-            ),
-            Err(why) => dead_letter(out, &self.dlq, m, &why, &self.metrics),
+    fn records(&mut self, ms: &[BorrowedMessage<'_>], out: &mut Output) -> Result<(), Failed> {
+        for m in ms {
+            match codec::decode(m.payload(), m.headers(), self.format, &self.limits) {
+                Ok(e) => out.send(
+                    &self.to,
+                    None,
+                    codec::event_pair_key(&e).as_bytes(),
+                    m.payload(),
+                    m.headers().map(|h| h.detach()),
+                    Kind::Rekeyed,
+                )?,
+                Err(why) => dead_letter(out, &self.dlq, m, &why, &self.metrics)?,
+            }
         }
+        Ok(())
     }
 
     fn before_commit(&mut self, _: &mut Output) -> Result<(), Failed> {

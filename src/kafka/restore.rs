@@ -11,14 +11,13 @@ use super::codec::decode_state;
 use crate::engine::Engine;
 use crate::metrics::Metrics;
 use crate::server::checkpoint;
-use crate::state::PairKey;
+use crate::state::{KeyMap, PairKey};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::ClientContext;
 use rdkafka::{Offset, TopicPartitionList};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -27,7 +26,7 @@ pub struct Resume {
     /// The next input offset to process.
     pub offset: i64,
     /// Pairs whose restored state already includes input records up to this offset.
-    pub skip: HashMap<PairKey, i64>,
+    pub skip: KeyMap<i64>,
     /// The changelog position after what was read.
     pub changelog_pos: i64,
 }
@@ -116,7 +115,7 @@ impl Restorer {
             }
             None => (0, Offset::Beginning),
         };
-        let mut skip = HashMap::new();
+        let mut skip = KeyMap::default();
         let (records, changelog_pos) =
             self.read_changelog(partition, from, |key, offset, state| {
                 // Older than the checkpoint, or than a record already applied (a late
