@@ -200,13 +200,13 @@ impl Kafka {
     /// its alerts back until it commits, so exactly-once batches are short (10,000
     /// records, 100 ms). At-least-once alerts leave as they are raised: a batch is only
     /// an offset commit and one state record per pair it touched, so its batches are
-    /// long (100,000 records, 1 s), which writes a busy pair's state once instead of
-    /// once per short batch.
+    /// long (1 s, 500,000 records at most), which writes a busy pair's state once
+    /// instead of once per short batch.
     pub fn batch(&self) -> (usize, std::time::Duration) {
         let (records, ms) = if self.exactly_once() {
             (10_000, 100)
         } else {
-            (100_000, 1_000)
+            (500_000, 1_000)
         };
         let records = match self.max_batch {
             0 => records,
@@ -763,7 +763,7 @@ mod tests {
     fn kafka_batches_follow_the_guarantee_unless_set() {
         use std::time::Duration;
         let k = |vars: &[(&str, &str)]| Config::load(None, env(vars)).unwrap().kafka;
-        assert_eq!(k(&[]).batch(), (100_000, Duration::from_secs(1)));
+        assert_eq!(k(&[]).batch(), (500_000, Duration::from_secs(1)));
         let eos = ("PAIRWATCH__KAFKA__PROCESSING_GUARANTEE", "exactly_once");
         assert_eq!(k(&[eos]).batch(), (10_000, Duration::from_millis(100)));
         let set = k(&[

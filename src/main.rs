@@ -574,8 +574,13 @@ fn bench(command: BenchCommand) -> Result<()> {
                 r.service_per_s / r.bare_consume_per_s
             );
             println!(
-                "alerts produced: {}; process cpu during the service run {:.2} s; detection thread busy {:.0}%",
+                "alerts produced: {}; process cpu during the service run {:.2} s; consumer thread busy {:.0}%",
                 r.alerts, r.service_cpu_seconds, r.detect_busy * 100.0
+            );
+            println!(
+                "state records produced: {} ({:.2} per event)",
+                r.state_records,
+                r.state_records as f64 / r.events.max(1) as f64
             );
         }
     }

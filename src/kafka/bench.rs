@@ -32,8 +32,11 @@ pub struct KafkaReport {
     pub bare_consume_per_s: f64,
     pub service_per_s: f64,
     pub alerts: u64,
+    /// Changelog records the service produced (one per pair touched per batch).
+    pub state_records: u64,
     pub service_cpu_seconds: f64,
-    /// Share of the service run the detection thread was on a CPU.
+    /// Share of the service run the stage's consumer thread was on a CPU (the
+    /// short-lived detection helpers it starts per chunk are not counted).
     pub detect_busy: f64,
 }
 
@@ -200,7 +203,13 @@ pub async fn run_kafka(load: KafkaLoad, shape: Shape) -> anyhow::Result<KafkaRep
     let (t0, n0) = first.unwrap_or((Instant::now(), 0.0));
     let service_per_s = (load.events as f64 - n0) / t0.elapsed().as_secs_f64().max(1e-9);
     let m = scrape(server.http_addr).await?;
-    let alerts = sample_sum(&m, "pairwatch_kafka_records_produced_total{kind=\"alert\"}") as u64;
+    let produced = |kind: &str| {
+        sample_sum(
+            &m,
+            &format!("pairwatch_kafka_records_produced_total{{kind=\"{kind}\"}}"),
+        ) as u64
+    };
+    let (alerts, state_records) = (produced("alert"), produced("changelog"));
     let service_cpu_seconds = proc_stats("self").cpu_seconds - cpu0;
     let detect_cpu_seconds = thread_cpu_seconds("kafka-detect");
     let service_seconds = t0.elapsed().as_secs_f64();
@@ -212,6 +221,7 @@ pub async fn run_kafka(load: KafkaLoad, shape: Shape) -> anyhow::Result<KafkaRep
         bare_consume_per_s,
         service_per_s,
         alerts,
+        state_records,
         service_cpu_seconds,
         detect_busy: detect_cpu_seconds / service_seconds.max(1e-9),
     })

@@ -54,6 +54,8 @@ struct Part {
     /// The chunk's records of this partition (indices), and what came of them.
     inbox: Vec<usize>,
     outbox: Vec<(usize, Outcome)>,
+    /// Changelog records (key, input offset, state) ready to send.
+    encoded: Vec<([u8; 16], i64, Option<Vec<u8>>)>,
     alerts: Vec<Alert>,
     sampled: u32,
 }
@@ -73,6 +75,19 @@ struct Work<'a, 'm> {
 }
 
 impl Part {
+    /// The changelog records of the pairs touched since the last batch: the pair's
+    /// state, or nothing (a tombstone) if the pair is gone.
+    fn encode_touched(&mut self) {
+        let engine = &self.engine;
+        self.encoded
+            .extend(self.touched.drain().map(|(key, offset)| {
+                let value = engine
+                    .pair_by_key(&key)
+                    .map(|state| codec::encode_state(offset, state));
+                (codec::changelog_key(&key), offset, value)
+            }));
+    }
+
     /// Decodes and processes the records of `inbox`, in order.
     fn detect(&mut self, w: &Work<'_, '_>) {
         let (mut accepted, mut skipped) = (0, 0);
@@ -128,6 +143,19 @@ impl Part {
         w.metrics.kafka.skipped.inc_by(skipped);
         self.counters.observe(self.engine.stats(), w.metrics);
     }
+}
+
+/// Runs `f` on every item, one group per thread (the first on this thread).
+fn in_parallel<T: Send>(groups: Vec<Vec<T>>, f: impl Fn(T) + Sync) {
+    let mut groups = groups.into_iter();
+    let mine = groups.next().unwrap_or_default();
+    let f = &f;
+    std::thread::scope(|s| {
+        for group in groups {
+            s.spawn(move || group.into_iter().for_each(f));
+        }
+        mine.into_iter().for_each(f);
+    });
 }
 
 /// Spreads `items` with a load over at most `threads` groups of about the same load
@@ -308,6 +336,7 @@ impl Stage for Detect {
                 counters,
                 inbox: Vec::new(),
                 outbox: Vec::new(),
+                encoded: Vec::new(),
                 alerts: Vec::new(),
                 sampled: 0,
             },
@@ -349,15 +378,8 @@ impl Stage for Detect {
         } else {
             self.threads
         };
-        let mut groups = spread(self.parts.values_mut(), |p| p.inbox.len(), threads).into_iter();
-        let mine = groups.next().unwrap_or_default();
-        std::thread::scope(|s| {
-            for group in groups {
-                let work = &work;
-                s.spawn(move || group.into_iter().for_each(|p| p.detect(work)));
-            }
-            mine.into_iter().for_each(|p| p.detect(&work));
-        });
+        let groups = spread(self.parts.values_mut(), |p| p.inbox.len(), threads);
+        in_parallel(groups, |p| p.detect(&work));
         for part in self.parts.values_mut() {
             for (i, outcome) in part.outbox.drain(..) {
                 let m = &ms[i];
@@ -373,15 +395,16 @@ impl Stage for Detect {
     }
 
     fn before_commit(&mut self, out: &mut Output) -> Result<(), Failed> {
+        let groups = spread(self.parts.values_mut(), |p| p.touched.len(), self.threads);
+        in_parallel(groups, Part::encode_touched);
         for (&p, part) in self.parts.iter_mut() {
-            for (key, offset) in part.touched.drain() {
-                let k = codec::changelog_key(&key);
-                match part.engine.pair_by_key(&key) {
-                    Some(state) => out.send(
+            for (k, offset, value) in part.encoded.drain(..) {
+                match value {
+                    Some(v) => out.send(
                         &self.topics.changelog,
                         Some(p),
                         &k,
-                        Some(&codec::encode_state(offset, state)),
+                        Some(&v),
                         None,
                         Kind::Changelog,
                     )?,

@@ -123,6 +123,14 @@ impl<S: Stage> Driver<S> {
         }
     }
 
+    /// Records the next chunk may hold: up to [`CHUNK`], within the batch's size.
+    fn room(&self) -> usize {
+        self.settings
+            .max_batch
+            .saturating_sub(self.pending)
+            .clamp(1, CHUNK)
+    }
+
     fn due(&self) -> bool {
         self.pending >= self.settings.max_batch
             || (self.pending > 0 && self.batch_started.elapsed() >= self.settings.linger)
@@ -513,9 +521,12 @@ pub fn run<S: Stage>(
     let mut last_poll = Instant::now();
     let mut chunk = Vec::with_capacity(CHUNK);
     while !stop.load(Ordering::Relaxed) {
-        let rebalances = consumer.context().lock().rebalances;
+        let (rebalances, room) = {
+            let d = consumer.context().lock();
+            (d.rebalances, d.room())
+        };
         let mut wait = Duration::from_millis(20);
-        while chunk.len() < CHUNK {
+        while chunk.len() < room {
             match consumer.poll(wait) {
                 Some(Ok(m)) => chunk.push(m),
                 Some(Err(e)) => {

@@ -5,8 +5,10 @@
 //!
 //! - [`codec`]: record formats, keys, headers, changelog records;
 //! - [`output`]: the producer side of a batch (at-least-once or one transaction);
-//! - [`driver`]: the consumer loop and rebalance handling shared by the stages;
-//! - [`detect`]: the detection stage (engines per partition, alerts, changelog);
+//! - [`driver`]: the consumer loop (records in chunks) and rebalance handling shared by
+//!   the stages;
+//! - [`detect`]: the detection stage (engines per partition spread over threads, alerts,
+//!   changelog);
 //! - [`rekey`]: the optional re-keying stage;
 //! - [`restore`]: local checkpoints and changelog replay;
 //! - [`bench`]: `pairwatch bench kafka`, the Kafka path measured against a broker.
