@@ -196,14 +196,16 @@ impl Kafka {
         self.processing_guarantee == "exactly_once"
     }
 
-    /// Records and time per batch, as configured or by guarantee. A transaction holds
-    /// its alerts back until it commits, so exactly-once batches are short (10,000
-    /// records, 100 ms). At-least-once alerts leave as they are raised: a batch is only
-    /// an offset commit and one state record per pair it touched, so its batches are
-    /// long (1 s, 500,000 records at most), which writes a busy pair's state once
-    /// instead of once per short batch.
-    pub fn batch(&self) -> (usize, std::time::Duration) {
-        let (records, ms) = if self.exactly_once() {
+    /// Records and time per batch of a stage, as configured or by guarantee. A
+    /// transaction holds its alerts back until it commits, so exactly-once batches are
+    /// short (10,000 records, 100 ms). At-least-once alerts leave as they are raised: a
+    /// batch of the detection stage (`stateful`) is only an offset commit and one state
+    /// record per pair it touched, so its batches are long (1 s, 500,000 records at
+    /// most), which writes a busy pair's state once instead of once per short batch. The
+    /// re-keying stage has no state: long batches would only make it copy more records
+    /// twice after a crash, so its batches stay short.
+    pub fn batch(&self, stateful: bool) -> (usize, std::time::Duration) {
+        let (records, ms) = if self.exactly_once() || !stateful {
             (10_000, 100)
         } else {
             (500_000, 1_000)
@@ -763,15 +765,17 @@ mod tests {
     fn kafka_batches_follow_the_guarantee_unless_set() {
         use std::time::Duration;
         let k = |vars: &[(&str, &str)]| Config::load(None, env(vars)).unwrap().kafka;
-        assert_eq!(k(&[]).batch(), (500_000, Duration::from_secs(1)));
+        assert_eq!(k(&[]).batch(true), (500_000, Duration::from_secs(1)));
+        assert_eq!(k(&[]).batch(false), (10_000, Duration::from_millis(100)));
         let eos = ("PAIRWATCH__KAFKA__PROCESSING_GUARANTEE", "exactly_once");
-        assert_eq!(k(&[eos]).batch(), (10_000, Duration::from_millis(100)));
+        assert_eq!(k(&[eos]).batch(true), (10_000, Duration::from_millis(100)));
         let set = k(&[
             eos,
             ("PAIRWATCH__KAFKA__MAX_BATCH", "500"),
             ("PAIRWATCH__KAFKA__BATCH_LINGER", "20ms"),
         ]);
-        assert_eq!(set.batch(), (500, Duration::from_millis(20)));
+        assert_eq!(set.batch(true), (500, Duration::from_millis(20)));
+        assert_eq!(set.batch(false), (500, Duration::from_millis(20)));
         assert_eq!(
             k(&[("PAIRWATCH__KAFKA__DETECT_THREADS", "3")]).detect_threads(),
             3

@@ -20,8 +20,8 @@
 //! - [`config`]: service configuration (defaults, file, environment).
 //! - [`metrics`]: every Prometheus metric, in one place.
 //! - [`server`]: `pairwatch serve`: gRPC, write-ahead log, checkpoints, shards, HTTP.
-//! - [`kafka`]: Kafka mode of `serve`: consumer group, detection threads, alerts and dead letters out,
-//!   state changelog, rebalances, exactly-once transactions.
+//! - [`kafka`]: Kafka mode of `serve`: consumer group, detection threads, alerts and
+//!   dead letters out, state changelog, rebalances, exactly-once transactions.
 //! - [`client`]: `pairwatch publish` / `pairwatch subscribe`, a gRPC client.
 //! - [`workload`]: a deterministic synthetic chat stream for benchmarks and load tests.
 //! - [`bench`]: `pairwatch bench`, the load generator (engine, gRPC, memory).

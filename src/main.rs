@@ -197,6 +197,9 @@ enum BenchCommand {
         /// librdkafka property for every client, KEY=VALUE (repeatable).
         #[arg(long = "client", value_name = "KEY=VALUE")]
         client: Vec<String>,
+        /// Record format of the events: json or protobuf.
+        #[arg(long, default_value = "json", value_parser = ["json", "protobuf"])]
+        format: String,
     },
 }
 
@@ -546,6 +549,7 @@ fn bench(command: BenchCommand) -> Result<()> {
             workload,
             partitions,
             client,
+            format,
         } => {
             let client = client
                 .iter()
@@ -560,6 +564,7 @@ fn bench(command: BenchCommand) -> Result<()> {
                 events: workload.events,
                 partitions,
                 client,
+                format: pairwatch::kafka::codec::Format::parse(&format),
             };
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

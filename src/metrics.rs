@@ -260,7 +260,7 @@ impl Metrics {
             kafka: KafkaMetrics {
                 lag: gauge_vec(
                     "pairwatch_kafka_consumer_lag_records",
-                    "Records between the consumer position and the high watermark, by input partition.",
+                    "Records between the last one handed to processing and the end of the partition (last stable offset), by input partition.",
                     &["partition"],
                 ),
                 partitions: gauge(

@@ -4,7 +4,7 @@
 //! the service, in process and in Kafka mode, consumes the same records; its rate is
 //! taken between its first and its last record, so group joining is not counted.
 
-use super::codec;
+use super::codec::{self, Format};
 use crate::bench::{proc_stats, Progress};
 use crate::config::Config;
 use crate::metrics::sample_sum;
@@ -23,6 +23,8 @@ pub struct KafkaLoad {
     pub partitions: i32,
     /// librdkafka properties for every client (e.g. `session.timeout.ms=6000`).
     pub client: Vec<(String, String)>,
+    /// Record format of the events topic.
+    pub format: Format,
 }
 
 #[derive(Debug, Default)]
@@ -81,9 +83,14 @@ fn produce(load: &KafkaLoad, topic: &str, shape: Shape) -> anyhow::Result<f64> {
         .set("queue.buffering.max.messages", "1000000")
         .create()?;
     let events = Workload::new(shape).take(load.events);
-    let payloads: Vec<(String, String)> = events
+    let payloads: Vec<(String, Vec<u8>)> = events
         .iter()
-        .map(|e| (codec::event_pair_key(e), e.to_json()))
+        .map(|e| {
+            (
+                codec::event_pair_key(e),
+                codec::encode_event(e, load.format),
+            )
+        })
         .collect();
     drop(events);
     let mut progress = Progress::new("bench kafka: produce");
@@ -181,6 +188,11 @@ pub async fn run_kafka(load: KafkaLoad, shape: Shape) -> anyhow::Result<KafkaRep
     c.kafka.alerts_topic = alerts;
     c.kafka.dlq_topic = dlq;
     c.kafka.changelog_topic = state;
+    c.kafka.events_format = match load.format {
+        Format::Json => "json",
+        Format::Protobuf => "protobuf",
+    }
+    .into();
     c.kafka.client = load.client.iter().cloned().collect();
     c.log.level = std::env::var("PAIRWATCH__LOG__LEVEL").unwrap_or_else(|_| "warn".into());
     crate::server::init_logging(&c);

@@ -39,6 +39,14 @@ impl Format {
     }
 }
 
+/// An event as a record value in `format`.
+pub fn encode_event(event: &Event, format: Format) -> Vec<u8> {
+    match format {
+        Format::Json => event.to_json().into_bytes(),
+        Format::Protobuf => pb::ChatEvent::from(event).encode_to_vec(),
+    }
+}
+
 /// Why a record went to the dead-letter topic: a stable code and a precise message.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Rejection {

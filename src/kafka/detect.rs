@@ -145,14 +145,26 @@ impl Part {
     }
 }
 
-/// Runs `f` on every item, one group per thread (the first on this thread).
+/// Runs `f` on every item, one group per thread (the first on this thread). A group
+/// whose thread cannot be started (a process limit) runs on this thread too.
 fn in_parallel<T: Send>(groups: Vec<Vec<T>>, f: impl Fn(T) + Sync) {
     let mut groups = groups.into_iter();
     let mine = groups.next().unwrap_or_default();
-    let f = &f;
+    // Each other group in a slot its thread takes it from, or this thread if the
+    // thread did not start.
+    let slots: Vec<Mutex<Vec<T>>> = groups.map(Mutex::new).collect();
+    let take =
+        |slot: &Mutex<Vec<T>>| std::mem::take(&mut *slot.lock().unwrap_or_else(|p| p.into_inner()));
+    let (f, take) = (&f, &take);
     std::thread::scope(|s| {
-        for group in groups {
-            s.spawn(move || group.into_iter().for_each(f));
+        for slot in &slots {
+            let started = std::thread::Builder::new()
+                .name("kafka-detect-w".into())
+                .spawn_scoped(s, move || take(slot).into_iter().for_each(f));
+            if let Err(e) = started {
+                tracing::warn!(error = %e, "cannot start a detection thread; detecting here");
+                take(slot).into_iter().for_each(f);
+            }
         }
         mine.into_iter().for_each(f);
     });
@@ -399,24 +411,16 @@ impl Stage for Detect {
         in_parallel(groups, Part::encode_touched);
         for (&p, part) in self.parts.iter_mut() {
             for (k, offset, value) in part.encoded.drain(..) {
-                match value {
-                    Some(v) => out.send(
-                        &self.topics.changelog,
-                        Some(p),
-                        &k,
-                        Some(&v),
-                        None,
-                        Kind::Changelog,
-                    )?,
-                    None => out.send(
-                        &self.topics.changelog,
-                        Some(p),
-                        &k,
-                        None,
-                        Some(codec::offset_header(offset)),
-                        Kind::Changelog,
-                    )?,
-                }
+                // A pair that is gone is a tombstone, its offset in a header.
+                let header = value.is_none().then(|| codec::offset_header(offset));
+                out.send(
+                    &self.topics.changelog,
+                    Some(p),
+                    &k,
+                    value.as_deref(),
+                    header,
+                    Kind::Changelog,
+                )?;
             }
         }
         Ok(())
@@ -477,7 +481,19 @@ impl Stage for Detect {
 
 #[cfg(test)]
 mod tests {
-    use super::spread;
+    use super::{in_parallel, spread};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn every_item_runs_once_whatever_the_grouping() {
+        let seen: Vec<AtomicUsize> = (0..10).map(|_| AtomicUsize::new(0)).collect();
+        let groups = vec![vec![0, 1, 2], vec![3], vec![4, 5, 6, 7], vec![], vec![8, 9]];
+        in_parallel(groups, |i: usize| {
+            seen[i].fetch_add(1, Ordering::Relaxed);
+        });
+        assert!(seen.iter().all(|n| n.load(Ordering::Relaxed) == 1));
+        in_parallel(Vec::<Vec<usize>>::new(), |_| unreachable!());
+    }
 
     #[test]
     fn partitions_are_spread_by_load_over_the_threads() {

@@ -1,6 +1,7 @@
 //! The consumer loop shared by the processing stages: one consumer in the group, one
 //! thread, records handed in order to a [`Stage`] in chunks (what the consumer has
-//! ready, up to [`CHUNK`]), output and offsets committed per batch through [`Output`]. Group rebalances are handled inside the consumer's poll:
+//! ready, up to [`CHUNK`]), output and offsets committed per batch through
+//! [`Output`]. Group rebalances are handled inside the consumer's poll:
 //! on revoke the batch in progress is committed and the stage checkpoints before the
 //! partitions go; on assign the stage restores each partition and says where to start.
 //! A batch whose output or commit fails is rewound: the stage restores its partitions
@@ -23,7 +24,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Rewinds of one batch before the stage gives up.
 const MAX_REWINDS: u32 = 8;
 /// Records handed to the stage at once, at most.
-pub const CHUNK: usize = 16384;
+const CHUNK: usize = 16384;
 
 /// What a processing stage does with its partitions and records.
 pub trait Stage: Send + 'static {
@@ -307,13 +308,16 @@ impl<S: Stage> ClientContext for Ctx<S> {
         let Some(topic) = stats.topics.get(&self.topic) else {
             return;
         };
+        // Lag from the records handed to the stage, not from the committed offsets
+        // (the client's `consumer_lag`): at-least-once offsets are committed a batch
+        // late, which would show a second or two of input as lag on a healthy instance.
         for (p, s) in &topic.partitions {
-            if *p >= 0 && s.consumer_lag >= 0 {
+            if *p >= 0 && s.ls_offset >= 0 && s.app_offset >= 0 {
                 self.metrics
                     .kafka
                     .lag
                     .with_label_values(&[&p.to_string()])
-                    .set(s.consumer_lag);
+                    .set((s.ls_offset - s.app_offset).max(0));
             }
         }
     }
@@ -549,14 +553,14 @@ pub fn run<S: Stage>(
         for p in failed {
             d.committed.remove(&p);
         }
-        // Counted once handled, so that the count says the records' output is sent.
-        let received = chunk.len() as u64;
         if d.rebalances != rebalances && !chunk.is_empty() {
             d.read_again(&consumer, &chunk);
         } else {
+            // Counted once handled (their output sent), and not when read again.
+            let received = chunk.len() as u64;
             d.handle(&mut chunk);
+            consumed.inc_by(received);
         }
-        consumed.inc_by(received);
         chunk.clear();
         if d.rewind_needed {
             d.rewind_needed = false;

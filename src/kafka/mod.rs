@@ -26,13 +26,11 @@ use crate::engine::EngineConfig;
 use crate::event::{Event, Limits};
 use crate::metrics::Metrics;
 use crate::pack::RulePack;
-use crate::proto::pb;
 use crate::rules::Priority;
 use anyhow::Context as _;
 use codec::Format;
 use detect::{Detect, PackCell};
 use output::Output;
-use prost::Message as _;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -208,10 +206,7 @@ impl Publisher {
         event: &Event,
         wait: Duration,
     ) -> Result<tokio::sync::oneshot::Receiver<Result<u64, String>>, PublishError> {
-        let payload = match self.format {
-            Format::Json => event.to_json().into_bytes(),
-            Format::Protobuf => pb::ChatEvent::from(event).encode_to_vec(),
-        };
+        let payload = codec::encode_event(event, self.format);
         let key = codec::event_pair_key(event);
         let headers = OwnedHeaders::new().insert(Header {
             key: codec::CONTENT_TYPE,
@@ -297,12 +292,14 @@ pub fn start(
     let stop = Arc::new(AtomicBool::new(false));
     let packs = Arc::new(PackCell::default());
     packs.set(pack);
-    let (max_batch, linger) = k.batch();
-    let batch = |topic: &str, stage_name| driver::Settings {
-        topic: topic.to_string(),
-        stage_name,
-        max_batch,
-        linger,
+    let batch = |topic: &str, stage_name, stateful| {
+        let (max_batch, linger) = k.batch(stateful);
+        driver::Settings {
+            topic: topic.to_string(),
+            stage_name,
+            max_batch,
+            linger,
+        }
     };
     let txn_id = |suffix: &str| {
         k.exactly_once()
@@ -320,7 +317,7 @@ pub fn start(
             metrics: metrics.clone(),
         };
         let consumer = driver::consumer_config(&base, &format!("{}.rekey", k.group_id));
-        let settings = batch(&topics.events, "rekey");
+        let settings = batch(&topics.events, "rekey", false);
         let (m, s) = (metrics.clone(), stop.clone());
         threads.push(
             std::thread::Builder::new()
@@ -343,7 +340,7 @@ pub fn start(
         metrics.clone(),
     )
     .map_err(anyhow::Error::msg)?;
-    let settings = batch(&topics.input, "detect");
+    let settings = batch(&topics.input, "detect", true);
     let stage = Detect::new(
         topics,
         format,
