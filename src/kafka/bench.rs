@@ -188,11 +188,7 @@ pub async fn run_kafka(load: KafkaLoad, shape: Shape) -> anyhow::Result<KafkaRep
     c.kafka.alerts_topic = alerts;
     c.kafka.dlq_topic = dlq;
     c.kafka.changelog_topic = state;
-    c.kafka.events_format = match load.format {
-        Format::Json => "json",
-        Format::Protobuf => "protobuf",
-    }
-    .into();
+    c.kafka.events_format = load.format.name().into();
     c.kafka.client = load.client.iter().cloned().collect();
     c.log.level = std::env::var("PAIRWATCH__LOG__LEVEL").unwrap_or_else(|_| "warn".into());
     crate::server::init_logging(&c);

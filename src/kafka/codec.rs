@@ -31,6 +31,14 @@ impl Format {
         }
     }
 
+    /// The name `parse` reads (`kafka.events_format`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Protobuf => "protobuf",
+        }
+    }
+
     pub fn content_type(self) -> &'static str {
         match self {
             Format::Json => JSON,
