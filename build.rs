@@ -22,6 +22,45 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ],
             &["proto".into(), include],
         )?;
+    // The ingest service as the server runs it: same routes and wire format, but
+    // `PublishBatch` reads its events as bytes (`server::grpc::BatchRequest`) so that an
+    // event that cannot be decoded gets its own result instead of failing the batch.
+    let method = |name: &str, route: &str, input: &str, output: &str| {
+        tonic_build::manual::Method::builder()
+            .name(name)
+            .route_name(route)
+            .input_type(input)
+            .output_type(output)
+            .codec_path("tonic::codec::ProstCodec")
+    };
+    let ingest = tonic_build::manual::Service::builder()
+        .name("IngestService")
+        .package("pairwatch.v1")
+        .method(
+            method(
+                "publish",
+                "Publish",
+                "crate::proto::pb::ChatEvent",
+                "crate::proto::pb::PublishAck",
+            )
+            .client_streaming()
+            .server_streaming()
+            .build(),
+        )
+        .method(
+            method(
+                "publish_batch",
+                "PublishBatch",
+                "crate::server::grpc::BatchRequest",
+                "crate::proto::pb::PublishBatchResponse",
+            )
+            .build(),
+        )
+        .build();
+    tonic_build::manual::Builder::new()
+        .build_client(false)
+        .out_dir(&out)
+        .compile(&[ingest]);
 
     println!("cargo:rerun-if-changed=rules");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -3,6 +3,7 @@
 
 use crate::event::{Event, Limits};
 use crate::proto::pb;
+use crate::replay::LineReader;
 use std::io::{BufRead, Write};
 use tokio_stream::StreamExt;
 use tonic::metadata::MetadataValue;
@@ -37,30 +38,36 @@ pub struct Published {
     pub rejected: u64,
 }
 
-/// Streams the events of `input` (JSONL) to the service; bad lines are reported on
-/// stderr with their number and not sent.
+/// Streams the events of `input` (JSONL) to the service; bad lines (not JSON events, not
+/// UTF-8, over `max_line_bytes`) are reported on stderr with their number and not sent.
 pub async fn publish<R: BufRead + Send + 'static>(
     ch: Channel,
     token: Option<&str>,
     input: R,
+    max_line_bytes: usize,
 ) -> anyhow::Result<Published> {
     let (tx, rx) = tokio::sync::mpsc::channel::<pb::ChatEvent>(1024);
     let reader = tokio::task::spawn_blocking(move || -> anyhow::Result<u64> {
         let mut bad = 0;
-        for (i, line) in input.lines().enumerate() {
-            let line = line?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            match Event::from_json(&line, &Limits::default()) {
-                Ok(e) => {
+        let mut lines = LineReader::new(input, max_line_bytes);
+        while let Some((number, line)) = lines.next_line()? {
+            let event = line.and_then(|l| {
+                if l.trim().is_empty() {
+                    Ok(None)
+                } else {
+                    Ok(Some(Event::from_json(l, &Limits::default())?))
+                }
+            });
+            match event {
+                Ok(None) => {}
+                Ok(Some(e)) => {
                     if tx.blocking_send(pb::ChatEvent::from(&e)).is_err() {
                         break;
                     }
                 }
                 Err(e) => {
                     bad += 1;
-                    eprintln!("line {}: not sent: {e}", i + 1);
+                    eprintln!("line {number}: not sent: {e}");
                 }
             }
         }

@@ -53,6 +53,8 @@ pub struct Server {
 pub struct Engine {
     /// Rule pack directory; empty for the pack built into the binary.
     pub rules_dir: String,
+    /// `ReloadRules` loads only directories under this one; empty: only `rules_dir`.
+    pub rules_root: String,
     pub pair_ttl: String,
     pub time_zone: String,
     pub tenant_time_zones: BTreeMap<String, String>,
@@ -66,6 +68,14 @@ pub struct Limits {
     pub max_batch_events: i64,
     /// Largest gRPC message accepted, in bytes.
     pub max_message_bytes: i64,
+    /// How far ahead of the server's clock an event's `sent_at` may be before it is
+    /// rejected (`sent_at_in_future`); a bad clock must not move event time for everyone.
+    pub max_future_skew: String,
+    /// Live `Subscribe` streams at once; one more is refused with RESOURCE_EXHAUSTED.
+    pub max_subscribers: i64,
+    /// Alerts buffered per subscriber; one that falls further behind is disconnected
+    /// with RESOURCE_EXHAUSTED and the cursor to resume from.
+    pub subscriber_buffer: i64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -77,6 +87,8 @@ pub struct Shards {
     pub queue_capacity: i64,
     /// Events waiting for the write-ahead log before ingest answers RESOURCE_EXHAUSTED.
     pub ingest_queue_capacity: i64,
+    /// How long an event may wait for room in that queue before RESOURCE_EXHAUSTED.
+    pub ingest_queue_wait: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -275,6 +287,7 @@ impl Default for Config {
             },
             engine: Engine {
                 rules_dir: String::new(),
+                rules_root: String::new(),
                 pair_ttl: "30d".into(),
                 time_zone: "UTC".into(),
                 tenant_time_zones: BTreeMap::new(),
@@ -284,11 +297,15 @@ impl Default for Config {
                 max_text_bytes: 8192,
                 max_batch_events: 1000,
                 max_message_bytes: 4 << 20,
+                max_future_skew: "10m".into(),
+                max_subscribers: 256,
+                subscriber_buffer: 1024,
             },
             shards: Shards {
                 count: 0,
                 queue_capacity: 4096,
                 ingest_queue_capacity: 16384,
+                ingest_queue_wait: "2s".into(),
             },
             durability: Durability {
                 fsync: true,
@@ -484,6 +501,8 @@ impl Config {
             ("server.shutdown_grace", &self.server.shutdown_grace),
             ("kafka.restore_timeout", &self.kafka.restore_timeout),
             ("engine.pair_ttl", &self.engine.pair_ttl),
+            ("limits.max_future_skew", &self.limits.max_future_skew),
+            ("shards.ingest_queue_wait", &self.shards.ingest_queue_wait),
             (
                 "durability.checkpoint_interval",
                 &self.durability.checkpoint_interval,
@@ -520,6 +539,12 @@ impl Config {
                 "limits.max_message_bytes",
                 self.limits.max_message_bytes,
                 1024,
+            ),
+            ("limits.max_subscribers", self.limits.max_subscribers, 1),
+            (
+                "limits.subscriber_buffer",
+                self.limits.subscriber_buffer,
+                16,
             ),
             ("shards.count", self.shards.count, 0),
             ("shards.queue_capacity", self.shards.queue_capacity, 1),

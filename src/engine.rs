@@ -12,7 +12,7 @@ use crate::normalize::{normalize, Normalized};
 use crate::pack::RulePack;
 use crate::rules::{Facts, Verdict};
 use crate::signal::{Signal, SignalSet};
-use crate::state::{user_hash, EvidenceRef, PairKey, PairState, PairStore, Raised};
+use crate::state::{tenant_hash, user_hash, EvidenceRef, PairKey, PairState, PairStore, Raised};
 use crate::time::{Millis, DAY};
 use jiff::tz::TimeZone;
 use sha2::{Digest, Sha256};
@@ -78,6 +78,9 @@ pub struct EngineStats {
     pub pairs_expired: u64,
     /// Events dropped as retries of one of the pair's last events (same `event_id`).
     pub duplicates: u64,
+    /// Events dropped as late: `sent_at` more than the pair TTL before their tenant's
+    /// watermark (see [`Engine::process`]).
+    pub late_events: u64,
     /// Signals found, by signal.
     pub signals: [u64; crate::signal::SIGNAL_COUNT],
 }
@@ -192,20 +195,42 @@ impl Engine {
 
     /// Processes one validated event; alerts are appended to `out`. Returns the pair's
     /// key.
+    ///
+    /// Event time is per tenant: each tenant's watermark is the latest `sent_at` of its
+    /// counted events, and its pairs expire relative to it alone. An event older than the
+    /// pair TTL relative to its tenant's watermark is *late*: its pair has expired (or
+    /// would have), so it is dropped, neither recreating nor updating any pair, and
+    /// counted in [`EngineStats::late_events`]. (A clock far ahead is the service
+    /// boundary's concern: `limits.max_future_skew` rejects such events before they get
+    /// here; without it, as in replay, they only move their own tenant's time.)
     pub fn process(&mut self, ev: &Event, out: &mut Vec<Alert>) -> PairKey {
         self.stats.events += 1;
-        self.stats.pairs_expired += self.store.advance(ev.sent_at) as u64;
+        let tenant = tenant_hash(&ev.tenant);
         let (key, sender_side) = PairKey::of(&ev.tenant, &ev.sender.user_id, &ev.recipient.user_id);
-        self.process_pair(ev, key, sender_side, out);
+        if self.store.is_late(tenant, ev.sent_at) {
+            self.stats.late_events += 1;
+            return key;
+        }
+        if self.process_pair(ev, key, tenant, sender_side, out) {
+            self.stats.pairs_expired += self.store.advance(tenant, ev.sent_at) as u64;
+        }
         key
     }
 
-    fn process_pair(&mut self, ev: &Event, key: PairKey, sender_side: usize, out: &mut Vec<Alert>) {
+    /// Applies the event to its pair; false if it was a retry (not counted).
+    fn process_pair(
+        &mut self,
+        ev: &Event,
+        key: PairKey,
+        tenant: u64,
+        sender_side: usize,
+        out: &mut Vec<Alert>,
+    ) -> bool {
         let recipient_side = 1 - sender_side;
-        let state = self.store.entry(key, ev.sent_at);
+        let state = self.store.entry(key, tenant, ev.sent_at);
         if !state.first_time(&ev.event_id) {
             self.stats.duplicates += 1;
-            return;
+            return false;
         }
         if state.users == [0, 0] {
             state.users[sender_side] = user_hash(&ev.sender.user_id);
@@ -294,7 +319,7 @@ impl Engine {
             Body::Call { .. } | Body::Contact(_) | Body::Safety(SafetyAction::Mute) => {}
         }
         if signals.is_empty() {
-            return;
+            return true;
         }
         for s in signals.iter() {
             self.stats.signals[s as usize] += 1;
@@ -352,6 +377,7 @@ impl Engine {
             out.push(ctx.build(state, &verdict, respond_by));
             self.stats.alerts += 1;
         }
+        true
     }
 }
 
@@ -385,4 +411,118 @@ fn is_age_claim(norm: &Normalized, hits: &Hits) -> bool {
         .next()
         .unwrap_or("");
     !NOT_AN_AGE.contains(&next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Limits;
+    use crate::time::{format_rfc3339, parse_rfc3339, HOUR};
+
+    fn engine() -> Engine {
+        let pack = Arc::new(RulePack::embedded().expect("embedded pack"));
+        Engine::new(pack, EngineConfig::default())
+    }
+
+    /// A message event of `tenant` from `from` to `to`, validated without a future-skew
+    /// limit (pure event time, as replay and eval run).
+    fn msg(id: &str, tenant: &str, at: Millis, from: &str, to: &str, text: &str) -> Event {
+        let line = serde_json::json!({
+            "event_id": id, "tenant": tenant, "sent_at": format_rfc3339(at),
+            "sender": {"user_id": from, "age_band": "ADULT"},
+            "recipient": {"user_id": to, "age_band": "AGE_13_15"},
+            "message": {"text": text, "attachments": []}
+        });
+        Event::from_json(&line.to_string(), &Limits::default()).expect("valid event")
+    }
+
+    #[test]
+    fn a_tenant_with_a_clock_far_ahead_does_not_expire_other_tenants_pairs() {
+        let mut e = engine();
+        let mut out = Vec::new();
+        let t0 = parse_rfc3339("2026-03-01T10:00:00Z").unwrap();
+        for i in 0..20 {
+            let ev = msg(
+                &format!("a{i}"),
+                "A",
+                t0 + i * 60_000,
+                &format!("s{i}"),
+                "v",
+                "salut",
+            );
+            e.process(&ev, &mut out);
+        }
+        e.process(&msg("b0", "B", t0, "x", "y", "hello"), &mut out);
+        // Tenant B's client has a bad clock: 31 days ahead, then the year 9998.
+        e.process(&msg("b1", "B", t0 + 31 * DAY, "x", "z", "hi"), &mut out);
+        let year_9998 = parse_rfc3339("9998-01-01T00:00:00Z").unwrap();
+        e.process(&msg("b2", "B", year_9998, "x", "w", "hi"), &mut out);
+        for i in 0..20 {
+            let p = e
+                .pair("A", &format!("s{i}"), "v")
+                .expect("tenant A's pair kept");
+            assert_eq!(p.last_seen, t0 + i * 60_000);
+        }
+        // Tenant B's own earlier pairs expired by its own watermark.
+        assert!(e.pair("B", "x", "y").is_none());
+        assert!(e.pair("B", "x", "z").is_none());
+        assert!(e.pair("B", "x", "w").is_some());
+        // Tenant A carries on as before: its pairs still build up, nothing is late.
+        e.process(
+            &msg("a20", "A", t0 + HOUR, "s0", "v", "t'es mignonne"),
+            &mut out,
+        );
+        assert_eq!(e.pair("A", "s0", "v").unwrap().first_contact, t0);
+        assert_eq!(e.stats().late_events, 0);
+        // In memory too (not only hidden): all of A's pairs, B's latest only.
+        let of = |t: &str| {
+            e.pairs_iter()
+                .filter(|(_, s)| s.tenant == tenant_hash(t))
+                .count()
+        };
+        assert_eq!((of("A"), of("B")), (20, 1));
+        assert_eq!(e.stats().pairs_expired, 2);
+    }
+
+    #[test]
+    fn late_events_are_dropped_counted_and_never_recreate_a_pair() {
+        let mut e = engine();
+        let mut out = Vec::new();
+        let t0 = parse_rfc3339("2026-03-01T10:00:00Z").unwrap();
+        e.process(&msg("e1", "A", t0, "s", "v", "salut"), &mut out);
+        e.process(
+            &msg("e2", "A", t0 + 40 * DAY, "s2", "v2", "salut"),
+            &mut out,
+        );
+        assert!(e.pair("A", "s", "v").is_none());
+        // Older than the 30-day TTL relative to A's watermark: late.
+        let late = msg("e3", "A", t0 + DAY, "s", "v", "envoie une photo de toi");
+        e.process(&late, &mut out);
+        e.process(&msg("e4", "A", t0, "s3", "v3", "salut"), &mut out);
+        assert!(e.pair("A", "s", "v").is_none());
+        assert!(e.pair("A", "s3", "v3").is_none());
+        assert_eq!(e.stats().late_events, 2);
+        assert_eq!(e.stats().events, 4);
+        assert!(out.is_empty());
+        // Within the TTL it is not late, even out of order; and another tenant's
+        // watermark does not make it late.
+        e.process(&msg("e5", "A", t0 + 11 * DAY, "s", "v", "salut"), &mut out);
+        e.process(&msg("e6", "B", t0, "s", "v", "salut"), &mut out);
+        assert!(e.pair("A", "s", "v").is_some());
+        assert!(e.pair("B", "s", "v").is_some());
+        assert_eq!(e.stats().late_events, 2);
+    }
+
+    #[test]
+    fn a_restored_pair_of_unknown_tenant_takes_its_tenant_from_its_next_event() {
+        let mut e = engine();
+        let mut out = Vec::new();
+        let t0 = parse_rfc3339("2026-03-01T10:00:00Z").unwrap();
+        let (key, _) = PairKey::of("A", "s", "v");
+        e.restore_pair(key, PairState::new(t0));
+        assert_eq!(e.pair_by_key(&key).unwrap().tenant, 0);
+        e.process(&msg("e1", "A", t0 + HOUR, "s", "v", "salut"), &mut out);
+        let p = e.pair("A", "s", "v").unwrap();
+        assert_eq!((p.tenant, p.first_contact), (tenant_hash("A"), t0));
+    }
 }

@@ -4,7 +4,7 @@
 //! [`RawEvent::validate`], the one place where an event is judged well-formed; the
 //! engine only ever sees a validated [`Event`].
 
-use crate::time::{format_rfc3339, parse_rfc3339, Millis};
+use crate::time::{format_duration, format_rfc3339, parse_rfc3339, Millis, MAX_TIME, MIN_TIME};
 use serde::{Deserialize, Serialize};
 
 /// The age band the platform knows for an account.
@@ -135,7 +135,7 @@ pub struct Event {
 
 pub const DEFAULT_TENANT: &str = "default";
 
-/// Size limits applied by validation.
+/// Size and time limits applied by validation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Longest message text, in bytes of UTF-8.
@@ -143,6 +143,9 @@ pub struct Limits {
     /// Longest id (event, user, tenant, conversation), in bytes.
     pub max_id_bytes: usize,
     pub max_attachments: usize,
+    /// How far ahead of this machine's clock `sent_at` may be (`sent_at_in_future`
+    /// beyond). None: pure event time, any `sent_at` in range is accepted (replay, eval).
+    pub max_future_skew: Option<Millis>,
 }
 
 impl Default for Limits {
@@ -151,9 +154,13 @@ impl Default for Limits {
             max_text_bytes: 8 * 1024,
             max_id_bytes: 256,
             max_attachments: 32,
+            max_future_skew: None,
         }
     }
 }
+
+/// The accepted range of timestamps, as said in rejections.
+pub const TIME_RANGE: &str = "years 1970 to 9999, 1970-01-01T00:00:00Z to 9999-12-30T22:00:00Z";
 
 /// Why an event was rejected. `reason()` is a short stable code for metrics and
 /// dead-letter headers; `Display` is the precise message for the caller.
@@ -169,8 +176,28 @@ pub enum EventError {
         len: usize,
         max: usize,
     },
+    #[error("field `{0}` is blank (only whitespace)")]
+    Blank(&'static str),
+    #[error("field `{field}` contains a control character (U+{code:04X}) at byte {at}")]
+    BadId {
+        field: &'static str,
+        code: u32,
+        at: usize,
+    },
     #[error("field `{field}` is not an RFC 3339 timestamp: {value:?}")]
     BadTimestamp { field: &'static str, value: String },
+    #[error("field `{field}` is out of range: {value} (accepted: {accepted})")]
+    TimestampOutOfRange {
+        field: &'static str,
+        value: String,
+        accepted: &'static str,
+    },
+    #[error(
+        "field `sent_at` is {} ahead of the server's clock, over the allowed skew of {}",
+        format_duration(*ahead),
+        format_duration(*max)
+    )]
+    SentAtInFuture { ahead: Millis, max: Millis },
     #[error("field `{field}` has unknown value {value:?} (expected one of {expected})")]
     UnknownValue {
         field: &'static str,
@@ -197,11 +224,13 @@ pub enum EventError {
 
 impl EventError {
     /// Every reason code, for metric initialisation.
-    pub const REASONS: [&'static str; 11] = [
+    pub const REASONS: [&'static str; 13] = [
         "bad_json",
         "missing_field",
         "field_too_long",
+        "bad_id",
         "bad_timestamp",
+        "sent_at_in_future",
         "unknown_value",
         "no_body",
         "several_bodies",
@@ -215,9 +244,13 @@ impl EventError {
     pub fn reason(&self) -> &'static str {
         match self {
             EventError::Json(_) => "bad_json",
-            EventError::Missing(_) => "missing_field",
+            EventError::Missing(_) | EventError::Blank(_) => "missing_field",
             EventError::TooLong { .. } => "field_too_long",
-            EventError::BadTimestamp { .. } => "bad_timestamp",
+            EventError::BadId { .. } => "bad_id",
+            EventError::BadTimestamp { .. } | EventError::TimestampOutOfRange { .. } => {
+                "bad_timestamp"
+            }
+            EventError::SentAtInFuture { .. } => "sent_at_in_future",
             EventError::UnknownValue { .. } => "unknown_value",
             EventError::NoBody => "no_body",
             EventError::SeveralBodies(_) => "several_bodies",
@@ -296,27 +329,25 @@ pub struct RawCall {
 }
 
 impl RawEvent {
+    /// Judges the event. Ids (event, tenant, users, conversation, locale) may not be
+    /// blank nor hold a control character; timestamps are RFC 3339 within
+    /// [`TIME_RANGE`]; with `limits.max_future_skew`, `sent_at` may not be further ahead
+    /// of this machine's clock than that.
     pub fn validate(self, limits: &Limits) -> Result<Event, EventError> {
-        let id = |field: &'static str, v: Option<String>| -> Result<String, EventError> {
-            let v = v
-                .filter(|s| !s.is_empty())
-                .ok_or(EventError::Missing(field))?;
-            check_len(field, &v, limits.max_id_bytes)?;
-            Ok(v)
-        };
-        let event_id = id("event_id", self.event_id)?;
-        let tenant = match self.tenant.filter(|t| !t.is_empty()) {
-            Some(t) => {
-                check_len("tenant", &t, limits.max_id_bytes)?;
-                t
-            }
-            None => DEFAULT_TENANT.to_string(),
-        };
+        let event_id = required_id("event_id", self.event_id, limits.max_id_bytes)?;
+        let tenant = optional_id("tenant", self.tenant, limits.max_id_bytes)?
+            .unwrap_or_else(|| DEFAULT_TENANT.to_string());
         let sent_at_raw = self
             .sent_at
             .filter(|s| !s.is_empty())
             .ok_or(EventError::Missing("sent_at"))?;
         let sent_at = timestamp("sent_at", &sent_at_raw)?;
+        if let Some(max) = limits.max_future_skew {
+            let ahead = sent_at.saturating_sub(crate::time::now_millis());
+            if ahead > max {
+                return Err(EventError::SentAtInFuture { ahead, max });
+            }
+        }
         let sender = self
             .sender
             .ok_or(EventError::Missing("sender"))?
@@ -328,13 +359,8 @@ impl RawEvent {
         if sender.user_id == recipient.user_id {
             return Err(EventError::SameUser);
         }
-        let conversation_id = match self.conversation_id.filter(|c| !c.is_empty()) {
-            Some(c) => {
-                check_len("conversation_id", &c, limits.max_id_bytes)?;
-                Some(c)
-            }
-            None => None,
-        };
+        let conversation_id =
+            optional_id("conversation_id", self.conversation_id, limits.max_id_bytes)?;
         let bodies = [
             self.message.is_some(),
             self.contact.is_some(),
@@ -430,11 +456,7 @@ impl RawUser {
                 "recipient.locale",
             ),
         };
-        let user_id = self
-            .user_id
-            .filter(|s| !s.is_empty())
-            .ok_or(EventError::Missing(id_field))?;
-        check_len(id_field, &user_id, limits.max_id_bytes)?;
+        let user_id = required_id(id_field, self.user_id, limits.max_id_bytes)?;
         let age_band = match self.age_band.filter(|s| !s.is_empty()) {
             None => AgeBand::Unknown,
             Some(b) => AgeBand::parse(&b).ok_or(EventError::UnknownValue {
@@ -447,10 +469,7 @@ impl RawUser {
             None => None,
             Some(t) => Some(timestamp(created_field, &t)?),
         };
-        let locale = self.locale.filter(|s| !s.is_empty());
-        if let Some(l) = &locale {
-            check_len(locale_field, l, 35)?;
-        }
+        let locale = optional_id(locale_field, self.locale, 35)?;
         Ok(UserRef {
             user_id,
             age_band,
@@ -471,11 +490,51 @@ fn check_len(field: &'static str, v: &str, max: usize) -> Result<(), EventError>
     Ok(())
 }
 
+/// An optional id: absent if missing or empty, else checked as [`required_id`] does.
+fn optional_id(
+    field: &'static str,
+    v: Option<String>,
+    max: usize,
+) -> Result<Option<String>, EventError> {
+    match v.filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(v) => required_id(field, Some(v), max).map(Some),
+    }
+}
+
+/// A required id: present, not blank, at most `max` bytes, without control characters
+/// (NUL, newline, ...: ids end up in logs, headers and files).
+fn required_id(field: &'static str, v: Option<String>, max: usize) -> Result<String, EventError> {
+    let v = v
+        .filter(|s| !s.is_empty())
+        .ok_or(EventError::Missing(field))?;
+    if v.trim().is_empty() {
+        return Err(EventError::Blank(field));
+    }
+    check_len(field, &v, max)?;
+    if let Some((at, c)) = v.char_indices().find(|(_, c)| c.is_control()) {
+        return Err(EventError::BadId {
+            field,
+            code: c as u32,
+            at,
+        });
+    }
+    Ok(v)
+}
+
 fn timestamp(field: &'static str, v: &str) -> Result<Millis, EventError> {
-    parse_rfc3339(v).ok_or_else(|| EventError::BadTimestamp {
+    let ms = parse_rfc3339(v).ok_or_else(|| EventError::BadTimestamp {
         field,
         value: v.to_string(),
-    })
+    })?;
+    if !(MIN_TIME..=MAX_TIME).contains(&ms) {
+        return Err(EventError::TimestampOutOfRange {
+            field,
+            value: format!("{v:?}"),
+            accepted: TIME_RANGE,
+        });
+    }
+    Ok(ms)
 }
 
 impl Event {
@@ -675,6 +734,226 @@ mod tests {
         );
         let err = Event::from_json(r#"{"event_id":5}"#, &limits).unwrap_err();
         assert!(err.to_string().contains("invalid type"), "{err}");
+    }
+
+    #[test]
+    fn blank_ids_are_missing_and_control_characters_are_refused() {
+        let cases: Vec<(Patch, EventError)> = vec![
+            (
+                Box::new(|v| v["event_id"] = "  \t".into()),
+                EventError::Blank("event_id"),
+            ),
+            (
+                Box::new(|v| v["tenant"] = " ".into()),
+                EventError::Blank("tenant"),
+            ),
+            (
+                Box::new(|v| v["sender"]["user_id"] = "\u{3000}".into()),
+                EventError::Blank("sender.user_id"),
+            ),
+            (
+                Box::new(|v| v["conversation_id"] = "   ".into()),
+                EventError::Blank("conversation_id"),
+            ),
+            (
+                Box::new(|v| v["recipient"]["locale"] = " ".into()),
+                EventError::Blank("recipient.locale"),
+            ),
+            (
+                Box::new(|v| v["sender"]["user_id"] = "u-9\n1".into()),
+                EventError::BadId {
+                    field: "sender.user_id",
+                    code: 0x0A,
+                    at: 3,
+                },
+            ),
+            (
+                Box::new(|v| v["tenant"] = "game\u{0}eu".into()),
+                EventError::BadId {
+                    field: "tenant",
+                    code: 0,
+                    at: 4,
+                },
+            ),
+            (
+                Box::new(|v| v["event_id"] = "é-\u{85}".into()),
+                EventError::BadId {
+                    field: "event_id",
+                    code: 0x85,
+                    at: 3,
+                },
+            ),
+            (
+                Box::new(|v| v["recipient"]["user_id"] = "\u{7f}".into()),
+                EventError::BadId {
+                    field: "recipient.user_id",
+                    code: 0x7F,
+                    at: 0,
+                },
+            ),
+            (
+                Box::new(|v| v["conversation_id"] = "dm\r".into()),
+                EventError::BadId {
+                    field: "conversation_id",
+                    code: 0x0D,
+                    at: 2,
+                },
+            ),
+            (
+                Box::new(|v| v["recipient"]["locale"] = "fr\u{1b}FR".into()),
+                EventError::BadId {
+                    field: "recipient.locale",
+                    code: 0x1B,
+                    at: 2,
+                },
+            ),
+        ];
+        for (patch, expected) in cases {
+            let err = with(patch).unwrap_err();
+            assert_eq!(err, expected);
+            let reason = if matches!(err, EventError::Blank(_)) {
+                "missing_field"
+            } else {
+                "bad_id"
+            };
+            assert_eq!(err.reason(), reason);
+        }
+        let err = with(|v| v["sender"]["user_id"] = "u-9\n1".into()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "field `sender.user_id` contains a control character (U+000A) at byte 3"
+        );
+        assert_eq!(
+            with(|v| v["tenant"] = " ".into()).unwrap_err().to_string(),
+            "field `tenant` is blank (only whitespace)"
+        );
+        // Spaces inside an id, and non-ASCII letters, are fine; an empty optional id is
+        // still absent.
+        let e = with(|v| {
+            v["sender"]["user_id"] = " Zoé 42 ".into();
+            v["conversation_id"] = "".into();
+        })
+        .unwrap();
+        assert_eq!(
+            (e.sender.user_id.as_str(), e.conversation_id),
+            (" Zoé 42 ", None)
+        );
+    }
+
+    #[test]
+    fn timestamps_are_accepted_from_1970_to_9999_only() {
+        for ok in ["1970-01-01T00:00:00Z", "9999-12-30T22:00:00Z"] {
+            assert!(with(|v| v["sent_at"] = ok.into()).is_ok(), "{ok}");
+        }
+        let err = with(|v| v["sent_at"] = "1969-12-31T23:59:59Z".into()).unwrap_err();
+        assert_eq!(
+            err,
+            EventError::TimestampOutOfRange {
+                field: "sent_at",
+                value: "\"1969-12-31T23:59:59Z\"".into(),
+                accepted: TIME_RANGE,
+            }
+        );
+        assert_eq!(err.reason(), "bad_timestamp");
+        assert_eq!(
+            err.to_string(),
+            "field `sent_at` is out of range: \"1969-12-31T23:59:59Z\" (accepted: years 1970 to 9999, 1970-01-01T00:00:00Z to 9999-12-30T22:00:00Z)"
+        );
+        // Before 1970 by an offset, and an account created before 1970.
+        let err = with(|v| v["sent_at"] = "1970-01-01T00:30:00+01:00".into()).unwrap_err();
+        assert_eq!(err.reason(), "bad_timestamp");
+        let err = with(|v| v["sender"]["account_created_at"] = "1900-01-01T00:00:00Z".into())
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                EventError::TimestampOutOfRange {
+                    field: "sender.account_created_at",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let err = with(|v| v["sent_at"] = "9999-12-30T22:00:00.001Z".into()).unwrap_err();
+        assert_eq!(err.reason(), "bad_timestamp");
+        // Past 9999 is not RFC 3339 at all.
+        let err = with(|v| v["sent_at"] = "10000-01-01T00:00:00Z".into()).unwrap_err();
+        assert_eq!(err.reason(), "bad_timestamp");
+    }
+
+    #[test]
+    fn a_sent_at_too_far_ahead_of_the_clock_is_refused_when_skew_is_limited() {
+        let skewed = Limits {
+            max_future_skew: Some(10 * crate::time::MINUTE),
+            ..Limits::default()
+        };
+        let at = |ahead: Millis| {
+            let mut v: serde_json::Value = serde_json::from_str(OK).unwrap();
+            v["sent_at"] = format_rfc3339(crate::time::now_millis() + ahead).into();
+            v.to_string()
+        };
+        let err = Event::from_json(&at(31 * crate::time::DAY), &skewed).unwrap_err();
+        assert!(
+            matches!(err, EventError::SentAtInFuture { ahead, max }
+                if ahead > 30 * crate::time::DAY && max == 10 * crate::time::MINUTE),
+            "{err:?}"
+        );
+        assert_eq!(err.reason(), "sent_at_in_future");
+        let text = err.to_string();
+        assert!(
+            text.starts_with("field `sent_at` is 30d 23h ahead of the server's clock")
+                || text.starts_with("field `sent_at` is 31d ahead of the server's clock"),
+            "{text}"
+        );
+        assert!(text.ends_with("over the allowed skew of 10m"), "{text}");
+        let year_9998 = OK.replace("2026-11-22T21:04:05Z", "9998-01-01T00:00:00Z");
+        assert_eq!(
+            Event::from_json(&year_9998, &skewed).unwrap_err().reason(),
+            "sent_at_in_future"
+        );
+        // Within the skew, or in the past: accepted. Without a limit: pure event time.
+        assert!(Event::from_json(&at(5 * crate::time::MINUTE), &skewed).is_ok());
+        assert!(Event::from_json(OK, &skewed).is_ok());
+        assert!(Event::from_json(&year_9998, &Limits::default()).is_ok());
+    }
+
+    #[test]
+    fn every_reason_is_listed_for_metrics() {
+        let errors = [
+            EventError::Json(String::new()),
+            EventError::Missing("x"),
+            EventError::Blank("x"),
+            EventError::BadId {
+                field: "x",
+                code: 0,
+                at: 0,
+            },
+            EventError::TooLong {
+                field: "x",
+                len: 0,
+                max: 0,
+            },
+            EventError::BadTimestamp {
+                field: "x",
+                value: String::new(),
+            },
+            EventError::TimestampOutOfRange {
+                field: "x",
+                value: String::new(),
+                accepted: TIME_RANGE,
+            },
+            EventError::SentAtInFuture { ahead: 0, max: 0 },
+            EventError::NoBody,
+            EventError::SeveralBodies(2),
+            EventError::TextTooLong { len: 0, max: 0 },
+            EventError::TooManyAttachments { len: 0, max: 0 },
+            EventError::EmptyMessage,
+            EventError::SameUser,
+        ];
+        for e in &errors {
+            assert!(EventError::REASONS.contains(&e.reason()), "{}", e.reason());
+        }
+        assert!(EventError::REASONS.contains(&"unknown_value"));
     }
 
     #[test]

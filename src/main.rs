@@ -48,6 +48,9 @@ enum Command {
     Publish {
         #[command(flatten)]
         target: ClientArgs,
+        /// Longer lines are reported with their number and skipped, not read into memory.
+        #[arg(long, value_name = "BYTES", default_value_t = pairwatch::replay::MAX_LINE_BYTES)]
+        max_line_bytes: usize,
         #[arg(default_value = "-")]
         input: String,
     },
@@ -86,6 +89,13 @@ enum Command {
         /// Stop at the first bad line instead of reporting and skipping it.
         #[arg(long)]
         strict: bool,
+        /// Longer lines are bad lines (reported with their number), not read into memory.
+        #[arg(long, value_name = "BYTES", default_value_t = pairwatch::replay::MAX_LINE_BYTES)]
+        max_line_bytes: usize,
+        /// Reject events whose `sent_at` is further ahead of this machine's clock than
+        /// DURATION (`sent_at_in_future`), as the service does; default: off, pure event time.
+        #[arg(long, value_name = "DURATION")]
+        max_future_skew: Option<String>,
         #[arg(default_value = "-")]
         input: String,
     },
@@ -302,7 +312,11 @@ fn main() -> Result<()> {
                 .build()?
                 .block_on(serve(config))?;
         }
-        Command::Publish { target, input } => {
+        Command::Publish {
+            target,
+            max_line_bytes,
+            input,
+        } => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
@@ -315,7 +329,7 @@ fn main() -> Result<()> {
             };
             let done = rt.block_on(async {
                 let ch = pairwatch::client::connect(&target.addr).await?;
-                pairwatch::client::publish(ch, target.token.as_deref(), input).await
+                pairwatch::client::publish(ch, target.token.as_deref(), input, max_line_bytes).await
             })?;
             eprintln!(
                 "publish: {} accepted, {} rejected",
@@ -359,16 +373,29 @@ fn main() -> Result<()> {
         Command::Replay {
             engine: args,
             strict,
+            max_future_skew,
+            max_line_bytes,
             input,
         } => {
+            let limits = Limits {
+                max_future_skew: max_future_skew
+                    .map(|s| {
+                        pairwatch::time::parse_duration(&s)
+                            .filter(|d| *d >= 0)
+                            .with_context(|| format!("bad --max-future-skew {s:?} (e.g. 10m)"))
+                    })
+                    .transpose()?,
+                ..Limits::default()
+            };
             let mut engine = engine(&args)?;
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
             let summary = pairwatch::replay::replay(
                 open(&input)?,
                 &mut engine,
-                &Limits::default(),
+                &limits,
                 strict,
+                max_line_bytes,
                 |a| pairwatch::replay::write_alert(&mut out, a),
                 |line, e| eprintln!("line {line}: rejected: {e}"),
             )?;

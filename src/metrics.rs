@@ -24,6 +24,12 @@ pub struct Metrics {
     pub ingest_queue_depth: IntGauge,
     pub wal_fsync_seconds: Histogram,
     pub wal_failures: IntCounter,
+    /// Alert log write or fsync failures.
+    pub alert_log_failures: IntCounter,
+    /// 1 while writes to a store fail, by store (`wal`, `alerts`); /readyz follows it.
+    storage_failing: Vec<IntGauge>,
+    /// Bytes read past or cut off by recovery at start, by store.
+    recovery_bytes: IntCounterVec,
     pub checkpoint_seconds: Histogram,
     pub checkpoint_failures: IntCounter,
     pub checkpoint_pairs: IntGauge,
@@ -31,11 +37,30 @@ pub struct Metrics {
     open: Vec<IntGauge>,
     pub saturated: IntCounter,
     pub duplicates: IntCounter,
+    pub late_events: IntCounter,
     pub rules_reloads: IntCounterVec,
     build_info: IntGaugeVec,
     pub kafka: KafkaMetrics,
     /// Every metric family name, labelled or not, with or without samples yet.
     pub names: Vec<String>,
+}
+
+/// The files whose writes can fail while the service runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Store {
+    Wal,
+    Alerts,
+}
+
+impl Store {
+    pub const ALL: [Store; 2] = [Store::Wal, Store::Alerts];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Store::Wal => "wal",
+            Store::Alerts => "alerts",
+        }
+    }
 }
 
 /// Kafka mode: consumption, production, dead letters, rebalances, restores, transactions.
@@ -77,11 +102,13 @@ pub fn sample_sum(text: &str, name: &str) -> f64 {
         .sum()
 }
 
-/// Turns an engine's cumulative stats into counter increments (signals, duplicates).
+/// Turns an engine's cumulative stats into counter increments (signals, duplicates,
+/// late events).
 #[derive(Default)]
 pub struct EngineCounters {
     signals: [u64; crate::signal::SIGNAL_COUNT],
     duplicates: u64,
+    late_events: u64,
 }
 
 impl EngineCounters {
@@ -103,6 +130,12 @@ impl EngineCounters {
                 .inc_by(stats.duplicates - self.duplicates);
         }
         self.duplicates = stats.duplicates;
+        if stats.late_events > self.late_events {
+            metrics
+                .late_events
+                .inc_by(stats.late_events - self.late_events);
+        }
+        self.late_events = stats.late_events;
     }
 }
 
@@ -215,6 +248,26 @@ impl Metrics {
                 "pairwatch_wal_failures_total",
                 "Write-ahead log write or fsync failures.",
             ),
+            alert_log_failures: counter(
+                "pairwatch_alert_log_failures_total",
+                "Alert log write or fsync failures (the alerts stay queued and are retried).",
+            ),
+            storage_failing: {
+                let v = gauge_vec(
+                    "pairwatch_storage_write_failing",
+                    "1 while writes to a store fail (disk full, I/O error), by store; the instance is unready meanwhile.",
+                    &["store"],
+                );
+                Store::ALL
+                    .iter()
+                    .map(|s| v.with_label_values(&[s.as_str()]))
+                    .collect()
+            },
+            recovery_bytes: counter_vec(
+                "pairwatch_storage_recovery_bytes_total",
+                "Bytes of damaged records that recovery read past or cut off at start, by store.",
+                &["store"],
+            ),
             checkpoint_seconds: histogram(
                 "pairwatch_checkpoint_duration_seconds",
                 "Checkpoint duration.",
@@ -246,6 +299,10 @@ impl Metrics {
             duplicates: counter(
                 "pairwatch_engine_duplicates_total",
                 "Events dropped as retries of a pair's recent event (same event_id).",
+            ),
+            late_events: counter(
+                "pairwatch_events_late_total",
+                "Events dropped as late: sent_at more than the pair TTL before their tenant's latest event time.",
             ),
             rules_reloads: counter_vec(
                 "pairwatch_rules_reloads_total",
@@ -324,6 +381,10 @@ impl Metrics {
         for reason in crate::event::EventError::REASONS {
             m.rejected.with_label_values(&[reason]);
         }
+        // Rejections decided by the gRPC layer, not by event validation.
+        for reason in ["bad_protobuf", "saturated"] {
+            m.rejected.with_label_values(&[reason]);
+        }
         for kind in ["alert", "changelog", "dead_letter", "rekeyed", "event"] {
             m.kafka.produced.with_label_values(&[kind]);
         }
@@ -363,6 +424,23 @@ impl Metrics {
     }
 
     /// The text exposition format.
+    /// Records whether the last write to `store` failed.
+    pub fn set_storage_failing(&self, store: Store, failing: bool) {
+        self.storage_failing[store as usize].set(failing as i64);
+    }
+
+    /// Whether the last write to `store` failed.
+    pub fn storage_failing(&self, store: Store) -> bool {
+        self.storage_failing[store as usize].get() != 0
+    }
+
+    /// Counts bytes that recovery read past or cut off in `store`.
+    pub fn recovered(&self, store: Store, bytes: u64) {
+        self.recovery_bytes
+            .with_label_values(&[store.as_str()])
+            .inc_by(bytes);
+    }
+
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);

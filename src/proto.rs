@@ -30,6 +30,32 @@ fn rfc3339(ts: &prost_types::Timestamp) -> String {
     )
 }
 
+/// Accepted protobuf `Timestamp`s, as said in rejections.
+const PROTO_TIME_RANGE: &str =
+    "nanos 0 to 999999999, a time from seconds 0 (1970-01-01T00:00:00Z) to 253402207200 (9999-12-30T22:00:00Z)";
+
+/// An event's protobuf `Timestamp` as RFC 3339, or why it is not a time validation
+/// accepts: nanos outside 0..=999_999_999 or a time outside years 1970 to 9999.
+fn event_time(field: &'static str, ts: &prost_types::Timestamp) -> Result<String, EventError> {
+    let ms = ts
+        .seconds
+        .checked_mul(1000)
+        .and_then(|ms| ms.checked_add(i64::from(ts.nanos) / 1_000_000));
+    let in_range =
+        ms.is_some_and(|ms| (crate::time::MIN_TIME..=crate::time::MAX_TIME).contains(&ms));
+    if !(0..=999_999_999).contains(&ts.nanos) || !in_range {
+        return Err(EventError::TimestampOutOfRange {
+            field,
+            value: format!(
+                "Timestamp {{ seconds: {}, nanos: {} }}",
+                ts.seconds, ts.nanos
+            ),
+            accepted: PROTO_TIME_RANGE,
+        });
+    }
+    Ok(rfc3339(ts))
+}
+
 fn timestamp_str(s: &str) -> Option<prost_types::Timestamp> {
     parse_rfc3339(s).map(timestamp)
 }
@@ -43,27 +69,43 @@ fn enum_name(prefix: &str, name: Option<&str>, value: i32) -> String {
     }
 }
 
-fn raw_user(u: pb::UserRef) -> RawUser {
+fn raw_user(u: pb::UserRef, created_field: &'static str) -> Result<RawUser, EventError> {
     let band = pb::AgeBand::try_from(u.age_band)
         .ok()
         .map(|b| b.as_str_name());
-    RawUser {
+    Ok(RawUser {
         user_id: Some(u.user_id),
         age_band: Some(enum_name("AGE_BAND_", band, u.age_band)),
-        account_created_at: u.account_created_at.as_ref().map(rfc3339),
+        account_created_at: u
+            .account_created_at
+            .as_ref()
+            .map(|t| event_time(created_field, t))
+            .transpose()?,
         locale: Some(u.locale).filter(|l| !l.is_empty()),
-    }
+    })
 }
 
-/// Decodes and validates a protobuf event.
+/// Decodes and validates a protobuf event. A `Timestamp` that is not a valid time
+/// (nanos out of range, seconds outside years 1970 to 9999) is rejected here, before the
+/// other checks; everything else is validated by the same code as JSON.
 pub fn event_from_proto(e: pb::ChatEvent, limits: &Limits) -> Result<Event, EventError> {
     use pb::chat_event::Body;
     let mut raw = RawEvent {
         event_id: Some(e.event_id),
         tenant: Some(e.tenant),
-        sent_at: e.sent_at.as_ref().map(rfc3339),
-        sender: e.sender.map(raw_user),
-        recipient: e.recipient.map(raw_user),
+        sent_at: e
+            .sent_at
+            .as_ref()
+            .map(|t| event_time("sent_at", t))
+            .transpose()?,
+        sender: e
+            .sender
+            .map(|u| raw_user(u, "sender.account_created_at"))
+            .transpose()?,
+        recipient: e
+            .recipient
+            .map(|u| raw_user(u, "recipient.account_created_at"))
+            .transpose()?,
         conversation_id: Some(e.conversation_id),
         ..RawEvent::default()
     };
@@ -402,6 +444,113 @@ mod tests {
         assert_eq!(
             event_from_proto(pb, &limits).unwrap_err(),
             EventError::Missing("sent_at")
+        );
+    }
+
+    #[test]
+    fn protobuf_timestamps_out_of_range_are_refused() {
+        let limits = Limits::default();
+        let base = pb::ChatEvent::from(&Event::from_json(EVENTS[0], &limits).unwrap());
+        let with_sent_at = |seconds: i64, nanos: i32| {
+            let mut e = base.clone();
+            e.sent_at = Some(prost_types::Timestamp { seconds, nanos });
+            event_from_proto(e, &limits)
+        };
+        for (seconds, nanos) in [
+            (1_700_000_000, -1),
+            (1_700_000_000, 1_000_000_000),
+            (1_700_000_000, i32::MIN),
+            (-1, 0),
+            (-62_135_596_800, 0),
+            (253_402_207_201, 0),
+            (i64::MAX, 999_999_999),
+            (i64::MIN, 0),
+        ] {
+            let err = with_sent_at(seconds, nanos).unwrap_err();
+            assert_eq!(
+                err,
+                EventError::TimestampOutOfRange {
+                    field: "sent_at",
+                    value: format!("Timestamp {{ seconds: {seconds}, nanos: {nanos} }}"),
+                    accepted: PROTO_TIME_RANGE,
+                },
+                "{seconds} {nanos}"
+            );
+            assert_eq!(err.reason(), "bad_timestamp");
+        }
+        let err = with_sent_at(5, -3).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "field `sent_at` is out of range: Timestamp { seconds: 5, nanos: -3 } (accepted: nanos 0 to 999999999, a time from seconds 0 (1970-01-01T00:00:00Z) to 253402207200 (9999-12-30T22:00:00Z))"
+        );
+        // The edges are accepted.
+        assert_eq!(with_sent_at(0, 0).unwrap().sent_at, 0);
+        assert_eq!(
+            with_sent_at(253_402_207_200, 0).unwrap().sent_at,
+            crate::time::MAX_TIME
+        );
+        assert_eq!(with_sent_at(1, 999_999_999).unwrap().sent_at, 1_999);
+        // Account creation times too, named by their side.
+        let mut e = base.clone();
+        e.recipient.as_mut().unwrap().account_created_at = Some(prost_types::Timestamp {
+            seconds: 1_700_000_000,
+            nanos: 2_000_000_000,
+        });
+        assert!(matches!(
+            event_from_proto(e, &limits).unwrap_err(),
+            EventError::TimestampOutOfRange {
+                field: "recipient.account_created_at",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn protobuf_ids_and_future_times_are_judged_like_json() {
+        let limits = Limits::default();
+        let base = pb::ChatEvent::from(&Event::from_json(EVENTS[0], &limits).unwrap());
+        let mut e = base.clone();
+        e.sender.as_mut().unwrap().user_id = "u-9\n1".into();
+        let err = event_from_proto(e, &limits).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "field `sender.user_id` contains a control character (U+000A) at byte 3"
+        );
+        assert_eq!(err.reason(), "bad_id");
+        let mut e = base.clone();
+        e.event_id = "a\u{0}".into();
+        assert_eq!(event_from_proto(e, &limits).unwrap_err().reason(), "bad_id");
+        let mut e = base.clone();
+        e.tenant = "  ".into();
+        assert_eq!(
+            event_from_proto(e, &limits).unwrap_err(),
+            EventError::Blank("tenant")
+        );
+        let mut e = base.clone();
+        e.recipient.as_mut().unwrap().user_id = " ".into();
+        let err = event_from_proto(e, &limits).unwrap_err();
+        assert_eq!(
+            (err.reason(), err),
+            ("missing_field", EventError::Blank("recipient.user_id"))
+        );
+        let mut e = base.clone();
+        e.conversation_id = "dm\t2".into();
+        assert_eq!(event_from_proto(e, &limits).unwrap_err().reason(), "bad_id");
+        // An empty tenant is still the default one, as in JSON.
+        let mut e = base.clone();
+        e.tenant = String::new();
+        assert_eq!(event_from_proto(e, &limits).unwrap().tenant, "default");
+        // Far ahead of the clock: refused only with a skew limit.
+        let mut e = base.clone();
+        e.sent_at = Some(timestamp(crate::time::now_millis() + 31 * crate::time::DAY));
+        let skewed = Limits {
+            max_future_skew: Some(10 * crate::time::MINUTE),
+            ..limits
+        };
+        assert!(event_from_proto(e.clone(), &limits).is_ok());
+        assert_eq!(
+            event_from_proto(e, &skewed).unwrap_err().reason(),
+            "sent_at_in_future"
         );
     }
 }

@@ -5,6 +5,10 @@
 //! evidence and alert records live in a boxed [`Active`] part, created on the first
 //! signal and bounded whatever the conversation length. Pairs idle for longer than the
 //! TTL (event time) are swept out.
+//!
+//! Event time is kept per tenant: each tenant has its own watermark (latest `sent_at` of
+//! its events), and a pair expires relative to its own tenant's watermark only, so one
+//! tenant's clock (a bad one: a year ahead) never expires another tenant's pairs.
 
 use crate::event::AgeBand;
 use crate::lexicon::MAX_LANGUAGES;
@@ -37,6 +41,12 @@ impl PairKey {
         h.update(hi.as_bytes());
         (PairKey(h.digest128()), side)
     }
+}
+
+/// Stable 64-bit hash of a tenant, as kept in [`PairState::tenant`]; never 0 (0 means
+/// "unknown": a pair restored from a checkpoint older than the per-tenant watermark).
+pub fn tenant_hash(tenant: &str) -> u64 {
+    xxh3_64(tenant.as_bytes()).max(1)
 }
 
 /// Stable hash of a user id, kept per side so that a user can be forgotten.
@@ -122,6 +132,12 @@ pub struct PairState {
     /// 32-bit hashes of the pair's last event ids (0: empty slot).
     pub recent: [u32; RECENT_IDS],
     pub active: Option<Box<Active>>,
+    /// [`tenant_hash`] of the pair's tenant; 0 while unknown (restored from an old
+    /// checkpoint, set again by the pair's next event). Not part of the serialised form
+    /// (checkpoints and the Kafka changelog carry it beside the state), so that form is
+    /// unchanged.
+    #[serde(skip)]
+    pub tenant: u64,
 }
 
 impl PairState {
@@ -134,6 +150,7 @@ impl PairState {
             lang_hits: [[0; MAX_LANGUAGES]; 2],
             recent: [0; RECENT_IDS],
             active: None,
+            tenant: 0,
         }
     }
 
@@ -205,13 +222,38 @@ impl PairState {
 /// A map keyed by pair, hashed with [`KeyHasher`].
 pub type KeyMap<V> = HashMap<PairKey, V, BuildHasherDefault<KeyHasher>>;
 
-/// All pairs of one engine, with event-time expiry.
+/// Event time of one tenant.
+#[derive(Clone, Copy, Debug)]
+struct Clock {
+    /// Latest event time of the tenant's counted events.
+    watermark: Millis,
+    /// The watermark at the last sweep pass.
+    swept: Millis,
+}
+
+/// A sweep pass visits every pair; it runs only once some tenant's event time moved an
+/// hour past its last sweep, and at most once per `len / PASS_SPACING` events, so that
+/// its cost stays a few pair visits per event however many tenants there are (a tenant
+/// could otherwise walk its clock forward an hour per event from 1970).
+const PASS_SPACING: usize = 8;
+
+/// All pairs of one engine, with event-time expiry per tenant.
+///
+/// A pair is expired once its `last_seen` is more than the TTL before its tenant's
+/// watermark. Expired pairs are invisible at once ([`PairStore::get`], [`PairStore::entry`]
+/// start over) and removed from memory by the next sweep pass, which removes those of
+/// every tenant at once: what a tenant observes depends on its own events only, never
+/// on when another tenant's events triggered a pass. Pairs of unknown tenant (0) are
+/// swept relative to the earliest tenant watermark (conservative), and only once some
+/// tenant is known.
 pub struct PairStore {
     map: KeyMap<PairState>,
     ttl: Millis,
-    /// Latest event time seen.
-    watermark: Millis,
-    last_sweep: Millis,
+    clocks: HashMap<u64, Clock, BuildHasherDefault<KeyHasher>>,
+    /// A tenant's clock moved an hour past its last sweep.
+    due: bool,
+    /// Counted events since the last sweep pass.
+    since_pass: usize,
 }
 
 impl PairStore {
@@ -219,11 +261,13 @@ impl PairStore {
         PairStore {
             map: HashMap::default(),
             ttl,
-            watermark: Millis::MIN,
-            last_sweep: Millis::MIN,
+            clocks: HashMap::default(),
+            due: false,
+            since_pass: 0,
         }
     }
 
+    /// Pairs held in memory, expired ones not yet swept included.
     pub fn len(&self) -> usize {
         self.map.len()
     }
@@ -232,44 +276,115 @@ impl PairStore {
         self.map.is_empty()
     }
 
-    pub fn get(&self, key: &PairKey) -> Option<&PairState> {
-        self.map.get(key)
+    /// The tenant's watermark (latest event time), if it has had an event.
+    pub fn watermark(&self, tenant: u64) -> Option<Millis> {
+        self.clocks.get(&tenant).map(|c| c.watermark)
     }
 
-    /// The pair's state, created at `at` if new (or expired).
-    pub fn entry(&mut self, key: PairKey, at: Millis) -> &mut PairState {
-        let ttl = self.ttl;
+    /// Pairs of `tenant` last seen before this are expired.
+    fn horizon(&self, tenant: u64) -> Millis {
+        match tenant {
+            0 => Millis::MIN,
+            t => self
+                .clocks
+                .get(&t)
+                .map_or(Millis::MIN, |c| c.watermark.saturating_sub(self.ttl)),
+        }
+    }
+
+    fn live(&self, s: &PairState) -> bool {
+        s.last_seen >= self.horizon(s.tenant)
+    }
+
+    /// True if an event of `tenant` at `at` is older than the TTL relative to the
+    /// tenant's watermark: the pair it belongs to has expired (or would have), so the
+    /// event is not counted.
+    pub fn is_late(&self, tenant: u64, at: Millis) -> bool {
+        at < self.horizon(tenant)
+    }
+
+    /// A live pair's state.
+    pub fn get(&self, key: &PairKey) -> Option<&PairState> {
+        self.map.get(key).filter(|s| self.live(s))
+    }
+
+    /// The state of the pair `key` of `tenant` for an event at `at`, new if the pair is
+    /// unknown or expired (relative to the tenant's watermark, or to `at`).
+    pub fn entry(&mut self, key: PairKey, tenant: u64, at: Millis) -> &mut PairState {
+        let horizon = self.horizon(tenant).max(at.saturating_sub(self.ttl));
         let state = self.map.entry(key).or_insert_with(|| PairState::new(at));
-        if at - state.last_seen > ttl {
+        if state.last_seen < horizon {
             *state = PairState::new(at);
         }
+        state.tenant = tenant;
         state
     }
 
-    /// Advances event time; sweeps expired pairs at most once per hour of event time.
-    pub fn advance(&mut self, at: Millis) -> usize {
-        if at <= self.watermark {
-            return 0;
+    /// Moves `tenant`'s event time to `at` after one of its events was counted. Sweeps
+    /// the expired pairs of every tenant when some tenant's event time moved an hour
+    /// past its last sweep (amortised: see [`PASS_SPACING`]); returns how many went.
+    pub fn advance(&mut self, tenant: u64, at: Millis) -> usize {
+        self.since_pass += 1;
+        let clock = self.clocks.entry(tenant).or_insert(Clock {
+            watermark: at,
+            swept: at,
+        });
+        clock.watermark = clock.watermark.max(at);
+        if clock.watermark.saturating_sub(clock.swept) >= crate::time::HOUR {
+            self.due = true;
         }
-        self.watermark = at;
-        if self.last_sweep != Millis::MIN && at - self.last_sweep < crate::time::HOUR {
-            return 0;
+        if self.due && self.since_pass >= self.map.len() / PASS_SPACING {
+            self.sweep()
+        } else {
+            0
         }
-        self.last_sweep = at;
-        let horizon = at - self.ttl;
+    }
+
+    /// Removes every expired pair, of every tenant, in one pass.
+    fn sweep(&mut self) -> usize {
+        self.due = false;
+        self.since_pass = 0;
+        let ttl = self.ttl;
+        // Pairs of unknown tenant: relative to the earliest tenant clock.
+        let unknown = (self.clocks.values())
+            .map(|c| c.watermark.saturating_sub(ttl))
+            .min()
+            .unwrap_or(Millis::MIN);
+        for c in self.clocks.values_mut() {
+            c.swept = c.watermark;
+        }
+        let clocks = &self.clocks;
         let before = self.map.len();
-        self.map.retain(|_, s| s.last_seen >= horizon);
+        self.map.retain(|_, s| {
+            let horizon = match s.tenant {
+                0 => unknown,
+                t => clocks
+                    .get(&t)
+                    .map_or(Millis::MIN, |c| c.watermark.saturating_sub(ttl)),
+            };
+            s.last_seen >= horizon
+        });
         before - self.map.len()
     }
 
-    /// Every pair, for a checkpoint.
+    /// Every pair held, for a checkpoint (expired ones not yet swept included: they
+    /// stay expired once restored).
     pub fn iter(&self) -> impl Iterator<Item = (&PairKey, &PairState)> {
         self.map.iter()
     }
 
-    /// Puts back a pair from a checkpoint.
+    /// Puts back a pair from a checkpoint or the changelog; its `tenant` (if known)
+    /// moves that tenant's watermark to the pair's `last_seen` at least. The first pass
+    /// after a restore sweeps.
     pub fn insert(&mut self, key: PairKey, state: PairState) {
-        self.watermark = self.watermark.max(state.last_seen);
+        if state.tenant != 0 {
+            let c = self.clocks.entry(state.tenant).or_insert(Clock {
+                watermark: state.last_seen,
+                swept: Millis::MIN,
+            });
+            c.watermark = c.watermark.max(state.last_seen);
+            self.due = true;
+        }
         self.map.insert(key, state);
     }
 
@@ -277,7 +392,12 @@ impl PairStore {
         self.map.remove(key)
     }
 
+    /// A live pair's state, to change it.
     pub fn get_mut(&mut self, key: &PairKey) -> Option<&mut PairState> {
+        let state = self.map.get(key)?;
+        if !self.live(state) {
+            return None;
+        }
         self.map.get_mut(key)
     }
 
@@ -308,11 +428,24 @@ mod tests {
 
     #[test]
     fn idle_pairs_stay_small() {
+        // 88 bytes inline (the tenant hash included), about 205 bytes per idle pair
+        // with the map's overhead: under the 256 bytes budget.
         assert!(
-            std::mem::size_of::<PairState>() <= 80,
+            std::mem::size_of::<PairState>() <= 88,
             "{}",
             std::mem::size_of::<PairState>()
         );
+    }
+
+    #[test]
+    fn the_tenant_is_not_part_of_the_serialised_state() {
+        let mut s = PairState::new(5);
+        let before = bincode::serialize(&s).unwrap();
+        s.tenant = tenant_hash("t");
+        assert_eq!(bincode::serialize(&s).unwrap(), before);
+        let back: PairState = bincode::deserialize(&before).unwrap();
+        assert_eq!(back.tenant, 0);
+        assert_ne!(tenant_hash(""), 0);
     }
 
     #[test]
@@ -374,26 +507,152 @@ mod tests {
 
     #[test]
     fn expiry_and_forgetting() {
+        let t = tenant_hash("t");
         let mut store = PairStore::new(30 * DAY);
         let (k, _) = PairKey::of("t", "a", "b");
-        store.entry(k, 0).users = [user_hash("a"), user_hash("b")];
+        store.entry(k, t, 0).users = [user_hash("a"), user_hash("b")];
+        store.advance(t, 0);
         let (k2, _) = PairKey::of("t", "c", "d");
-        store.entry(k2, 20 * DAY).users = [user_hash("c"), user_hash("d")];
-        store.advance(20 * DAY);
+        store.entry(k2, t, 20 * DAY).users = [user_hash("c"), user_hash("d")];
+        assert_eq!(store.advance(t, 20 * DAY), 0);
         assert_eq!(store.len(), 2);
-        assert_eq!(store.advance(31 * DAY), 1);
+        let (k3, _) = PairKey::of("t", "e", "f");
+        store.entry(k3, t, 31 * DAY);
+        assert_eq!(store.advance(t, 31 * DAY), 1);
         assert!(store.get(&k).is_none());
         assert_eq!(store.forget_user("d"), 1);
-        assert!(store.is_empty());
+        assert_eq!(store.len(), 1);
     }
 
     #[test]
     fn a_pair_idle_past_the_ttl_starts_over() {
+        let t = tenant_hash("t");
         let mut store = PairStore::new(DAY);
         let (k, _) = PairKey::of("t", "a", "b");
-        store.entry(k, 0).record(0, Signal::Flattery.bit(), 0);
-        let s = store.entry(k, 2 * DAY);
+        store.entry(k, t, 0).record(0, Signal::Flattery.bit(), 0);
+        let s = store.entry(k, t, 2 * DAY);
         assert_eq!(s.first_contact, 2 * DAY);
         assert!(s.active.is_none());
+        assert_eq!(s.tenant, t);
+    }
+
+    /// Counts an event of `tenant` at `at` on the pair of `a` and `b`, as the engine does.
+    fn event(store: &mut PairStore, tenant: &str, a: &str, b: &str, at: Millis) -> usize {
+        let (k, _) = PairKey::of(tenant, a, b);
+        let t = tenant_hash(tenant);
+        assert!(!store.is_late(t, at));
+        store.entry(k, t, at);
+        store.advance(t, at)
+    }
+
+    #[test]
+    fn a_tenant_clock_far_ahead_expires_only_that_tenants_pairs() {
+        let mut store = PairStore::new(30 * DAY);
+        let year_9998 = crate::time::parse_rfc3339("9998-06-01T00:00:00Z").unwrap();
+        for i in 0..20 {
+            event(
+                &mut store,
+                "a",
+                &format!("u{i}"),
+                "v",
+                i * crate::time::HOUR,
+            );
+        }
+        event(&mut store, "b", "x", "y", 0);
+        // Tenant b's clock jumps 31 days ahead, then to the year 9998.
+        event(&mut store, "b", "x", "z", 31 * DAY);
+        assert_eq!(event(&mut store, "b", "x", "w", year_9998), 2);
+        for i in 0..20 {
+            let (k, _) = PairKey::of("a", &format!("u{i}"), "v");
+            assert!(store.get(&k).is_some(), "pair {i} of tenant a");
+        }
+        assert_eq!(store.len(), 21);
+        // Tenant a's time did not move; b's own earlier pairs are gone.
+        assert_eq!(
+            store.watermark(tenant_hash("a")),
+            Some(19 * crate::time::HOUR)
+        );
+        assert!(store.get(&PairKey::of("b", "x", "y").0).is_none());
+        assert!(store.get(&PairKey::of("b", "x", "z").0).is_none());
+        assert!(store.get(&PairKey::of("b", "x", "w").0).is_some());
+        // For b, an event of today is now late; for a it is not.
+        assert!(store.is_late(tenant_hash("b"), 40 * DAY));
+        assert!(!store.is_late(tenant_hash("a"), 0));
+    }
+
+    #[test]
+    fn expired_pairs_are_invisible_before_they_are_swept() {
+        let mut store = PairStore::new(30 * crate::time::MINUTE);
+        event(&mut store, "a", "p", "q", 0);
+        // Less than an hour of event time since the tenant's last sweep: no pass yet,
+        // but a pair idle past the TTL is already gone for readers.
+        assert_eq!(
+            event(&mut store, "a", "r", "s", 31 * crate::time::MINUTE),
+            0
+        );
+        let (k, _) = PairKey::of("a", "p", "q");
+        assert_eq!(store.len(), 2);
+        assert!(store.get(&k).is_none());
+        assert!(store.get_mut(&k).is_none());
+        // Its next event starts it over, as if it had been swept.
+        let s = store.entry(k, tenant_hash("a"), 32 * crate::time::MINUTE);
+        assert_eq!(s.first_contact, 32 * crate::time::MINUTE);
+    }
+
+    #[test]
+    fn sweep_passes_are_amortised_over_events() {
+        // One tenant walks its clock forward an hour per event: a pass (which visits
+        // every pair) runs at most once per len / PASS_SPACING events.
+        let mut store = PairStore::new(DAY);
+        let other = tenant_hash("other");
+        for i in 0..800 {
+            store.entry(PairKey::of("other", &format!("u{i}"), "v").0, other, 0);
+            store.advance(other, 0);
+        }
+        let mut passes = 0;
+        let t = tenant_hash("walker");
+        for h in 0..1000 {
+            let at = h * crate::time::HOUR;
+            store.entry(PairKey::of("walker", "a", "b").0, t, at);
+            store.advance(t, at);
+            if store.since_pass == 0 {
+                passes += 1;
+            }
+        }
+        assert!(passes <= 1000 / (800 / PASS_SPACING) + 1, "{passes} passes");
+        // The other tenant's time did not move: none of its pairs went.
+        assert_eq!(store.len(), 801);
+    }
+
+    #[test]
+    fn pairs_of_unknown_tenant_go_by_the_earliest_tenant_clock() {
+        let mut store = PairStore::new(DAY);
+        // Restored from an old checkpoint: tenant unknown.
+        let (old, _) = PairKey::of("a", "p", "q");
+        store.insert(old, PairState::new(0));
+        event(&mut store, "a", "r", "s", 0);
+        event(&mut store, "b", "r", "s", 0);
+        // Tenant b is far ahead, tenant a is not: the unknown pair stays.
+        assert_eq!(event(&mut store, "b", "r", "s", 10 * DAY), 0);
+        assert!(store.get(&old).is_some());
+        // Once the earliest clock is past its TTL, it goes.
+        assert_eq!(event(&mut store, "a", "r", "s", 3 * DAY), 1);
+        assert!(store.iter().all(|(k, _)| *k != old));
+        // A restored pair's next event tells its tenant.
+        let (k, _) = PairKey::of("a", "x", "y");
+        store.insert(k, PairState::new(3 * DAY));
+        let s = store.entry(k, tenant_hash("a"), 3 * DAY + 1);
+        assert_eq!((s.tenant, s.first_contact), (tenant_hash("a"), 3 * DAY));
+    }
+
+    #[test]
+    fn a_restored_pair_moves_its_tenants_clock() {
+        let mut store = PairStore::new(DAY);
+        let mut s = PairState::new(5 * DAY);
+        s.tenant = tenant_hash("a");
+        store.insert(PairKey::of("a", "p", "q").0, s);
+        assert_eq!(store.watermark(tenant_hash("a")), Some(5 * DAY));
+        assert!(store.is_late(tenant_hash("a"), 3 * DAY));
+        assert!(!store.is_late(tenant_hash("b"), 3 * DAY));
     }
 }

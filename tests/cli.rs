@@ -7,6 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 fn pairwatch(args: &[&str], stdin: &str) -> Output {
+    pairwatch_bytes(args, stdin.as_bytes())
+}
+
+fn pairwatch_bytes(args: &[&str], stdin: &[u8]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pairwatch"))
         .args(args)
         .env("RUST_BACKTRACE", "0")
@@ -15,12 +19,7 @@ fn pairwatch(args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run pairwatch");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
     child.wait_with_output().unwrap()
 }
 
@@ -163,5 +162,105 @@ fn eval_scores_alerts_against_labels() {
         "{report}"
     );
     assert!(report.contains("median 2 messages"), "{report}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// JSONL with, between two good lines, a line that is not UTF-8 and a line of `long`
+/// bytes.
+fn lines_with_bad_bytes(long: usize) -> Vec<u8> {
+    let mut lines = threat_lines().into_bytes();
+    let second = lines.iter().position(|&b| b == b'\n').unwrap() + 1;
+    let mut input = lines[..second].to_vec();
+    input.extend_from_slice(b"{\"event_id\":\"e-latin1\",\"text\":\"caf\xe9\"}\n");
+    input.extend_from_slice(&vec![b'x'; long]);
+    input.push(b'\n');
+    input.append(&mut lines.split_off(second));
+    input.push(b'\n');
+    input
+}
+
+#[test]
+fn replay_rejects_non_utf8_and_over_long_lines_with_their_number_and_goes_on() {
+    // Over the default limit of 1 MiB.
+    let out = pairwatch_bytes(&["replay", "-"], &lines_with_bad_bytes(3 << 20));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("line 2: rejected: line is not valid UTF-8 (invalid byte at offset 34)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(
+            "line 3: rejected: line is 3145728 bytes, over the limit of 1048576 (--max-line-bytes)"
+        ),
+        "{stderr}"
+    );
+    assert!(stderr.contains("2 events, 2 rejected"), "{stderr}");
+    // The events after the bad lines were replayed: the threat is in line 4.
+    let alert: serde_json::Value =
+        serde_json::from_str(text(&out.stdout).lines().next().expect("an alert")).unwrap();
+    assert_eq!(alert["trigger_event_id"], "e2");
+    // The limit is an option.
+    let out = pairwatch_bytes(
+        &["replay", "--max-line-bytes", "100", "-"],
+        &lines_with_bad_bytes(101),
+    );
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("line 3: rejected: line is 101 bytes, over the limit of 100"),
+        "{stderr}"
+    );
+    // Lines 1 and 4 are over 100 bytes too.
+    assert!(stderr.contains("0 events, 4 rejected"), "{stderr}");
+}
+
+#[test]
+fn strict_replay_stops_at_a_non_utf8_line() {
+    let out = pairwatch_bytes(&["replay", "--strict"], &lines_with_bad_bytes(10));
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("line 2: line is not valid UTF-8"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn publish_reports_bad_lines_with_their_number_and_sends_the_rest() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = temp_dir("publish");
+    let mut c = pairwatch::config::Config::default();
+    c.server.grpc_addr = "127.0.0.1:0".into();
+    c.server.http_addr = "127.0.0.1:0".into();
+    c.server.data_dir = dir.display().to_string();
+    c.shards.count = 1;
+    c.durability.fsync = false;
+    let server = rt
+        .block_on(pairwatch::server::start(c, Default::default()))
+        .unwrap();
+    let addr = server.grpc_addr.to_string();
+    let out = pairwatch_bytes(
+        &["publish", "--addr", &addr, "--max-line-bytes", "4096", "-"],
+        &lines_with_bad_bytes(5000),
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("line 2: not sent: line is not valid UTF-8 (invalid byte at offset 34)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("line 3: not sent: line is 5000 bytes, over the limit of 4096"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("publish: 2 accepted, 2 rejected"),
+        "{stderr}"
+    );
+    rt.block_on(server.stop()).unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }

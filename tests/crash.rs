@@ -7,47 +7,16 @@ mod common;
 use pairwatch::event::{Event, Limits};
 use pairwatch::proto::pb;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Command};
+use std::time::Duration;
 use tokio_stream::StreamExt;
 
 fn spawn(dir: &Path, grpc: u16, http: u16) -> Child {
-    std::fs::create_dir_all(dir).unwrap();
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("server.log"))
-        .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_pairwatch"))
-        .arg("serve")
-        .env("PAIRWATCH__SERVER__DATA_DIR", dir)
-        .env("PAIRWATCH__SERVER__GRPC_ADDR", format!("127.0.0.1:{grpc}"))
-        .env("PAIRWATCH__SERVER__HTTP_ADDR", format!("127.0.0.1:{http}"))
-        .env("PAIRWATCH__DURABILITY__CHECKPOINT_INTERVAL", "1s")
-        .env("PAIRWATCH__LOG__LEVEL", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("start pairwatch serve")
+    common::spawn_server(dir, grpc, http, None, &[])
 }
 
 async fn ready(http: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", http)).await {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let _ = s
-                .write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                .await;
-            let mut buf = String::new();
-            let _ = s.read_to_string(&mut buf).await;
-            if buf.starts_with("HTTP/1.1 200") {
-                return;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("server not ready");
+    common::wait_readyz(http, 200).await;
 }
 
 fn conversation() -> Vec<String> {
@@ -105,16 +74,8 @@ fn conversation() -> Vec<String> {
     ]
 }
 
-async fn connect(grpc: u16) -> tonic::transport::Channel {
-    tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{grpc}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
-}
-
 async fn publish(grpc: u16, lines: &[String]) {
-    let ch = connect(grpc).await;
+    let ch = common::connect(grpc).await;
     let mut client = pb::ingest_service_client::IngestServiceClient::new(ch);
     let events: Vec<pb::ChatEvent> = lines
         .iter()
@@ -186,7 +147,7 @@ async fn kill_9_under_load_loses_no_acknowledged_event_and_duplicates_no_alert()
 
     // Stream a load and kill -9 the server while acks are still coming.
     let events = load(400, 20);
-    let ch = connect(grpc).await;
+    let ch = common::connect(grpc).await;
     let mut client = pb::ingest_service_client::IngestServiceClient::new(ch);
     let mut acks = client
         .publish(tokio_stream::iter(events.clone()))
@@ -212,7 +173,7 @@ async fn kill_9_under_load_loses_no_acknowledged_event_and_duplicates_no_alert()
     // Every acknowledged event is reflected in the restored state.
     let mut child = spawn(&dir, grpc, http);
     ready(http).await;
-    let ch = connect(grpc).await;
+    let ch = common::connect(grpc).await;
     let mut admin = pb::admin_service_client::AdminServiceClient::new(ch);
     let mut last_acked: std::collections::HashMap<String, pb::ChatEvent> =
         std::collections::HashMap::new();

@@ -310,7 +310,11 @@ async fn every_rpc_checks_the_bearer_token_and_its_role() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rules_reload_good_and_bad_forget_user_and_get_pair() {
     let dir = data_dir("admin");
-    let server = start(config(&dir), Default::default()).await.unwrap();
+    let rules = dir.join("packs/good");
+    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("rules"), &rules);
+    let mut c = config(&dir);
+    c.engine.rules_root = dir.join("packs").display().to_string();
+    let server = start(c, Default::default()).await.unwrap();
     let ch = channel(&server).await;
     publish(ch.clone(), sextortion()).await;
     let mut admin = pb::admin_service_client::AdminServiceClient::new(ch.clone());
@@ -326,7 +330,6 @@ async fn rules_reload_good_and_bad_forget_user_and_get_pair() {
         pair.alerted
     );
 
-    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules");
     let good = admin
         .reload_rules(authed(
             pb::ReloadRulesRequest {
@@ -338,7 +341,7 @@ async fn rules_reload_good_and_bad_forget_user_and_get_pair() {
         .unwrap()
         .into_inner();
     assert!(good.rules_version.starts_with("sha256:"));
-    let bad_dir = dir.join("bad-rules");
+    let bad_dir = dir.join("packs/bad");
     std::fs::create_dir_all(bad_dir.join("lexicon")).unwrap();
     std::fs::write(
         bad_dir.join("lexicon/en.toml"),
@@ -473,9 +476,10 @@ async fn the_client_publishes_the_readme_example_and_prints_its_alerts() {
     let ch = channel(&server).await;
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/sextortion_fr.jsonl");
     let input = std::io::BufReader::new(std::fs::File::open(example).unwrap());
-    let done = pairwatch::client::publish(ch.clone(), None, input)
-        .await
-        .unwrap();
+    let done =
+        pairwatch::client::publish(ch.clone(), None, input, pairwatch::replay::MAX_LINE_BYTES)
+            .await
+            .unwrap();
     assert_eq!((done.accepted, done.rejected), (16, 0));
     let req = pb::SubscribeRequest {
         from_beginning: true,
@@ -502,5 +506,655 @@ async fn the_client_publishes_the_readme_example_and_prints_its_alerts() {
     // The alert log on disk holds the same alerts.
     let log = std::fs::read_to_string(dir.join("alerts.jsonl")).unwrap();
     assert_eq!(log.lines().count(), 4);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Copies a directory tree (a rule pack).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let dest = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &dest);
+        } else {
+            std::fs::copy(entry.path(), dest).unwrap();
+        }
+    }
+}
+
+/// A codec that sends bytes as they are (what a typed client cannot send: a message that
+/// is not a `ChatEvent`) and decodes the answers as `D`.
+struct RawCodec<D>(std::marker::PhantomData<D>);
+
+impl<D> RawCodec<D> {
+    fn new() -> Self {
+        RawCodec(std::marker::PhantomData)
+    }
+}
+
+struct RawEncoder;
+
+struct ProstDecoder<D>(std::marker::PhantomData<D>);
+
+impl<D: prost::Message + Default + Send + 'static> tonic::codec::Codec for RawCodec<D> {
+    type Encode = Vec<u8>;
+    type Decode = D;
+    type Encoder = RawEncoder;
+    type Decoder = ProstDecoder<D>;
+
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+
+    fn decoder(&mut self) -> ProstDecoder<D> {
+        ProstDecoder(std::marker::PhantomData)
+    }
+}
+
+impl tonic::codec::Encoder for RawEncoder {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use prost::bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl<D: prost::Message + Default> tonic::codec::Decoder for ProstDecoder<D> {
+    type Item = D;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<D>, tonic::Status> {
+        D::decode(src)
+            .map(Some)
+            .map_err(|e| tonic::Status::internal(e.to_string()))
+    }
+}
+
+fn route(method: &'static str) -> tonic::codegen::http::uri::PathAndQuery {
+    tonic::codegen::http::uri::PathAndQuery::from_static(method)
+}
+
+/// The wire bytes of a valid event.
+fn event_bytes(id: &str, text: &str) -> Vec<u8> {
+    use prost::Message;
+    pb_event(&common::msg(
+        id,
+        "2026-03-01T20:00:00Z",
+        ("u-a", "AGE_13_15"),
+        ("u-b", "AGE_13_15"),
+        text,
+    ))
+    .encode_to_vec()
+}
+
+/// The wire bytes of an event whose text is not UTF-8: not a valid `ChatEvent`.
+fn undecodable_event(id: &str) -> Vec<u8> {
+    let mut bytes = event_bytes(id, "QQQQQQQQ");
+    let at = bytes
+        .windows(8)
+        .position(|w| w == b"QQQQQQQQ")
+        .expect("the text is in the encoding");
+    bytes[at..at + 8].copy_from_slice(&[0xff, 0xfe, 0xc3, 0x28, 0xa0, 0xa1, 0xe2, 0x28]);
+    assert!(<pb::ChatEvent as prost::Message>::decode(bytes.as_slice()).is_err());
+    bytes
+}
+
+/// `Publish` with raw messages: the acks received, then the status that ended the stream
+/// (None for OK).
+async fn publish_raw(
+    ch: Channel,
+    frames: Vec<Vec<u8>>,
+) -> (Vec<pb::PublishAck>, Option<tonic::Status>) {
+    let mut grpc = tonic::client::Grpc::new(ch);
+    grpc.ready().await.unwrap();
+    let mut acks = grpc
+        .streaming(
+            authed(tokio_stream::iter(frames), INGEST),
+            route("/pairwatch.v1.IngestService/Publish"),
+            RawCodec::<pb::PublishAck>::new(),
+        )
+        .await
+        .unwrap()
+        .into_inner();
+    let mut got = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), acks.message())
+            .await
+            .expect("the stream ends")
+        {
+            Ok(Some(ack)) => got.push(ack),
+            Ok(None) => return (got, None),
+            Err(status) => return (got, Some(status)),
+        }
+    }
+}
+
+async fn metrics_text(s: &Running) -> String {
+    let (code, text) = common::http_get(s.http_addr, "/metrics").await;
+    assert_eq!(code, 200);
+    text
+}
+
+/// Polls `/metrics` until it holds `line`, for at most 10 s.
+async fn wait_metric(s: &Running, line: &str) {
+    let mut text = String::new();
+    for _ in 0..200 {
+        text = metrics_text(s).await;
+        if text.lines().any(|l| l == line) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("never saw {line:?} in\n{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_message_ends_the_publish_stream_with_invalid_argument_after_the_earlier_acks(
+) {
+    let dir = data_dir("badproto-stream");
+    let server = start(config(&dir), Default::default()).await.unwrap();
+    let ch = channel(&server).await;
+    let frames = vec![
+        event_bytes("s1", "salut"),
+        event_bytes("s2", "ça va ?"),
+        undecodable_event("s3"),
+        event_bytes("s4", "never read"),
+    ];
+    let (acks, end) = publish_raw(ch.clone(), frames).await;
+    assert_eq!(
+        acks.iter()
+            .map(|a| (a.event_id.as_str(), a.accepted))
+            .collect::<Vec<_>>(),
+        vec![("s1", true), ("s2", true)],
+        "{acks:?}"
+    );
+    let end = end.expect("the stream ends with an error");
+    assert_eq!(end.code(), Code::InvalidArgument, "{end:?}");
+    assert!(
+        end.message().starts_with(
+            "message #3 of this stream cannot be decoded: failed to decode Protobuf message"
+        ),
+        "{}",
+        end.message()
+    );
+    assert!(
+        end.message().ends_with("; the 2 before it were answered"),
+        "{}",
+        end.message()
+    );
+    let metrics = metrics_text(&server).await;
+    assert!(
+        metrics.contains("pairwatch_ingest_rejected_total{reason=\"bad_protobuf\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("pairwatch_ingest_events_total 2"),
+        "{metrics}"
+    );
+    // A bad first message: nothing answered before it.
+    let (acks, end) = publish_raw(ch.clone(), vec![undecodable_event("s5")]).await;
+    assert!(acks.is_empty());
+    let end = end.unwrap();
+    assert_eq!(end.code(), Code::InvalidArgument);
+    assert!(
+        end.message().contains("message #1 of this stream"),
+        "{end:?}"
+    );
+    assert!(end.message().ends_with("the 0 before it were answered"));
+    // The connection and the service go on.
+    let acks = publish(ch, sextortion()).await;
+    assert!(acks.iter().all(|a| a.accepted), "{acks:?}");
+    server.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawBatch {
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    events: Vec<Vec<u8>>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_event_in_a_batch_gets_its_own_result() {
+    use prost::Message;
+    let dir = data_dir("badproto-batch");
+    let server = start(config(&dir), Default::default()).await.unwrap();
+    let ch = channel(&server).await;
+    let batch = RawBatch {
+        events: vec![
+            event_bytes("b1", "salut"),
+            undecodable_event("b2"),
+            event_bytes("b3", "à plus"),
+        ],
+    };
+    let mut grpc = tonic::client::Grpc::new(ch.clone());
+    grpc.ready().await.unwrap();
+    let results = grpc
+        .unary(
+            authed(batch.encode_to_vec(), INGEST),
+            route("/pairwatch.v1.IngestService/PublishBatch"),
+            RawCodec::<pb::PublishBatchResponse>::new(),
+        )
+        .await
+        .expect("the batch is answered per event")
+        .into_inner()
+        .results;
+    assert_eq!(results.len(), 3, "{results:?}");
+    assert!(results[0].accepted && results[2].accepted, "{results:?}");
+    assert_eq!(results[0].event_id, "b1");
+    assert_eq!(results[2].event_id, "b3");
+    let bad = &results[1];
+    assert!(!bad.accepted);
+    assert_eq!(
+        bad.event_id, "b2",
+        "the id is read when field 1 is readable"
+    );
+    assert_eq!(bad.reason_code, "bad_protobuf");
+    assert!(
+        bad.reason.starts_with(
+            "events[1] of the batch cannot be decoded: failed to decode Protobuf message"
+        ),
+        "{}",
+        bad.reason
+    );
+    let metrics = metrics_text(&server).await;
+    assert!(
+        metrics.contains("pairwatch_ingest_rejected_total{reason=\"bad_protobuf\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("pairwatch_ingest_events_total 2"),
+        "{metrics}"
+    );
+    // The typed client and the batch limit work as before.
+    let mut client = pb::ingest_service_client::IngestServiceClient::new(ch);
+    let ok = client
+        .publish_batch(authed(
+            pb::PublishBatchRequest {
+                events: sextortion(),
+            },
+            INGEST,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ok.results.len(), 4);
+    assert!(ok.results.iter().all(|r| r.accepted), "{:?}", ok.results);
+    server.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn subscribe_req(after_cursor: u64) -> pb::SubscribeRequest {
+    pb::SubscribeRequest {
+        after_cursor,
+        ..Default::default()
+    }
+}
+
+async fn subscribe(
+    ch: Channel,
+    req: pb::SubscribeRequest,
+) -> Result<tonic::Streaming<pb::AlertEnvelope>, tonic::Status> {
+    let mut alerts = pb::alert_service_client::AlertServiceClient::new(ch);
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        alerts.subscribe(authed(req, MODERATOR)),
+    )
+    .await
+    .expect("Subscribe answers at once")
+    .map(Response::into_inner)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_are_limited_counted_exactly_and_a_cursor_beyond_the_end_is_out_of_range() {
+    let dir = data_dir("subs-limit");
+    let mut c = config(&dir);
+    c.limits.max_subscribers = 2;
+    let server = start(c, Default::default()).await.unwrap();
+    let ch = channel(&server).await;
+    let beyond = subscribe(ch.clone(), subscribe_req(1000))
+        .await
+        .unwrap_err();
+    assert_eq!(beyond.code(), Code::OutOfRange, "{beyond:?}");
+    assert!(
+        beyond
+            .message()
+            .contains("after_cursor 1000 is beyond the last alert (cursor 0)"),
+        "{}",
+        beyond.message()
+    );
+    let first = subscribe(ch.clone(), subscribe_req(0)).await.unwrap();
+    let second = subscribe(ch.clone(), subscribe_req(0)).await.unwrap();
+    wait_metric(&server, "pairwatch_alerts_subscribers 2").await;
+    let refused = subscribe(ch.clone(), subscribe_req(0)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused.message().contains("limits.max_subscribers"),
+        "{}",
+        refused.message()
+    );
+    assert_eq!(
+        metrics_text(&server)
+            .await
+            .lines()
+            .find(|l| l.starts_with("pairwatch_alerts_subscribers "))
+            .unwrap(),
+        "pairwatch_alerts_subscribers 2",
+        "a refused subscription is not counted"
+    );
+    // A client that goes away while no alert flows frees its slot.
+    drop(first);
+    wait_metric(&server, "pairwatch_alerts_subscribers 1").await;
+    let third = subscribe(ch.clone(), subscribe_req(0)).await.unwrap();
+    wait_metric(&server, "pairwatch_alerts_subscribers 2").await;
+    drop(second);
+    drop(third);
+    wait_metric(&server, "pairwatch_alerts_subscribers 0").await;
+    server.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `pairs` sextortion conversations on distinct pairs of `tenant`: two P0 alerts each.
+fn many_sextortions(tenant: &str, pairs: usize) -> Vec<pb::ChatEvent> {
+    let mut out = Vec::with_capacity(pairs * 4);
+    for i in 0..pairs {
+        let s = format!("u-scam-{i}");
+        let v = format!("u-teen-{i}");
+        let (s, v) = ((s.as_str(), "ADULT"), (v.as_str(), "AGE_13_15"));
+        out.push(pb_event(&common::msg(
+            &format!("p{i}-1"),
+            "2026-03-01T20:00:00Z",
+            s,
+            v,
+            "t'es trop mignon, envoie une photo de toi",
+        )));
+        out.push(pb_event(&common::image(
+            &format!("p{i}-2"),
+            "2026-03-01T20:05:00Z",
+            v,
+            s,
+        )));
+        out.push(pb_event(&common::msg(
+            &format!("p{i}-3"),
+            "2026-03-01T20:06:00Z",
+            s,
+            v,
+            "j'ai tout enregistré. envoie 200€ en PCS sinon j'envoie tout à tes potes",
+        )));
+        out.push(pb_event(&common::msg(
+            &format!("p{i}-4"),
+            "2026-03-01T20:07:00Z",
+            s,
+            v,
+            "t'as 1h",
+        )));
+    }
+    for ev in &mut out {
+        ev.tenant = tenant.into();
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_does_not_read_is_cut_off_with_its_resume_cursor_and_intake_goes_on() {
+    const PAIRS: usize = 1000;
+    let dir = data_dir("subs-slow");
+    let mut c = config(&dir);
+    c.limits.subscriber_buffer = 256;
+    c.durability.fsync = false;
+    let server = start(c, Default::default()).await.unwrap();
+    let ch = channel(&server).await;
+    // The slow one has its own connection with small HTTP/2 windows: it stops the server
+    // sending after a few dozen kilobytes it does not read.
+    let slow_ch = tonic::transport::Endpoint::from_shared(format!("http://{}", server.grpc_addr))
+        .unwrap()
+        .initial_stream_window_size(65_535)
+        .initial_connection_window_size(65_535)
+        .connect()
+        .await
+        .unwrap();
+    let mut slow = subscribe(slow_ch, subscribe_req(0)).await.unwrap();
+    // Another moderator tool, reading, follows one small tenant.
+    let mut fast = subscribe(
+        ch.clone(),
+        pb::SubscribeRequest {
+            tenant: "t-small".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let reader = tokio::spawn(async move {
+        let mut tenants = Vec::new();
+        while tenants.len() < 2 * 3 {
+            match fast.message().await {
+                Ok(Some(env)) => tenants.push(env.alert.unwrap().tenant),
+                other => panic!("the reading subscriber stopped: {other:?}"),
+            }
+        }
+        (tenants, fast)
+    });
+    let mut events = many_sextortions("t", PAIRS);
+    events.extend(many_sextortions("t-small", 3));
+    let started = std::time::Instant::now();
+    // The slow subscriber is not read until publishing is over: intake must not wait on it.
+    let acks = tokio::time::timeout(Duration::from_secs(120), publish(ch.clone(), events))
+        .await
+        .expect("intake never waits on a subscriber");
+    let took = started.elapsed();
+    assert_eq!(acks.len(), 4 * (PAIRS + 3));
+    assert!(acks.iter().all(|a| a.accepted));
+    let (tenants, fast) = tokio::time::timeout(Duration::from_secs(60), reader)
+        .await
+        .expect("the reading subscriber gets its alerts")
+        .unwrap();
+    assert!(tenants.iter().all(|t| t == "t-small"), "{tenants:?}");
+    // Now read the slow one: what was queued for it, in order, then the cut-off.
+    let mut got = Vec::new();
+    let end = loop {
+        match tokio::time::timeout(Duration::from_secs(10), slow.message())
+            .await
+            .expect("the slow stream ends")
+        {
+            Ok(Some(env)) => got.push(env.cursor),
+            Ok(None) => panic!("the slow subscriber was not cut off ({} alerts)", got.len()),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(end.code(), Code::ResourceExhausted, "{end:?}");
+    let last = *got.last().expect("alerts queued before the cut-off");
+    assert_eq!(
+        got,
+        (1..=last).collect::<Vec<_>>(),
+        "in order, none missing"
+    );
+    assert!(last >= 256 && last < 2 * PAIRS as u64, "{last}");
+    eprintln!("the slow subscriber got {last} alerts before the cut-off");
+    assert!(
+        end.message()
+            .contains(&format!("resume with after_cursor={last}")),
+        "{}",
+        end.message()
+    );
+    assert!(end.message().contains("256 alerts"), "{}", end.message());
+    // Resuming from that cursor gives the next alert.
+    let mut resumed = subscribe(ch.clone(), subscribe_req(last)).await.unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(10), resumed.message())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.cursor, last + 1);
+    let metrics = metrics_text(&server).await;
+    assert!(
+        metrics.contains("pairwatch_ingest_saturated_total 0"),
+        "{metrics}"
+    );
+    drop((slow, fast, resumed));
+    wait_metric(&server, "pairwatch_alerts_subscribers 0").await;
+    eprintln!(
+        "published {} events in {took:?} with a stuck subscriber",
+        4 * PAIRS
+    );
+    server.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_rules_loads_only_directories_under_the_root_and_tells_nothing_of_others() {
+    let dir = data_dir("rules-root");
+    let root = dir.join("packs");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("rules"),
+        &root.join("good"),
+    );
+    std::fs::create_dir_all(root.join("bad/lexicon")).unwrap();
+    std::fs::write(
+        root.join("bad/lexicon/en.toml"),
+        "language = \"en\"\n[categories.NOPE]\nphrases = [\"x\"]\n",
+    )
+    .unwrap();
+    std::fs::write(root.join("a-file"), "not a directory").unwrap();
+    let outside = dir.join("outside");
+    copy_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("rules"),
+        &outside,
+    );
+    std::os::unix::fs::symlink(&outside, root.join("link-out")).unwrap();
+    let mut c = config(&dir);
+    c.engine.rules_root = root.display().to_string();
+    let server = start(c, Default::default()).await.unwrap();
+    let admin = pb::admin_service_client::AdminServiceClient::new(channel(&server).await);
+    let reload = |d: String| {
+        let req = authed(pb::ReloadRulesRequest { dir: d }, ADMIN);
+        let mut admin = admin.clone();
+        async move { admin.reload_rules(req).await.map(|r| r.into_inner()) }
+    };
+    let good = reload(root.join("good").display().to_string())
+        .await
+        .unwrap();
+    assert!(good.rules_version.starts_with("sha256:"));
+    // Spelled another way, still under the root.
+    let again = reload(format!("{}/./bad/../good", root.display()))
+        .await
+        .unwrap();
+    assert_eq!(again.rules_version, good.rules_version);
+    // The configured pack (here: the embedded one) is always allowed.
+    reload(String::new()).await.unwrap();
+    // An allowed directory with a bad pack keeps the detail.
+    let bad = reload(root.join("bad").display().to_string())
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert!(
+        bad.message().contains("unknown lexicon category \"NOPE\""),
+        "{bad:?}"
+    );
+    // Everything else: one answer, whether the path exists or not.
+    for d in [
+        outside.display().to_string(),
+        dir.join("no-such-dir").display().to_string(),
+        root.join("missing").display().to_string(),
+        format!("{}/good/../../outside", root.display()),
+        root.join("link-out").display().to_string(),
+        root.join("a-file").display().to_string(),
+        "/etc".to_string(),
+        "/no/such/path".to_string(),
+        "relative/path".to_string(),
+    ] {
+        let e = reload(d.clone()).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{d}");
+        assert_eq!(
+            e.message(),
+            "rule directory not allowed: give a directory under engine.rules_root",
+            "{d}"
+        );
+    }
+    drop(admin);
+    let metrics = metrics_text(&server).await;
+    assert!(
+        metrics.contains("pairwatch_rules_reloads_total{outcome=\"refused\"} 10"),
+        "{metrics}"
+    );
+    server.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_intake_answers_resource_exhausted_per_event_and_counts_it() {
+    const STREAMS: usize = 32;
+    const EVENTS: usize = 40;
+    let dir = data_dir("saturated");
+    let mut c = config(&dir);
+    // One slot in each queue, a real fsync per group commit, and a short wait for room:
+    // concurrent publishers find the intake full.
+    c.shards.count = 1;
+    c.shards.queue_capacity = 1;
+    c.shards.ingest_queue_capacity = 1;
+    c.shards.ingest_queue_wait = "1ms".into();
+    c.durability.fsync = true;
+    let server = start(c, Default::default()).await.unwrap();
+    let ch = channel(&server).await;
+    let mut publishers = Vec::new();
+    for s in 0..STREAMS {
+        let events: Vec<pb::ChatEvent> = (0..EVENTS)
+            .map(|i| {
+                pb_event(&common::msg(
+                    &format!("sat-{s}-{i}"),
+                    "2026-03-01T20:00:00Z",
+                    (&format!("u-{s}"), "AGE_13_15"),
+                    ("u-z", "AGE_13_15"),
+                    "on joue ce soir ?",
+                ))
+            })
+            .collect();
+        publishers.push(tokio::spawn(publish(ch.clone(), events)));
+    }
+    let mut acks = Vec::new();
+    for p in publishers {
+        acks.extend(p.await.unwrap());
+    }
+    assert_eq!(acks.len(), STREAMS * EVENTS);
+    let refused: Vec<_> = acks.iter().filter(|a| !a.accepted).collect();
+    assert!(!refused.is_empty(), "the intake never filled up");
+    for a in &refused {
+        assert_eq!(a.reason_code, "resource_exhausted", "{a:?}");
+        assert_eq!(a.reason, "intake is full, retry later");
+    }
+    let accepted = acks.len() - refused.len();
+    assert!(accepted > 0);
+    eprintln!("{accepted} accepted, {} refused", refused.len());
+    let metrics = metrics_text(&server).await;
+    for expected in [
+        format!("pairwatch_ingest_saturated_total {}", refused.len()),
+        format!(
+            "pairwatch_ingest_rejected_total{{reason=\"saturated\"}} {}",
+            refused.len()
+        ),
+        format!("pairwatch_ingest_events_total {accepted}"),
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == expected),
+            "missing {expected:?} in\n{metrics}"
+        );
+    }
+    // Once the burst is over, events are accepted again (one at a time: the queue has
+    // one slot).
+    for ev in sextortion() {
+        let acks = publish(ch.clone(), vec![ev]).await;
+        assert!(acks[0].accepted, "{acks:?}");
+    }
+    server.stop().await.unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -14,6 +14,9 @@ pub const JSON: &str = "application/json";
 pub const PROTOBUF: &str = "application/x-protobuf";
 /// Changelog and tombstone header: the input offset the record's state includes.
 pub const OFFSET_HEADER: &str = "pairwatch-offset";
+/// Changelog header: the pair's tenant hash ([`PairState::tenant`], decimal), which
+/// the serialised state does not hold. Absent (an older writer): tenant unknown (0).
+pub const TENANT_HEADER: &str = "pairwatch-tenant-hash";
 const CHANGELOG_VERSION: u8 = 1;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -221,6 +224,17 @@ pub fn offset_header(offset: i64) -> OwnedHeaders {
     })
 }
 
+/// The headers of a changelog record holding a state of tenant `tenant` (none while
+/// the tenant is unknown).
+pub fn state_headers(tenant: u64) -> Option<OwnedHeaders> {
+    (tenant != 0).then(|| {
+        OwnedHeaders::new().insert(Header {
+            key: TENANT_HEADER,
+            value: Some(tenant.to_string().as_str()),
+        })
+    })
+}
+
 /// A changelog value: format version, then the input offset and the state.
 pub fn encode_state(offset: i64, state: &PairState) -> Vec<u8> {
     let mut v = vec![CHANGELOG_VERSION];
@@ -230,7 +244,7 @@ pub fn encode_state(offset: i64, state: &PairState) -> Vec<u8> {
 }
 
 /// One changelog record read back: the pair, and its state (None: deleted) as of the
-/// input offset.
+/// input offset, its tenant set from the record's [`TENANT_HEADER`].
 pub struct StateRecord {
     pub key: PairKey,
     pub offset: i64,
@@ -251,8 +265,13 @@ pub fn decode_state(
             if p[0] != CHANGELOG_VERSION {
                 return Err(format!("changelog record of unknown version {}", p[0]));
             }
-            let (offset, state): (i64, PairState) =
+            let (offset, mut state): (i64, PairState) =
                 bincode::deserialize(&p[1..]).map_err(|e| format!("changelog record: {e}"))?;
+            state.tenant = headers
+                .and_then(|h| h.iter().find(|h| h.key == TENANT_HEADER))
+                .and_then(|h| h.value)
+                .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+                .unwrap_or(0);
             Ok(StateRecord {
                 key,
                 offset,
@@ -373,7 +392,19 @@ mod tests {
         s.record(1, Signal::MoneyDemand.bit(), 2000);
         let none: Option<&OwnedHeaders> = None;
         let r = decode_state(Some(&changelog_key(&k)), Some(&encode_state(77, &s)), none).unwrap();
-        assert_eq!((r.key, r.offset, r.state), (k, 77, Some(s)));
+        assert_eq!((r.key, r.offset, r.state), (k, 77, Some(s.clone())));
+        // The tenant travels in a header; without it (an older writer) it is unknown.
+        s.tenant = crate::state::tenant_hash("t");
+        let th = state_headers(s.tenant).unwrap();
+        let r = decode_state(
+            Some(&changelog_key(&k)),
+            Some(&encode_state(77, &s)),
+            Some(&th),
+        )
+        .unwrap();
+        assert_eq!(r.state.as_ref().map(|s| s.tenant), Some(s.tenant));
+        assert_eq!(r.state, Some(s.clone()));
+        assert!(state_headers(0).is_none());
         let h = offset_header(78);
         let t = decode_state(Some(&changelog_key(&k)), None, Some(&h)).unwrap();
         assert_eq!((t.offset, t.state), (78, None));

@@ -54,11 +54,15 @@ struct Part {
     /// The chunk's records of this partition (indices), and what came of them.
     inbox: Vec<usize>,
     outbox: Vec<(usize, Outcome)>,
-    /// Changelog records (key, input offset, state) ready to send.
-    encoded: Vec<([u8; 16], i64, Option<Vec<u8>>)>,
+    /// Changelog records ready to send.
+    encoded: Vec<Encoded>,
     alerts: Vec<Alert>,
     sampled: u32,
 }
+
+/// A changelog record: pair key, input offset, and the pair's tenant hash and encoded
+/// state (None: a tombstone).
+type Encoded = ([u8; 16], i64, Option<(u64, Vec<u8>)>);
 
 /// What a record gave that must be produced.
 enum Outcome {
@@ -83,7 +87,7 @@ impl Part {
             .extend(self.touched.drain().map(|(key, offset)| {
                 let value = engine
                     .pair_by_key(&key)
-                    .map(|state| codec::encode_state(offset, state));
+                    .map(|state| (state.tenant, codec::encode_state(offset, state)));
                 (codec::changelog_key(&key), offset, value)
             }));
     }
@@ -411,8 +415,12 @@ impl Stage for Detect {
         in_parallel(groups, Part::encode_touched);
         for (&p, part) in self.parts.iter_mut() {
             for (k, offset, value) in part.encoded.drain(..) {
-                // A pair that is gone is a tombstone, its offset in a header.
-                let header = value.is_none().then(|| codec::offset_header(offset));
+                // A pair that is gone is a tombstone, its offset in a header; a state
+                // has its tenant in one.
+                let (header, value) = match value {
+                    None => (Some(codec::offset_header(offset)), None),
+                    Some((tenant, v)) => (codec::state_headers(tenant), Some(v)),
+                };
                 out.send(
                     &self.topics.changelog,
                     Some(p),

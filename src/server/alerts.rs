@@ -20,6 +20,27 @@ pub const DECISIONS_FILE: &str = "decisions.jsonl";
 /// keeps them all.
 pub const MEMORY_ALERTS: usize = 100_000;
 
+/// An alert log line: the alert's JSON with its cursor.
+fn alert_line(alert: &Alert, cursor: u64) -> io::Result<Vec<u8>> {
+    let mut value = serde_json::to_value(alert).map_err(io::Error::other)?;
+    if let Some(obj) = value.as_object_mut() {
+        obj.insert("cursor".into(), cursor.into());
+    }
+    let mut line = serde_json::to_vec(&value).map_err(io::Error::other)?;
+    line.push(b'\n');
+    Ok(line)
+}
+
+/// An alert log line read back: its cursor (`default` when it has none) and the alert.
+fn parse_line(line: &[u8], default: u64) -> Option<(u64, Alert)> {
+    let value = serde_json::from_slice::<serde_json::Value>(line).ok()?;
+    let cursor = value
+        .get("cursor")
+        .and_then(|c| c.as_u64())
+        .unwrap_or(default);
+    Some((cursor, serde_json::from_value::<Alert>(value).ok()?))
+}
+
 /// An alert and its position in the log.
 #[derive(Clone, Debug)]
 pub struct Logged {
@@ -67,6 +88,16 @@ struct DecisionLine {
 pub struct AlertBook {
     dir: PathBuf,
     file: File,
+    /// Length of the log up to its last whole line.
+    file_len: u64,
+    /// A failed write could not be cut off: the next line starts with a newline.
+    broken: bool,
+    /// Lines written since the last fsync.
+    unsynced: bool,
+    /// Alerts raised but not yet in the log (its writes failed): retried first.
+    pending: VecDeque<Alert>,
+    /// Bytes recovery read past or cut off when the log was opened.
+    recovered_bytes: u64,
     history: VecDeque<Logged>,
     /// Most alerts kept in `history`.
     memory: usize,
@@ -87,15 +118,21 @@ pub enum ResolveError {
 }
 
 impl AlertBook {
-    /// Opens (or creates) the alert log and the decisions of `dir`.
+    /// Opens (or creates) the alert log and the decisions of `dir`. A line that is not
+    /// an alert (a write torn by a crash or a full disk) is read past and logged at
+    /// `warn`; an unfinished last line is cut off. Alerts after it are all kept.
     pub fn open(dir: &Path) -> io::Result<AlertBook> {
         std::fs::create_dir_all(dir)?;
+        let path = dir.join(ALERTS_FILE);
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
         let mut book = AlertBook {
             dir: dir.to_path_buf(),
-            file: OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(dir.join(ALERTS_FILE))?,
+            file,
+            file_len: 0,
+            broken: false,
+            unsynced: false,
+            pending: VecDeque::new(),
+            recovered_bytes: 0,
             history: VecDeque::new(),
             memory: MEMORY_ALERTS,
             ids: HashSet::new(),
@@ -103,27 +140,51 @@ impl AlertBook {
             decided: HashMap::new(),
             next_cursor: 1,
         };
-        let mut valid_len = 0u64;
-        for line in BufReader::new(File::open(dir.join(ALERTS_FILE))?).lines() {
-            let line = line?;
-            let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else {
+        let mut bad_lines = 0u64;
+        let mut at = 0u64;
+        let mut reader = BufReader::new(File::open(&path)?);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = reader.read_until(b'\n', &mut line)? as u64;
+            if n == 0 {
                 break;
-            };
-            let cursor = value
-                .get("cursor")
-                .and_then(|c| c.as_u64())
-                .unwrap_or(book.next_cursor);
-            let Ok(alert) = serde_json::from_value::<Alert>(value) else {
-                break;
-            };
-            valid_len += line.len() as u64 + 1;
-            book.remember(cursor, Arc::new(alert));
+            }
+            let whole = line.last() == Some(&b'\n');
+            match parse_line(&line, book.next_cursor) {
+                Some((cursor, alert)) => {
+                    book.remember(cursor, Arc::new(alert));
+                    at += n;
+                    book.file_len = at;
+                    if !whole {
+                        // Complete but for its newline: finish the line.
+                        book.file.write_all(b"\n")?;
+                        book.file_len += 1;
+                    }
+                }
+                None if whole => {
+                    bad_lines += 1;
+                    book.recovered_bytes += n;
+                    at += n;
+                    book.file_len = at;
+                }
+                None => {
+                    tracing::warn!(cut_bytes = n, "alert log: cut an unfinished last line");
+                    book.file.set_len(book.file_len)?;
+                    book.file.sync_all()?;
+                    book.recovered_bytes += n;
+                }
+            }
         }
-        // A torn last line (crash mid-write) is cut off.
-        book.file.set_len(valid_len)?;
+        if bad_lines > 0 {
+            tracing::warn!(
+                lines = bad_lines,
+                "alert log: read past lines that are not alerts (torn writes); every alert after them is kept"
+            );
+        }
         if let Ok(f) = File::open(dir.join(DECISIONS_FILE)) {
-            for line in BufReader::new(f).lines() {
-                if let Ok(d) = serde_json::from_str::<DecisionLine>(&line?) {
+            for line in BufReader::new(f).split(b'\n') {
+                if let Ok(d) = serde_json::from_slice::<DecisionLine>(&line?) {
                     book.decided.insert(d.alert_id.clone(), d.decision);
                 }
             }
@@ -147,26 +208,82 @@ impl AlertBook {
         }
     }
 
-    /// Appends an alert unless its id is already in the log; returns its log entry.
-    /// Not durable until `sync`.
-    pub fn append(&mut self, alert: Alert) -> io::Result<Option<Logged>> {
-        if self.ids.contains(&alert.alert_id) {
-            return Ok(None);
+    /// Queues an alert for the log unless its id is already there or queued. Queued
+    /// alerts are written, in order, by [`AlertBook::write_pending`].
+    pub fn queue(&mut self, alert: Alert) {
+        if self.ids.contains(&alert.alert_id)
+            || self.pending.iter().any(|a| a.alert_id == alert.alert_id)
+        {
+            return;
         }
-        let cursor = self.next_cursor;
-        let mut value = serde_json::to_value(&alert).map_err(io::Error::other)?;
-        if let Some(obj) = value.as_object_mut() {
-            obj.insert("cursor".into(), cursor.into());
-        }
-        let mut line = serde_json::to_vec(&value).map_err(io::Error::other)?;
-        line.push(b'\n');
-        self.file.write_all(&line)?;
-        self.remember(cursor, Arc::new(alert));
-        Ok(self.history.back().cloned())
+        self.pending.push_back(alert);
     }
 
+    /// Writes the queued alerts, in order, and returns their log entries. On a write
+    /// error the partial line is cut off again and the alert stays queued with those
+    /// after it (retried by the next call): an alert is never lost, and a line is never
+    /// extended by the next one. Not durable until [`AlertBook::sync`].
+    pub fn write_pending(&mut self) -> (Vec<Logged>, Option<io::Error>) {
+        let mut written = Vec::new();
+        while let Some(alert) = self.pending.front() {
+            let cursor = self.next_cursor;
+            let line = match alert_line(alert, cursor) {
+                Ok(l) => l,
+                Err(e) => return (written, Some(e)),
+            };
+            if let Err(e) = self.write_line(&line) {
+                return (written, Some(e));
+            }
+            let Some(alert) = self.pending.pop_front() else {
+                break;
+            };
+            self.remember(cursor, Arc::new(alert));
+            written.extend(self.history.back().cloned());
+        }
+        (written, None)
+    }
+
+    /// Appends one line, or leaves the file as it was.
+    fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
+        if self.broken {
+            // A partial line may remain: end it, so the next alert starts a line.
+            self.file.write_all(b"\n")?;
+            self.file_len = self.file.metadata()?.len();
+            self.broken = false;
+        }
+        match self.file.write_all(line) {
+            Ok(()) => {
+                self.file_len += line.len() as u64;
+                self.unsynced = true;
+                Ok(())
+            }
+            Err(e) => {
+                if self.file.set_len(self.file_len).is_err() {
+                    self.broken = true;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Bytes of torn lines that opening the log read past or cut off.
+    pub fn recovered_bytes(&self) -> u64 {
+        self.recovered_bytes
+    }
+
+    /// Makes every written alert durable.
     pub fn sync(&mut self) -> io::Result<()> {
-        self.file.sync_data()
+        if self.unsynced {
+            self.file.sync_data()?;
+            self.unsynced = false;
+        }
+        Ok(())
+    }
+
+    /// Nothing queued and everything written is synced: a checkpoint may cover these
+    /// alerts' events.
+    pub fn is_durable(&self) -> bool {
+        self.pending.is_empty() && !self.unsynced
     }
 
     /// Alerts after `cursor`, in log order.
@@ -180,6 +297,18 @@ impl AlertBook {
         }
         let start = self.history.partition_point(|l| l.cursor <= cursor);
         Ok(self.history.range(start..).cloned().collect())
+    }
+
+    /// At most `max` alerts after `cursor`, in log order: what a subscriber catching up
+    /// reads per lock. `Err(oldest)` as for [`AlertBook::after`].
+    pub fn after_limit(&self, cursor: u64, max: usize) -> Result<Vec<Logged>, u64> {
+        if let Some(first) = self.history.front() {
+            if cursor.saturating_add(1) < first.cursor {
+                return Err(first.cursor);
+            }
+        }
+        let start = self.history.partition_point(|l| l.cursor <= cursor);
+        Ok(self.history.range(start..).take(max).cloned().collect())
     }
 
     /// The oldest cursor still in memory (the next one when there is none).
@@ -281,17 +410,18 @@ impl AlertBook {
         };
         self.history.retain(|l| !involves(&l.alert));
         self.open.retain(|_, l| !involves(&l.alert));
+        self.pending.retain(|a| !involves(a));
         // The log on disk holds more than memory: filter it line by line.
         let path = self.dir.join(ALERTS_FILE);
         let tmp = self.dir.join("alerts.jsonl.tmp");
         let mut out = std::io::BufWriter::new(File::create(&tmp)?);
         let mut removed = 0;
-        for line in BufReader::new(File::open(&path)?).lines() {
+        for line in BufReader::new(File::open(&path)?).split(b'\n') {
             let line = line?;
-            match serde_json::from_str::<Alert>(&line) {
+            match serde_json::from_slice::<Alert>(&line) {
                 Ok(a) if involves(&a) => removed += 1,
                 _ => {
-                    out.write_all(line.as_bytes())?;
+                    out.write_all(&line)?;
                     out.write_all(b"\n")?;
                 }
             }
@@ -305,6 +435,8 @@ impl AlertBook {
         std::fs::rename(&tmp, &path)?;
         File::open(&self.dir)?.sync_all()?;
         self.file = OpenOptions::new().append(true).open(&path)?;
+        self.file_len = self.file.metadata()?.len();
+        self.broken = false;
         Ok(removed)
     }
 }
@@ -351,15 +483,13 @@ mod tests {
         book.memory = 3;
         for i in 0..5 {
             let who = if i % 2 == 0 { "u-x" } else { "u-y" };
-            assert!(book
-                .append(alert(&format!("a{i}"), who, &format!("v{i}")))
-                .unwrap()
-                .is_some());
+            book.queue(alert(&format!("a{i}"), who, &format!("v{i}")));
+            let (written, err) = book.write_pending();
+            assert!(err.is_none());
+            assert_eq!(written.len(), 1);
         }
-        assert!(
-            book.append(alert("a4", "u-x", "v4")).unwrap().is_none(),
-            "ids are deduplicated"
-        );
+        book.queue(alert("a4", "u-x", "v4"));
+        assert!(book.write_pending().0.is_empty(), "ids are deduplicated");
         book.sync().unwrap();
         assert_eq!(book.first_cursor(), 3);
         assert_eq!(book.after(2).unwrap().len(), 3);

@@ -3,27 +3,36 @@
 //! the old checkpoint or the new one. Format: magic (with the format version), log
 //! position, an auxiliary position (Kafka mode: where the state changelog resumes),
 //! number of parts, then per shard a length-prefixed bincode list of
-//! `(PairKey, PairState)`, and a CRC32 of everything before it.
+//! `(PairKey, tenant hash, PairState)`, and a CRC32 of everything before it.
+//!
+//! Version 02 (entries `(PairKey, PairState)`, before per-tenant event time) is still
+//! read: its pairs come back with tenant 0 (unknown) until their next event.
 
 use crate::state::{PairKey, PairState};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::Path;
 
-const MAGIC: &[u8; 8] = b"PWCKPT02";
+const MAGIC: &[u8; 8] = b"PWCKPT03";
+/// The previous format, still read.
+const MAGIC_V2: &[u8; 8] = b"PWCKPT02";
 const FILE: &str = "checkpoint.bin";
 const TMP: &str = "checkpoint.tmp";
 
 /// One shard's pairs, encoded.
 pub fn encode_pairs<'a>(pairs: impl Iterator<Item = (&'a PairKey, &'a PairState)>) -> Vec<u8> {
-    let pairs: Vec<(&PairKey, &PairState)> = pairs.collect();
+    let pairs: Vec<(&PairKey, u64, &PairState)> = pairs.map(|(k, s)| (k, s.tenant, s)).collect();
     bincode::serialize(&pairs).unwrap_or_default()
 }
 
 /// Writes a checkpoint at log position `seq` from the encoded parts of every shard.
 pub fn write(dir: &Path, seq: u64, aux: u64, parts: &[Vec<u8>]) -> io::Result<u64> {
+    write_as(MAGIC, dir, seq, aux, parts)
+}
+
+fn write_as(magic: &[u8; 8], dir: &Path, seq: u64, aux: u64, parts: &[Vec<u8>]) -> io::Result<u64> {
     let mut buf = Vec::with_capacity(parts.iter().map(|p| p.len() + 8).sum::<usize>() + 32);
-    buf.extend_from_slice(MAGIC);
+    buf.extend_from_slice(magic);
     buf.extend_from_slice(&seq.to_le_bytes());
     buf.extend_from_slice(&aux.to_le_bytes());
     buf.extend_from_slice(&(parts.len() as u64).to_le_bytes());
@@ -44,7 +53,8 @@ pub fn write(dir: &Path, seq: u64, aux: u64, parts: &[Vec<u8>]) -> io::Result<u6
     Ok(buf.len() as u64)
 }
 
-/// A checkpoint read back: its log position and all its pairs.
+/// A checkpoint read back: its log position and all its pairs (each with its
+/// [`PairState::tenant`] set, 0 from a version 02 file).
 #[derive(Debug)]
 pub struct Restored {
     pub seq: u64,
@@ -65,9 +75,14 @@ pub fn read(dir: &Path) -> io::Result<Option<Restored>> {
     };
     let mut buf = Vec::new();
     f.read_to_end(&mut buf)?;
-    if buf.len() < 36 || &buf[..8] != MAGIC {
+    if buf.len() < 36 {
         return Err(corrupt("not a pairwatch checkpoint (or another version)"));
     }
+    let v2 = match &buf[..8] {
+        m if m == MAGIC => false,
+        m if m == MAGIC_V2 => true,
+        _ => return Err(corrupt("not a pairwatch checkpoint (or another version)")),
+    };
     let (body, crc) = buf.split_at(buf.len() - 4);
     if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().unwrap()) {
         return Err(corrupt("checksum mismatch"));
@@ -88,9 +103,18 @@ pub fn read(dir: &Path) -> io::Result<Option<Restored>> {
         let part = body
             .get(at..at + len)
             .ok_or_else(|| corrupt("truncated part"))?;
-        let mut decoded: Vec<(PairKey, PairState)> =
-            bincode::deserialize(part).map_err(|e| corrupt(&e.to_string()))?;
-        pairs.append(&mut decoded);
+        if v2 {
+            let mut decoded: Vec<(PairKey, PairState)> =
+                bincode::deserialize(part).map_err(|e| corrupt(&e.to_string()))?;
+            pairs.append(&mut decoded);
+        } else {
+            let decoded: Vec<(PairKey, u64, PairState)> =
+                bincode::deserialize(part).map_err(|e| corrupt(&e.to_string()))?;
+            pairs.extend(decoded.into_iter().map(|(k, tenant, mut s)| {
+                s.tenant = tenant;
+                (k, s)
+            }));
+        }
         at += len;
     }
     Ok(Some(Restored { seq, aux, pairs }))
@@ -100,6 +124,53 @@ pub fn read(dir: &Path) -> io::Result<Option<Restored>> {
 mod tests {
     use super::*;
     use crate::signal::Signal;
+    use crate::state::tenant_hash;
+
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("pw-ckpt-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn a_version_02_checkpoint_still_loads_with_tenants_unknown() {
+        let dir = temp_dir("v2");
+        let (k1, _) = PairKey::of("t", "a", "b");
+        let (k2, _) = PairKey::of("u", "c", "d");
+        let mut s1 = PairState::new(1000);
+        s1.record(1, Signal::MoneyDemand.bit(), 3000);
+        s1.users = [7, 8];
+        let s2 = PairState::new(5000);
+        // What a version 02 writer stored: `(PairKey, PairState)` entries.
+        let v2_part = |pairs: &[(PairKey, PairState)]| bincode::serialize(pairs).unwrap();
+        let parts = vec![v2_part(&[(k1, s1.clone())]), v2_part(&[(k2, s2.clone())])];
+        write_as(MAGIC_V2, &dir, 9, 3, &parts).unwrap();
+        assert_eq!(&std::fs::read(dir.join(FILE)).unwrap()[..8], b"PWCKPT02");
+        let back = read(&dir).unwrap().unwrap();
+        assert_eq!((back.seq, back.aux), (9, 3));
+        assert_eq!(back.pairs, vec![(k1, s1), (k2, s2)]);
+        assert!(back.pairs.iter().all(|(_, s)| s.tenant == 0));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_current_format_keeps_each_pairs_tenant() {
+        let dir = temp_dir("v3");
+        let (k, _) = PairKey::of("t", "a", "b");
+        let mut s = PairState::new(1000);
+        s.tenant = tenant_hash("t");
+        write(&dir, 1, 0, &[encode_pairs([(&k, &s)].into_iter())]).unwrap();
+        assert_eq!(&std::fs::read(dir.join(FILE)).unwrap()[..8], b"PWCKPT03");
+        let back = read(&dir).unwrap().unwrap();
+        assert_eq!(back.pairs[0].1.tenant, tenant_hash("t"));
+        assert_eq!(back.pairs, vec![(k, s)]);
+        // An unknown version is refused, not misread.
+        let mut bytes = std::fs::read(dir.join(FILE)).unwrap();
+        bytes[7] = b'9';
+        std::fs::write(dir.join(FILE), bytes).unwrap();
+        assert!(read(&dir).unwrap_err().to_string().contains("version"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
 
     #[test]
     fn round_trip_and_corruption_is_detected() {
@@ -110,6 +181,7 @@ mod tests {
         let (k2, _) = PairKey::of("t", "c", "d");
         let mut s1 = PairState::new(1000);
         s1.record(0, Signal::ThreatToDistribute.bit(), 2000);
+        s1.tenant = tenant_hash("t");
         let s2 = PairState::new(5000);
         let parts = vec![
             encode_pairs([(&k1, &s1)].into_iter()),

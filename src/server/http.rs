@@ -1,7 +1,8 @@
 //! The HTTP side for SREs and orchestrators: `/metrics` (Prometheus text format),
-//! `/healthz` (the process runs), `/readyz` (state restored, serving).
+//! `/healthz` (the process runs), `/readyz` (state restored, serving, and the last write
+//! of each store succeeded: an instance whose disk is full sends clients elsewhere).
 
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Store};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -35,9 +36,20 @@ async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
 }
 
 async fn readyz(State(s): State<HttpState>) -> impl IntoResponse {
-    if s.ready.load(Ordering::Acquire) {
-        (StatusCode::OK, "ready\n")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    if !s.ready.load(Ordering::Acquire) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready\n");
     }
+    if s.metrics.storage_failing(Store::Wal) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: write-ahead log writes are failing\n",
+        );
+    }
+    if s.metrics.storage_failing(Store::Alerts) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: alert log writes are failing\n",
+        );
+    }
+    (StatusCode::OK, "ready\n")
 }

@@ -116,6 +116,43 @@ impl Backend {
     }
 }
 
+/// Answer to a `ReloadRules` for a directory that is not allowed: the same whether the
+/// path exists or not, so that it tells nothing about the server's files.
+pub const RULES_DIR_NOT_ALLOWED: &str =
+    "rule directory not allowed: give a directory under engine.rules_root";
+
+/// The directory a `ReloadRules` for `requested` may load: empty means the configured
+/// one (`rules_dir`); otherwise it must resolve (symlinks and `..` followed) to a
+/// directory under `rules_root`, or, with no `rules_root`, to `rules_dir` itself.
+pub fn allowed_rules_dir(
+    requested: &str,
+    rules_dir: &str,
+    rules_root: &str,
+) -> Result<String, ServiceError> {
+    if requested.is_empty() {
+        return Ok(rules_dir.to_string());
+    }
+    let not_allowed = || ServiceError::InvalidArgument(RULES_DIR_NOT_ALLOWED.to_string());
+    let real = |p: &str| {
+        Some(p)
+            .filter(|p| !p.is_empty())
+            .and_then(|p| std::fs::canonicalize(p).ok())
+    };
+    let dir = real(requested)
+        .filter(|d| d.is_dir())
+        .ok_or_else(not_allowed)?;
+    let allowed = match real(rules_root) {
+        Some(root) => dir.starts_with(root),
+        None => false,
+    } || real(rules_dir).is_some_and(|configured| configured == dir);
+    if !allowed {
+        return Err(not_allowed());
+    }
+    dir.into_os_string()
+        .into_string()
+        .map_err(|_| not_allowed())
+}
+
 /// Validates the pack in `dir`, then swaps it in on every shard; invalid rules are
 /// refused with the reasons and the old ones stay.
 pub async fn reload_rules(backend: &Backend, dir: &str) -> Result<String, ServiceError> {
@@ -220,6 +257,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     };
     let limits = Limits {
         max_text_bytes: config.limits.max_text_bytes as usize,
+        max_future_skew: Some(Config::duration(&config.limits.max_future_skew)),
         ..Limits::default()
     };
     let ready = Arc::new(AtomicBool::new(false));
@@ -250,15 +288,20 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         .register_encoded_file_descriptor_set(DESCRIPTOR)
         .build_v1()?;
     let max_msg = config.limits.max_message_bytes as usize;
-    let ingest = pb::ingest_service_server::IngestServiceServer::new(grpc::Ingest(backend.clone()))
+    let intake_wait =
+        Duration::from_millis(Config::duration(&config.shards.ingest_queue_wait) as u64);
+    let ingest = grpc::IngestServiceServer::new(grpc::Ingest::new(backend.clone(), intake_wait))
         .max_decoding_message_size(max_msg);
-    let alerts = pb::alert_service_server::AlertServiceServer::new(grpc::Alerts {
-        backend: backend.clone(),
-        shutdown: shutdown.clone(),
-    });
+    let alerts = pb::alert_service_server::AlertServiceServer::new(grpc::Alerts::new(
+        backend.clone(),
+        shutdown.clone(),
+        config.limits.max_subscribers.max(1) as usize,
+        config.limits.subscriber_buffer.max(1) as usize,
+    ));
     let admin = pb::admin_service_server::AdminServiceServer::new(grpc::Admin {
         backend: backend.clone(),
         rules_dir: config.engine.rules_dir.clone(),
+        rules_root: config.engine.rules_root.clone(),
         pseudonym_key: pseudonym_key(&config),
     });
     let mut builder = tonic::transport::Server::builder();
@@ -291,7 +334,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             tokens.require(&[Role::Admin]),
         ));
     health
-        .set_serving::<pb::ingest_service_server::IngestServiceServer<grpc::Ingest>>()
+        .set_serving::<grpc::IngestServiceServer<grpc::Ingest>>()
         .await;
     health
         .set_serving::<pb::alert_service_server::AlertServiceServer<grpc::Alerts>>()
@@ -338,6 +381,13 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                     }
                 }
                 _ = health_tick.tick() => {
+                    if let Backend::Local(p) = &backend {
+                        // Unready after a failed write: probe the log so that readiness
+                        // comes back with the space, even with no client sending.
+                        if p.metrics.storage_failing(crate::metrics::Store::Wal) {
+                            let _ = p.commands.try_send(Command::Probe);
+                        }
+                    }
                     if let Stages::Kafka(h) = &stages {
                         if !h.healthy() {
                             failure = Some("a kafka stage stopped");
@@ -363,7 +413,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         token.cancel();
         ready.store(false, Ordering::Release);
         health
-            .set_not_serving::<pb::ingest_service_server::IngestServiceServer<grpc::Ingest>>()
+            .set_not_serving::<grpc::IngestServiceServer<grpc::Ingest>>()
             .await;
         if !grpc_done && tokio::time::timeout(grace, &mut grpc_task).await.is_err() {
             tracing::warn!("gRPC connections still open after the grace period; closing");
@@ -472,5 +522,37 @@ mod tests {
         assert_ne!(a, pseudonym(b"key-1", "u-982"));
         assert_eq!(a.len(), 16);
         assert!(!a.contains("981"));
+    }
+
+    #[test]
+    fn without_a_rules_root_only_the_configured_rule_directory_may_be_reloaded() {
+        let base = std::env::temp_dir().join(format!("pw-rules-dir-{}", std::process::id()));
+        let (configured, other) = (base.join("configured"), base.join("other"));
+        std::fs::create_dir_all(&configured).unwrap();
+        std::fs::create_dir_all(&other).unwrap();
+        let conf = configured.display().to_string();
+        let refused = |r: Result<String, ServiceError>| match r {
+            Err(ServiceError::InvalidArgument(m)) => m == RULES_DIR_NOT_ALLOWED,
+            _ => false,
+        };
+        assert_eq!(allowed_rules_dir("", &conf, "").unwrap(), conf);
+        let same = format!("{}/../configured/.", configured.display());
+        assert_eq!(
+            allowed_rules_dir(&same, &conf, "").unwrap(),
+            std::fs::canonicalize(&configured)
+                .unwrap()
+                .display()
+                .to_string()
+        );
+        assert!(refused(allowed_rules_dir(
+            &other.display().to_string(),
+            &conf,
+            ""
+        )));
+        assert!(refused(allowed_rules_dir("/no/such/dir", &conf, "")));
+        // The embedded pack: only the empty request.
+        assert_eq!(allowed_rules_dir("", "", "").unwrap(), "");
+        assert!(refused(allowed_rules_dir(&conf, "", "")));
+        let _ = std::fs::remove_dir_all(base);
     }
 }

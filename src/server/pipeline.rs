@@ -13,7 +13,7 @@ use super::wal::{Kind, Record, Wal};
 use crate::alert::Alert;
 use crate::engine::{Engine, EngineConfig};
 use crate::event::{Event, Limits};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Store};
 use crate::pack::RulePack;
 use crate::proto::{event_from_proto, pb};
 use crate::rules::Pattern;
@@ -21,8 +21,8 @@ use crate::state::{PairKey, PairState};
 use prost::Message;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -32,6 +32,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 const FEED_CAPACITY: usize = 4096;
 /// Records per group commit at most.
 const GROUP_MAX: usize = 2048;
+/// How often the alert writer retries alerts whose write failed.
+const WRITER_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What a command does once it is in the log.
 pub enum Route {
@@ -69,6 +71,9 @@ pub enum Command {
     },
     /// Swap the rule pack on every shard, then checkpoint.
     Reload(Arc<RulePack>),
+    /// Writes failed: try the log again (an empty record), so the instance turns ready
+    /// once space is back even if no client sends meanwhile.
+    Probe,
     /// Intake is closed: take a last checkpoint and stop the threads once drained.
     Shutdown,
 }
@@ -211,7 +216,9 @@ pub fn start(
 ) -> std::io::Result<(Pipeline, Threads)> {
     let dir = settings.data_dir.clone();
     std::fs::create_dir_all(&dir)?;
-    let book = Arc::new(RwLock::new(AlertBook::open(&dir)?));
+    let book = AlertBook::open(&dir)?;
+    metrics.recovered(Store::Alerts, book.recovered_bytes());
+    let book = Arc::new(RwLock::new(book));
     let (feed, _) = broadcast::channel(FEED_CAPACITY);
     let (writer_tx, writer_rx) =
         sync_channel::<WriterMsg>(settings.shard_queue * settings.shards.max(1));
@@ -270,8 +277,12 @@ pub fn start(
             })?,
     );
 
-    // Replay the log after the checkpoint, synchronously, before serving.
-    let limits = settings.limits;
+    // Replay the log after the checkpoint, synchronously, before serving. The events
+    // were judged when they were accepted: the clock rule is not applied again.
+    let limits = Limits {
+        max_future_skew: None,
+        ..settings.limits
+    };
     let mut replayed = 0u64;
     let wal = Wal::open(
         &wal_dir,
@@ -285,9 +296,12 @@ pub fn start(
             }
         },
     )?;
+    let recovery = wal.recovery();
+    metrics.recovered(Store::Wal, recovery.skipped_bytes + recovery.cut_bytes);
     tracing::info!(
         checkpoint_seq = after,
         replayed,
+        voided = recovery.voided,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "state restored"
     );
@@ -321,8 +335,16 @@ fn route_record(rec: &Record, limits: &Limits, shards: usize) -> Vec<(usize, Sha
             let Ok(pb) = pb::ChatEvent::decode(rec.payload.as_slice()) else {
                 return vec![];
             };
-            let Ok(event) = event_from_proto(pb, limits) else {
-                return vec![];
+            let event = match event_from_proto(pb, limits) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::warn!(
+                        seq = rec.seq,
+                        reason = e.reason(),
+                        "logged event no longer valid; not replayed"
+                    );
+                    return vec![];
+                }
             };
             let shard = shard_of_event(&event, shards);
             vec![(
@@ -354,6 +376,7 @@ fn route_record(rec: &Record, limits: &Limits, shards: usize) -> Vec<(usize, Sha
             }
             Err(_) => vec![],
         },
+        Kind::Void => vec![],
     }
 }
 
@@ -422,28 +445,34 @@ fn log_loop(
                 _ => None,
             })
             .collect();
-        let timer = metrics.wal_fsync_seconds.start_timer();
-        let seqs = if records.is_empty() {
-            Ok(vec![])
-        } else {
-            wal.append(&records)
-        };
-        timer.observe_duration();
-        let mut seqs = match seqs {
-            Ok(s) => s.into_iter(),
-            Err(e) => {
-                metrics.wal_failures.inc();
-                tracing::error!(error = %e, "write-ahead log append failed");
-                for c in group.drain(..) {
-                    if let Command::Append { ack: Some(ack), .. } = c {
-                        let _ = ack.send(Err(format!("write-ahead log unavailable: {e}")));
-                    }
-                }
-                continue;
+        let mut seqs = Vec::new().into_iter();
+        let mut failed = None;
+        if !records.is_empty() {
+            let timer = metrics.wal_fsync_seconds.start_timer();
+            let appended = wal.append(&records);
+            timer.observe_duration();
+            // A failed write makes the instance unready until a probe finds room again
+            // (a small write that still fits in a page proves little).
+            if appended.is_err() {
+                metrics.set_storage_failing(Store::Wal, true);
             }
-        };
+            match appended {
+                Ok(s) => seqs = s.into_iter(),
+                Err(e) => {
+                    metrics.wal_failures.inc();
+                    tracing::error!(error = %e, "write-ahead log append failed; its events are refused");
+                    failed = Some(format!("write-ahead log unavailable: {e}"));
+                }
+            }
+        }
         for c in group.drain(..) {
             match c {
+                // Nothing of a failed group is routed: each event is refused with the reason.
+                Command::Append { ack, .. } if failed.is_some() => {
+                    if let (Some(ack), Some(reason)) = (ack, &failed) {
+                        let _ = ack.send(Err(reason.clone()));
+                    }
+                }
                 Command::Append { route, ack, .. } => {
                     let seq = seqs.next().unwrap_or_default();
                     match route {
@@ -476,6 +505,13 @@ fn log_loop(
                 Command::Reload(pack) => {
                     shards.all(|| ShardMsg::Reload(pack.clone()));
                     checkpoint(&mut wal, None);
+                }
+                Command::Probe => {
+                    let probed = wal.probe();
+                    metrics.set_storage_failing(Store::Wal, probed.is_err());
+                    if probed.is_ok() {
+                        tracing::info!("write-ahead log writable again");
+                    }
                 }
                 Command::Shutdown => running = false,
             }
@@ -584,36 +620,30 @@ fn writer_loop(
         done: None,
         started: Instant::now(),
     };
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        batch.extend(rx.try_iter().take(1024));
-        let mut wrote = false;
-        let mut complete = Vec::new();
+    // Checkpoints whose parts are all in, waiting for their alerts to be durable.
+    let mut complete: Vec<u64> = Vec::new();
+    let mut received: HashMap<String, Instant> = HashMap::new();
+    loop {
+        let batch: Vec<WriterMsg> = match rx.recv_timeout(WRITER_RETRY) {
+            Ok(first) => std::iter::once(first)
+                .chain(rx.try_iter().take(1024))
+                .collect(),
+            // Nothing new: retry alerts whose write failed, if any.
+            Err(RecvTimeoutError::Timeout) => Vec::new(),
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
         for msg in batch {
             match msg {
-                WriterMsg::Alert { alert, received } => {
-                    let mut b = book.write().unwrap_or_else(|p| p.into_inner());
-                    match b.append(*alert) {
-                        Ok(Some(logged)) => {
-                            wrote = true;
-                            metrics.alert(&logged.alert);
-                            if let Some(r) = received {
-                                metrics
-                                    .event_to_alert_seconds
-                                    .observe(r.elapsed().as_secs_f64());
-                            }
-                            tracing::info!(
-                                alert_id = %logged.alert.alert_id,
-                                priority = logged.alert.priority.as_str(),
-                                pattern = logged.alert.pattern.as_str(),
-                                cursor = logged.cursor,
-                                "alert raised"
-                            );
-                            let _ = feed.send(logged);
-                        }
-                        Ok(None) => {}
-                        Err(e) => tracing::error!(error = %e, "cannot write the alert log"),
+                WriterMsg::Alert {
+                    alert,
+                    received: at,
+                } => {
+                    if let Some(at) = at {
+                        received.insert(alert.alert_id.clone(), at);
                     }
+                    book.write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .queue(*alert);
                 }
                 WriterMsg::Part {
                     seq,
@@ -649,39 +679,86 @@ fn writer_loop(
                 }
             }
         }
-        if wrote {
-            let mut b = book.write().unwrap_or_else(|p| p.into_inner());
-            if let Err(e) = b.sync() {
-                tracing::error!(error = %e, "cannot fsync the alert log");
-            }
-            metrics.set_open(b.open_counts());
+        let durable = write_alerts(&book, &feed, &metrics, &mut received);
+        // Alerts before a snapshot are durable before the snapshot is: while the alert
+        // log fails, no checkpoint covers their events, so a restart raises them again.
+        if !durable {
+            continue;
         }
-        // Alerts before a snapshot are durable (fsynced above) before the snapshot is.
-        for seq in complete {
+        for seq in complete.drain(..) {
             let Some(p) = pending.remove(&seq) else {
                 continue;
             };
-            let parts: Vec<Vec<u8>> = p.parts.into_iter().flatten().collect();
-            let result = checkpoint::write(&ckpt_dir, seq, 0, &parts)
-                .and_then(|_| super::wal::truncate(&wal_dir, seq))
-                .map(|_| seq)
-                .map_err(|e| e.to_string());
-            metrics
-                .checkpoint_seconds
-                .observe(p.started.elapsed().as_secs_f64());
-            match &result {
-                Ok(_) => {
-                    metrics.checkpoint_pairs.set(p.pairs as i64);
-                    tracing::info!(seq, pairs = p.pairs, "checkpoint written");
-                }
-                Err(e) => {
-                    metrics.checkpoint_failures.inc();
-                    tracing::error!(seq, error = %e, "checkpoint failed");
-                }
-            }
-            if let Some(done) = p.done {
-                let _ = done.send(result);
-            }
+            write_checkpoint(p, seq, &ckpt_dir, &wal_dir, &metrics);
         }
+    }
+}
+
+/// Writes the queued alerts and syncs the log, then hands what was written to the live
+/// feed. Returns whether every alert raised so far is durable.
+fn write_alerts(
+    book: &RwLock<AlertBook>,
+    feed: &broadcast::Sender<super::alerts::Logged>,
+    metrics: &Metrics,
+    received: &mut HashMap<String, Instant>,
+) -> bool {
+    let mut b = book.write().unwrap_or_else(|p| p.into_inner());
+    if b.is_durable() {
+        return true;
+    }
+    let (written, failed) = b.write_pending();
+    let failed = failed.or_else(|| b.sync().err());
+    metrics.set_storage_failing(Store::Alerts, failed.is_some());
+    if let Some(e) = &failed {
+        metrics.alert_log_failures.inc();
+        tracing::error!(error = %e, "cannot write the alert log; its alerts stay queued and are retried");
+    }
+    metrics.set_open(b.open_counts());
+    let durable = b.is_durable();
+    drop(b);
+    for logged in written {
+        metrics.alert(&logged.alert);
+        if let Some(at) = received.remove(&logged.alert.alert_id) {
+            metrics
+                .event_to_alert_seconds
+                .observe(at.elapsed().as_secs_f64());
+        }
+        tracing::info!(
+            alert_id = %logged.alert.alert_id,
+            priority = logged.alert.priority.as_str(),
+            pattern = logged.alert.pattern.as_str(),
+            cursor = logged.cursor,
+            "alert raised"
+        );
+        let _ = feed.send(logged);
+    }
+    if durable {
+        received.clear();
+    }
+    durable
+}
+
+/// Writes one checkpoint from its shards' parts and truncates the log behind it.
+fn write_checkpoint(p: Pending, seq: u64, ckpt_dir: &Path, wal_dir: &Path, metrics: &Metrics) {
+    let parts: Vec<Vec<u8>> = p.parts.into_iter().flatten().collect();
+    let result = checkpoint::write(ckpt_dir, seq, 0, &parts)
+        .and_then(|_| super::wal::truncate(wal_dir, seq))
+        .map(|_| seq)
+        .map_err(|e| e.to_string());
+    metrics
+        .checkpoint_seconds
+        .observe(p.started.elapsed().as_secs_f64());
+    match &result {
+        Ok(_) => {
+            metrics.checkpoint_pairs.set(p.pairs as i64);
+            tracing::info!(seq, pairs = p.pairs, "checkpoint written");
+        }
+        Err(e) => {
+            metrics.checkpoint_failures.inc();
+            tracing::error!(seq, error = %e, "checkpoint failed");
+        }
+    }
+    if let Some(done) = p.done {
+        let _ = done.send(result);
     }
 }

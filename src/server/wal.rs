@@ -3,16 +3,32 @@
 //! sequence number; on start the log after the checkpoint is replayed.
 //!
 //! Files: `wal/<first seq, 20 digits>.log`. Record: `len u32 | crc32 u32 | seq u64 |
-//! kind u8 | payload`, little endian, the CRC over seq, kind and payload. A torn record
-//! at the end of the last segment (a crash mid-write) is cut off on open.
+//! kind u8 | payload`, little endian, the CRC over seq, kind and payload.
+//!
+//! Faults (a full disk, an I/O error):
+//! - a failed append is cut off again (the file is set back to its last good length and
+//!   synced), so no later append extends a partial record and none of its records can
+//!   be replayed; its sequence numbers are given out again;
+//! - when even that fails, the log rolls to a new segment before the next append and
+//!   writes a [`Kind::Void`] record naming the failed sequence numbers, ahead of the next
+//!   acknowledged record: recovery never replays them;
+//! - recovery reads past a damaged stretch to the next valid record (a record is valid
+//!   when its CRC holds and its sequence number follows the last one), so it never
+//!   drops an acknowledged record behind garbage; only bytes after the last valid
+//!   record of the newest segment are cut, and every skip or cut is logged at `warn`.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 const HEADER: usize = 4 + 4 + 8 + 1;
 /// Largest record accepted back from disk (guards against a corrupt length).
 const MAX_RECORD: usize = 64 << 20;
+/// How far a sequence number may jump between two records found while resynchronising
+/// after damage (further is taken for garbage that happens to checksum).
+const MAX_SEQ_GAP: u64 = 1 << 32;
+/// Size of the record that checks the log is writable again after a failure.
+pub const PROBE_BYTES: usize = 64 << 10;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -23,6 +39,9 @@ pub enum Kind {
     Forget = 2,
     /// A moderator's false-positive decision: tenant, user a, user b, pattern (JSON).
     Suppress = 3,
+    /// Sequence numbers of a failed append that could not be cut off: pairs of
+    /// `first u64 | last u64`. Never replayed itself.
+    Void = 4,
 }
 
 impl Kind {
@@ -31,6 +50,7 @@ impl Kind {
             1 => Some(Kind::Event),
             2 => Some(Kind::Forget),
             3 => Some(Kind::Suppress),
+            4 => Some(Kind::Void),
             _ => None,
         }
     }
@@ -43,6 +63,17 @@ pub struct Record {
     pub payload: Vec<u8>,
 }
 
+/// What recovery found wrong in the log, for the log line and the metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Recovery {
+    /// Bytes of damaged records read past, between valid records.
+    pub skipped_bytes: u64,
+    /// Bytes after the last valid record of the newest segment, cut off.
+    pub cut_bytes: u64,
+    /// Records of failed appends that were not replayed.
+    pub voided: u64,
+}
+
 pub struct Wal {
     dir: PathBuf,
     file: File,
@@ -50,6 +81,12 @@ pub struct Wal {
     segment_bytes: u64,
     fsync: bool,
     next_seq: u64,
+    /// A failed append could not be cut off: roll to a new segment before the next one.
+    broken: bool,
+    /// Sequence numbers of failed appends that may still be on disk, voided by the
+    /// next append.
+    void: Vec<(u64, u64)>,
+    recovery: Recovery,
 }
 
 fn segment_name(first_seq: u64) -> String {
@@ -74,47 +111,107 @@ fn segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     Ok(out)
 }
 
-/// Reads the records of one segment; returns them and the length of its valid prefix.
-fn read_segment(path: &Path) -> io::Result<(Vec<Record>, u64)> {
-    let mut r = BufReader::new(File::open(path)?);
-    let mut records = Vec::new();
-    let mut valid = 0u64;
-    loop {
-        let mut header = [0u8; HEADER];
-        match r.read_exact(&mut header) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
-            Err(e) => return Err(e),
-        }
-        let len = u32::from_le_bytes(header[0..4].try_into().unwrap()) as usize;
-        let crc = u32::from_le_bytes(header[4..8].try_into().unwrap());
-        let seq = u64::from_le_bytes(header[8..16].try_into().unwrap());
-        if len > MAX_RECORD {
-            break;
-        }
-        let mut payload = vec![0u8; len];
-        if r.read_exact(&mut payload).is_err() {
-            break;
-        }
-        let mut h = crc32fast::Hasher::new();
-        h.update(&header[8..]);
-        h.update(&payload);
-        let Some(kind) = Kind::from_u8(header[16]).filter(|_| h.finalize() == crc) else {
-            break;
-        };
-        records.push(Record { seq, kind, payload });
-        valid += (HEADER + len) as u64;
+/// The record starting at `at` in `bytes`, if one is whole, its sequence number is
+/// one `seq_ok` takes, and its CRC holds.
+fn record_at(bytes: &[u8], at: usize, seq_ok: impl Fn(u64) -> bool) -> Option<Record> {
+    let header = bytes.get(at..at + HEADER)?;
+    let len = u32::from_le_bytes(header[0..4].try_into().ok()?) as usize;
+    let crc = u32::from_le_bytes(header[4..8].try_into().ok()?);
+    let seq = u64::from_le_bytes(header[8..16].try_into().ok()?);
+    let kind = Kind::from_u8(header[16])?;
+    if len > MAX_RECORD || !seq_ok(seq) {
+        return None;
     }
-    Ok((records, valid))
+    let payload = bytes.get(at + HEADER..at + HEADER + len)?;
+    let mut h = crc32fast::Hasher::new();
+    h.update(&header[8..]);
+    h.update(payload);
+    (h.finalize() == crc).then(|| Record {
+        seq,
+        kind,
+        payload: payload.to_vec(),
+    })
+}
+
+/// One segment read back.
+#[derive(Debug, Default)]
+pub struct Segment {
+    pub records: Vec<Record>,
+    /// End of the last valid record.
+    pub valid_end: u64,
+    /// Bytes read past between valid records.
+    pub skipped: u64,
+}
+
+/// Parses a segment's bytes: valid records in order, reading past damaged stretches to
+/// the next record that checks and whose sequence number follows `last_seq` (the last
+/// one seen before this segment).
+pub fn parse_segment(bytes: &[u8], mut last_seq: u64) -> Segment {
+    let mut seg = Segment::default();
+    let mut at = 0usize;
+    let mut damaged_from: Option<usize> = None;
+    while at + HEADER <= bytes.len() {
+        // Right after a valid record any sequence number is taken (records are written
+        // in order); after damage only one that follows the last, not too far.
+        let damaged = damaged_from.is_some();
+        let found = record_at(bytes, at, |seq| {
+            !damaged || (seq > last_seq && seq - last_seq <= MAX_SEQ_GAP)
+        });
+        match found {
+            Some(rec) => {
+                if let Some(from) = damaged_from.take() {
+                    seg.skipped += (at - from) as u64;
+                }
+                at += HEADER + rec.payload.len();
+                last_seq = rec.seq;
+                seg.valid_end = at as u64;
+                seg.records.push(rec);
+            }
+            None => {
+                damaged_from.get_or_insert(at);
+                at += 1;
+            }
+        }
+    }
+    seg
+}
+
+fn read_segment(path: &Path, last_seq: u64) -> io::Result<(Segment, u64)> {
+    let mut bytes = Vec::new();
+    File::open(path)?.read_to_end(&mut bytes)?;
+    Ok((parse_segment(&bytes, last_seq), bytes.len() as u64))
+}
+
+/// The sequence ranges a void record names.
+fn void_ranges(payload: &[u8]) -> impl Iterator<Item = (u64, u64)> + '_ {
+    payload.chunks_exact(16).map(|c| {
+        (
+            u64::from_le_bytes(c[0..8].try_into().unwrap_or_default()),
+            u64::from_le_bytes(c[8..16].try_into().unwrap_or_default()),
+        )
+    })
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+fn encode(buf: &mut Vec<u8>, seq: u64, kind: Kind, payload: &[u8]) {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&seq.to_le_bytes());
+    h.update(&[kind as u8]);
+    h.update(payload);
+    buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    buf.extend_from_slice(&h.finalize().to_le_bytes());
+    buf.extend_from_slice(&seq.to_le_bytes());
+    buf.push(kind as u8);
+    buf.extend_from_slice(payload);
+}
+
 impl Wal {
-    /// Opens the log in `dir`, cutting a torn tail; calls `replay` for every record with
-    /// a sequence number above `after`.
+    /// Opens the log in `dir`, cutting what follows the last valid record; calls
+    /// `replay` for every record with a sequence number above `after`, except those of
+    /// failed appends.
     pub fn open(
         dir: &Path,
         segment_bytes: u64,
@@ -123,35 +220,76 @@ impl Wal {
         mut replay: impl FnMut(Record),
     ) -> io::Result<Wal> {
         std::fs::create_dir_all(dir)?;
-        let mut next_seq = after + 1;
         let segs = segments(dir)?;
-        let mut last: Option<(PathBuf, u64)> = None;
+        let mut recovery = Recovery::default();
+        // First pass: where each segment's valid records end, and the voided numbers.
+        let mut voided: Vec<(u64, u64)> = Vec::new();
+        let mut last_seq = 0;
+        let mut ends = Vec::with_capacity(segs.len());
         for (_, path) in &segs {
-            let (records, valid) = read_segment(path)?;
-            for rec in records {
+            let (seg, len) = read_segment(path, last_seq)?;
+            for rec in &seg.records {
+                if rec.kind == Kind::Void {
+                    voided.extend(void_ranges(&rec.payload));
+                }
+            }
+            last_seq = seg.records.last().map_or(last_seq, |r| r.seq);
+            if seg.skipped > 0 {
+                tracing::warn!(
+                    segment = %path.display(),
+                    skipped_bytes = seg.skipped,
+                    records = seg.records.len(),
+                    "write-ahead log: read past a damaged stretch to the next valid record"
+                );
+            }
+            recovery.skipped_bytes += seg.skipped;
+            ends.push((seg.valid_end, len));
+        }
+        // Second pass: replay.
+        let mut next_seq = after + 1;
+        let mut last_seq = 0;
+        for (_, path) in &segs {
+            let (seg, _) = read_segment(path, last_seq)?;
+            last_seq = seg.records.last().map_or(last_seq, |r| r.seq);
+            for rec in seg.records {
                 next_seq = next_seq.max(rec.seq + 1);
-                if rec.seq > after {
+                let void = voided.iter().any(|(a, b)| (*a..=*b).contains(&rec.seq));
+                if void && rec.kind != Kind::Void {
+                    recovery.voided += 1;
+                } else if rec.seq > after && rec.kind != Kind::Void {
                     replay(rec);
                 }
             }
-            last = Some((path.clone(), valid));
         }
-        let (file, file_bytes) = match last {
-            Some((path, valid)) => {
-                let file = OpenOptions::new().write(true).open(&path)?;
-                file.set_len(valid)?;
-                file.sync_all()?;
-                let mut file = OpenOptions::new().append(true).open(&path)?;
-                file.flush()?;
+        let (file, file_bytes) = match (segs.last(), ends.last()) {
+            (Some((_, path)), Some(&(valid, len))) => {
+                if len > valid {
+                    tracing::warn!(
+                        segment = %path.display(),
+                        cut_bytes = len - valid,
+                        "write-ahead log: cut an unfinished record after the last valid one"
+                    );
+                    recovery.cut_bytes = len - valid;
+                    let file = OpenOptions::new().write(true).open(path)?;
+                    file.set_len(valid)?;
+                    file.sync_all()?;
+                }
+                let file = OpenOptions::new().append(true).open(path)?;
                 (file, valid)
             }
-            None => {
+            _ => {
                 let path = dir.join(segment_name(next_seq));
                 let file = OpenOptions::new().create(true).append(true).open(&path)?;
                 sync_dir(dir)?;
                 (file, 0)
             }
         };
+        if recovery.voided > 0 {
+            tracing::warn!(
+                records = recovery.voided,
+                "write-ahead log: records of failed appends were not replayed"
+            );
+        }
         Ok(Wal {
             dir: dir.to_path_buf(),
             file,
@@ -159,6 +297,9 @@ impl Wal {
             segment_bytes,
             fsync,
             next_seq,
+            broken: false,
+            void: Vec::new(),
+            recovery,
         })
     }
 
@@ -167,40 +308,86 @@ impl Wal {
         self.next_seq
     }
 
+    /// What recovery found when the log was opened.
+    pub fn recovery(&self) -> Recovery {
+        self.recovery
+    }
+
     /// Appends records and makes them durable with one fsync (group commit). Returns the
-    /// sequence number of each.
+    /// sequence number of each. On error nothing of the call is acknowledged, and none of
+    /// its records will ever be replayed.
     pub fn append(&mut self, records: &[(Kind, &[u8])]) -> io::Result<Vec<u64>> {
-        if self.file_bytes >= self.segment_bytes {
+        if self.broken || self.file_bytes >= self.segment_bytes {
             self.roll()?;
         }
-        let mut buf = Vec::with_capacity(records.iter().map(|(_, p)| HEADER + p.len()).sum());
+        let first = self.next_seq;
+        let mut buf = Vec::with_capacity(
+            records.iter().map(|(_, p)| HEADER + p.len()).sum::<usize>() + HEADER,
+        );
+        if !self.void.is_empty() {
+            let payload: Vec<u8> = self
+                .void
+                .iter()
+                .flat_map(|(a, b)| a.to_le_bytes().into_iter().chain(b.to_le_bytes()))
+                .collect();
+            encode(&mut buf, self.next_seq, Kind::Void, &payload);
+            self.next_seq += 1;
+        }
         let mut seqs = Vec::with_capacity(records.len());
         for (kind, payload) in records {
-            let seq = self.next_seq;
+            seqs.push(self.next_seq);
+            encode(&mut buf, self.next_seq, *kind, payload);
             self.next_seq += 1;
-            seqs.push(seq);
-            let mut h = crc32fast::Hasher::new();
-            h.update(&seq.to_le_bytes());
-            h.update(&[*kind as u8]);
-            h.update(payload);
-            buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-            buf.extend_from_slice(&h.finalize().to_le_bytes());
-            buf.extend_from_slice(&seq.to_le_bytes());
-            buf.push(*kind as u8);
-            buf.extend_from_slice(payload);
         }
-        self.file.write_all(&buf)?;
-        if self.fsync {
-            self.file.sync_data()?;
+        let written = self.file.write_all(&buf).and_then(|()| {
+            if self.fsync {
+                self.file.sync_data()
+            } else {
+                Ok(())
+            }
+        });
+        match written {
+            Ok(()) => {
+                self.file_bytes += buf.len() as u64;
+                self.void.clear();
+                Ok(seqs)
+            }
+            Err(e) => {
+                self.undo(first);
+                Err(e)
+            }
         }
-        self.file_bytes += buf.len() as u64;
-        Ok(seqs)
+    }
+
+    /// Takes back a failed append whose records start at `first`: cut the file to its
+    /// last good length, or failing that, void the numbers and leave the segment.
+    fn undo(&mut self, first: u64) {
+        let cut = self
+            .file
+            .set_len(self.file_bytes)
+            .and_then(|()| self.file.sync_all());
+        match cut {
+            Ok(()) => self.next_seq = first,
+            Err(e) => {
+                tracing::warn!(error = %e, "write-ahead log: cannot cut a failed append; voiding it");
+                self.void.push((first, self.next_seq - 1));
+                self.broken = true;
+            }
+        }
+    }
+
+    /// Checks that the log can take a group again after a failure: appends and syncs a
+    /// void record (never replayed) of [`PROBE_BYTES`], so that a few bytes left at the
+    /// end of a page do not pass for space.
+    pub fn probe(&mut self) -> io::Result<()> {
+        self.append(&[(Kind::Void, &[0; PROBE_BYTES])]).map(|_| ())
     }
 
     fn roll(&mut self) -> io::Result<()> {
         let path = self.dir.join(segment_name(self.next_seq));
         self.file = OpenOptions::new().create(true).append(true).open(&path)?;
         self.file_bytes = 0;
+        self.broken = false;
         sync_dir(&self.dir)
     }
 
@@ -290,6 +477,56 @@ mod tests {
             recs.iter().map(|r| r.payload.clone()).collect::<Vec<_>>(),
             vec![b"first".to_vec(), b"third".to_vec()]
         );
+        let _ = std::fs::remove_dir_all(d);
+    }
+
+    #[test]
+    fn a_damaged_stretch_is_read_past_and_every_record_after_it_kept() {
+        let mut bytes = Vec::new();
+        encode(&mut bytes, 1, Kind::Event, b"one");
+        let first_end = bytes.len();
+        // A partial record left by a failed write, then whole records after it.
+        encode(&mut bytes, 2, Kind::Event, b"lost in a torn write");
+        bytes.truncate(bytes.len() - 5);
+        let garbage = bytes.len() - first_end;
+        encode(&mut bytes, 2, Kind::Event, b"two");
+        encode(&mut bytes, 3, Kind::Forget, b"three");
+        let seg = parse_segment(&bytes, 0);
+        let got: Vec<(u64, &[u8])> = seg
+            .records
+            .iter()
+            .map(|r| (r.seq, &r.payload[..]))
+            .collect();
+        assert_eq!(got, [(1, &b"one"[..]), (2, b"two"), (3, b"three")]);
+        assert_eq!(seg.skipped, garbage as u64);
+        assert_eq!(seg.valid_end, bytes.len() as u64);
+        // A record that checks but goes back in numbering after damage is garbage.
+        let mut stale = bytes.clone();
+        stale.extend_from_slice(b"xx");
+        encode(&mut stale, 2, Kind::Event, b"stale");
+        assert_eq!(parse_segment(&stale, 0).records.len(), 3);
+    }
+
+    #[test]
+    fn records_of_a_voided_append_are_never_replayed() {
+        let d = dir("void");
+        std::fs::create_dir_all(&d).unwrap();
+        let mut old = Vec::new();
+        encode(&mut old, 1, Kind::Event, b"acknowledged");
+        encode(&mut old, 2, Kind::Event, b"refused");
+        encode(&mut old, 3, Kind::Event, b"refused too");
+        std::fs::write(d.join(segment_name(1)), &old).unwrap();
+        let mut new = Vec::new();
+        let ranges: Vec<u8> = [2u64, 3].iter().flat_map(|n| n.to_le_bytes()).collect();
+        encode(&mut new, 4, Kind::Void, &ranges);
+        encode(&mut new, 5, Kind::Event, b"after");
+        std::fs::write(d.join(segment_name(4)), &new).unwrap();
+        let mut w = Wal::open(&d, 1 << 20, false, 0, |_| {}).unwrap();
+        assert_eq!(w.recovery().voided, 2);
+        assert_eq!(w.append(&[(Kind::Event, b"next")]).unwrap(), vec![6]);
+        drop(w);
+        let got: Vec<Vec<u8>> = all(&d, 0).into_iter().map(|r| r.payload).collect();
+        assert_eq!(got, [&b"acknowledged"[..], b"after", b"next"]);
         let _ = std::fs::remove_dir_all(d);
     }
 

@@ -81,3 +81,133 @@ pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
         .unwrap_or_default();
     (code, body)
 }
+
+/// Starts the real binary, `pairwatch serve`, on `dir` and two loopback ports, with a
+/// 1 s checkpoint interval and `env` on top; its log goes to `dir/server.log` (or to
+/// `log`, when given, for a data directory on a filesystem that may fill up).
+pub fn spawn_server(
+    dir: &std::path::Path,
+    grpc: u16,
+    http: u16,
+    log: Option<&std::path::Path>,
+    env: &[(&str, &str)],
+) -> std::process::Child {
+    std::fs::create_dir_all(dir).unwrap();
+    let log_path = log.map_or_else(|| dir.join("server.log"), |l| l.to_path_buf());
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .unwrap();
+    std::process::Command::new(env!("CARGO_BIN_EXE_pairwatch"))
+        .arg("serve")
+        .env("PAIRWATCH__SERVER__DATA_DIR", dir)
+        .env("PAIRWATCH__SERVER__GRPC_ADDR", format!("127.0.0.1:{grpc}"))
+        .env("PAIRWATCH__SERVER__HTTP_ADDR", format!("127.0.0.1:{http}"))
+        .env("PAIRWATCH__DURABILITY__CHECKPOINT_INTERVAL", "1s")
+        .env("PAIRWATCH__LOG__LEVEL", "info")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start pairwatch serve")
+}
+
+/// The status code of `/readyz` (0 when the server does not answer).
+pub async fn readyz(http: u16) -> u16 {
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], http));
+    match tokio::net::TcpStream::connect(addr).await {
+        Ok(_) => http_get(addr, "/readyz").await.0,
+        Err(_) => 0,
+    }
+}
+
+/// Waits until `/readyz` answers `want` (200 or 503), for at most 30 s.
+pub async fn wait_readyz(http: u16, want: u16) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if readyz(http).await == want {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("/readyz never answered {want}");
+}
+
+pub async fn connect(grpc: u16) -> tonic::transport::Channel {
+    tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{grpc}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// A small tmpfs mounted for one test: a real filesystem that fills up. Mounting needs
+/// root, as CI has; the test fails with that reason otherwise.
+pub struct SmallFs {
+    pub path: std::path::PathBuf,
+}
+
+impl SmallFs {
+    pub fn mount(name: &str, bytes: u64) -> SmallFs {
+        use std::process::Command;
+        let path = std::env::temp_dir().join(format!("pw-fs-{}-{name}", std::process::id()));
+        let _ = Command::new("umount").arg("-l").arg(&path).output();
+        std::fs::create_dir_all(&path).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(&path)
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "cannot mount a {bytes}-byte tmpfs at {} (the disk-full tests need root, as CI has): {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallFs { path }
+    }
+
+    /// Takes every byte left with one file, and returns its path.
+    pub fn fill(&self) -> std::path::PathBuf {
+        self.fill_more(0)
+    }
+
+    /// Takes every byte left with the `n`th filler file.
+    pub fn fill_more(&self, n: usize) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.path.join(format!("filler-{n}"));
+        let mut f = std::fs::File::create(&path).unwrap();
+        for chunk in [65536usize, 4096, 1] {
+            let buf = vec![0u8; chunk];
+            while f.write_all(&buf).is_ok() {}
+        }
+        path
+    }
+
+    /// Gives the space of a filler back.
+    pub fn free(&self, filler: &std::path::Path) {
+        std::fs::remove_file(filler).unwrap();
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.path)
+            .output();
+        let _ = std::fs::remove_dir(&self.path);
+    }
+}
+
+/// A child process killed (SIGKILL) when dropped, so that a failing test leaves no
+/// server behind.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
