@@ -96,6 +96,7 @@ pub struct AlertBook {
     unsynced: bool,
     /// Alerts raised but not yet in the log (its writes failed): retried first.
     pending: VecDeque<Alert>,
+    pending_ids: HashSet<String>,
     /// Bytes recovery read past or cut off when the log was opened.
     recovered_bytes: u64,
     history: VecDeque<Logged>,
@@ -132,6 +133,7 @@ impl AlertBook {
             broken: false,
             unsynced: false,
             pending: VecDeque::new(),
+            pending_ids: HashSet::new(),
             recovered_bytes: 0,
             history: VecDeque::new(),
             memory: MEMORY_ALERTS,
@@ -153,7 +155,11 @@ impl AlertBook {
             let whole = line.last() == Some(&b'\n');
             match parse_line(&line, book.next_cursor) {
                 Some((cursor, alert)) => {
-                    book.remember(cursor, Arc::new(alert));
+                    // A line written twice (a retry after a write whose cut failed) is
+                    // one alert.
+                    if !book.ids.contains(&alert.alert_id) {
+                        book.remember(cursor, Arc::new(alert));
+                    }
                     at += n;
                     book.file_len = at;
                     if !whole {
@@ -211,9 +217,7 @@ impl AlertBook {
     /// Queues an alert for the log unless its id is already there or queued. Queued
     /// alerts are written, in order, by [`AlertBook::write_pending`].
     pub fn queue(&mut self, alert: Alert) {
-        if self.ids.contains(&alert.alert_id)
-            || self.pending.iter().any(|a| a.alert_id == alert.alert_id)
-        {
+        if self.ids.contains(&alert.alert_id) || !self.pending_ids.insert(alert.alert_id.clone()) {
             return;
         }
         self.pending.push_back(alert);
@@ -237,6 +241,7 @@ impl AlertBook {
             let Some(alert) = self.pending.pop_front() else {
                 break;
             };
+            self.pending_ids.remove(&alert.alert_id);
             self.remember(cursor, Arc::new(alert));
             written.extend(self.history.back().cloned());
         }
@@ -411,6 +416,7 @@ impl AlertBook {
         self.history.retain(|l| !involves(&l.alert));
         self.open.retain(|_, l| !involves(&l.alert));
         self.pending.retain(|a| !involves(a));
+        self.pending_ids = self.pending.iter().map(|a| a.alert_id.clone()).collect();
         // The log on disk holds more than memory: filter it line by line.
         let path = self.dir.join(ALERTS_FILE);
         let tmp = self.dir.join("alerts.jsonl.tmp");

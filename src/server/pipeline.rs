@@ -376,7 +376,7 @@ fn route_record(rec: &Record, limits: &Limits, shards: usize) -> Vec<(usize, Sha
             }
             Err(_) => vec![],
         },
-        Kind::Void => vec![],
+        Kind::Void | Kind::Probe => vec![],
     }
 }
 
@@ -413,15 +413,18 @@ fn log_loop(
     metrics: Arc<Metrics>,
 ) {
     let mut group: Vec<Command> = Vec::with_capacity(GROUP_MAX);
-    let checkpoint = |wal: &mut Wal, done: Option<oneshot::Sender<Result<u64, String>>>| {
-        let seq = wal.next_seq() - 1;
-        if let Err(e) = wal.seal() {
-            metrics.wal_failures.inc();
-            tracing::error!(error = %e, "cannot start a new log segment");
-        }
-        let _ = writer.send(WriterMsg::Expect { seq, done });
-        shards.all(|| ShardMsg::Checkpoint { seq });
-    };
+    // The last record handed to the shards: a checkpoint is taken there, not at the end
+    // of the log, since the rest of its group is routed after the checkpoint marker.
+    let mut routed = wal.next_seq() - 1;
+    let checkpoint =
+        |wal: &mut Wal, seq: u64, done: Option<oneshot::Sender<Result<u64, String>>>| {
+            if let Err(e) = wal.seal() {
+                metrics.wal_failures.inc();
+                tracing::error!(error = %e, "cannot start a new log segment");
+            }
+            let _ = writer.send(WriterMsg::Expect { seq, done });
+            shards.all(|| ShardMsg::Checkpoint { seq });
+        };
     let mut running = true;
     while running {
         let Some(first) = rx.blocking_recv() else {
@@ -475,6 +478,7 @@ fn log_loop(
                 }
                 Command::Append { route, ack, .. } => {
                     let seq = seqs.next().unwrap_or_default();
+                    routed = seq;
                     match route {
                         Route::Event { event, received } => {
                             let shard = shard_of_event(&event, shards.len());
@@ -501,10 +505,10 @@ fn log_loop(
                         let _ = ack.send(Ok(seq));
                     }
                 }
-                Command::Checkpoint { done } => checkpoint(&mut wal, done),
+                Command::Checkpoint { done } => checkpoint(&mut wal, routed, done),
                 Command::Reload(pack) => {
                     shards.all(|| ShardMsg::Reload(pack.clone()));
-                    checkpoint(&mut wal, None);
+                    checkpoint(&mut wal, routed, None);
                 }
                 Command::Probe => {
                     let probed = wal.probe();
@@ -518,7 +522,7 @@ fn log_loop(
         }
     }
     // Intake closed: a last checkpoint, then the shards stop once their queues drain.
-    checkpoint(&mut wal, None);
+    checkpoint(&mut wal, routed, None);
     shards.all(|| ShardMsg::Stop);
 }
 
@@ -657,6 +661,19 @@ fn writer_loop(
                     if p.parts.iter().all(Option::is_some) {
                         complete.push(seq);
                     }
+                    // Only the newest complete checkpoint waits for the alerts: each
+                    // holds a copy of the whole state.
+                    if complete.len() > 1 {
+                        let newest = complete.len() - 1;
+                        for old in complete.drain(..newest) {
+                            let done = pending.remove(&old).and_then(|p| p.done);
+                            if let Some(done) = done {
+                                let _ = done.send(Err(
+                                    "superseded by a later checkpoint while alerts wait to be written".into(),
+                                ));
+                            }
+                        }
+                    }
                 }
                 WriterMsg::Forget { user, pairs, reply } => {
                     let alerts = match book
@@ -707,7 +724,14 @@ fn write_alerts(
         return true;
     }
     let (written, failed) = b.write_pending();
-    let failed = failed.or_else(|| b.sync().err());
+    if let Err(e) = b.sync() {
+        // After a failed fsync the kernel may have dropped the written pages while a
+        // later fsync succeeds: the lines cannot be trusted. Stop; a restart replays
+        // the events since the last checkpoint (none covers these alerts) and writes
+        // the alerts that are missing.
+        tracing::error!(error = %e, "cannot fsync the alert log; stopping so that a restart raises its alerts again");
+        std::process::exit(74);
+    }
     metrics.set_storage_failing(Store::Alerts, failed.is_some());
     if let Some(e) = &failed {
         metrics.alert_log_failures.inc();
