@@ -1,12 +1,22 @@
 //! Build steps:
 //! - generates the protobuf types and gRPC services from `proto/` with the protoc shipped by the
 //!   `protoc-bin-vendored` crate, so no protoc is needed on the machine;
-//! - lists the files of `rules/` so the binary embeds the default rule pack.
+//! - lists the files of `rules/` so the binary embeds the default rule pack;
+//! - links the fix of a librdkafka crash in place of the original function (see
+//!   `src/kafka/librdkafka_fix.rs`).
 
 use std::fmt::Write as _;
 use std::path::Path;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // The bundled librdkafka crashes on a Fetch response naming a topic by a zero id:
+    // `src/kafka/librdkafka_fix.rs` replaces the function that dereferences the null
+    // name, in every binary, test and bench of this package.
+    let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
+    let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
+    if os == "linux" && (arch == "x86_64" || arch == "aarch64") {
+        println!("cargo:rustc-link-arg=-Wl,--wrap=rd_kafka_metadata_cache_find");
+    }
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
     std::env::set_var("PROTOC", protoc);
     let include = protoc_bin_vendored::include_path()?;

@@ -148,6 +148,12 @@ pub struct Kafka {
     /// Alerts also split by priority: `<alerts_topic>.p0` ... `.p3` instead of one topic.
     pub alerts_topic_per_priority: bool,
     pub dlq_topic: String,
+    /// Largest input record (key, value and headers) a dead letter carries whole, and
+    /// the most a dead letter of a larger one carries (a prefix, with the value's size
+    /// and SHA-256); larger input records are dead letters `record_too_large`. 0: the
+    /// producer's `message.max.bytes` (`kafka.client`, else librdkafka's 1000000) less
+    /// 64 KiB for the dead letter's own headers; a value above that is lowered to it.
+    pub dlq_max_value_bytes: i64,
     /// Compacted topic of pair state; empty: `<group_id>.pair-state`.
     pub changelog_topic: String,
     /// `at_least_once` (deterministic alert ids make duplicates recognisable) or
@@ -155,6 +161,11 @@ pub struct Kafka {
     pub processing_guarantee: String,
     /// Stable per instance for exactly-once; empty: `<group_id>-<HOSTNAME>`.
     pub transactional_id: String,
+    /// Static group membership (`group.instance.id`): a member that restarts within the
+    /// session timeout gets its partitions back without a rebalance. `auto`: the pod
+    /// name (`POD_NAME`, else `HOSTNAME`; off when neither is set); empty: off; else the
+    /// id itself, unique within the group and stable across restarts.
+    pub instance_id: String,
     /// Create missing topics at start-up (needs the CreateTopics permission).
     pub create_topics: bool,
     pub topic_partitions: i64,
@@ -184,9 +195,11 @@ impl Default for Kafka {
             alerts_topic: "pairwatch.alerts".into(),
             alerts_topic_per_priority: false,
             dlq_topic: "pairwatch.events.dlq".into(),
+            dlq_max_value_bytes: 0,
             changelog_topic: String::new(),
             processing_guarantee: "at_least_once".into(),
             transactional_id: String::new(),
+            instance_id: "auto".into(),
             create_topics: false,
             topic_partitions: 12,
             topic_replication: 3,
@@ -241,6 +254,23 @@ impl Kafka {
         }
     }
 
+    /// The effective `dlq_max_value_bytes`: what the producer takes (`message.max.bytes`
+    /// from `kafka.client`, else librdkafka's default 1000000) less room for the dead
+    /// letter's own headers and the record's framing (64 KiB, or half of a smaller
+    /// producer limit), or the configured value if smaller.
+    pub fn dead_letter_limit(&self) -> usize {
+        let producer_max = self
+            .client
+            .get("message.max.bytes")
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(1_000_000);
+        let derived = producer_max - (64 * 1024).min(producer_max / 2);
+        match self.dlq_max_value_bytes {
+            n if n > 0 => (n as usize).min(derived),
+            _ => derived,
+        }
+    }
+
     /// The topic the processing stage consumes: the events topic, or its re-keyed copy.
     pub fn input_topic(&self) -> String {
         if self.keyed_by_pair {
@@ -258,6 +288,24 @@ impl Kafka {
         } else {
             self.changelog_topic.clone()
         }
+    }
+
+    /// The consumers' `group.instance.id`, if static membership is on (see
+    /// [`Kafka::instance_id`]).
+    pub fn group_instance_id(&self) -> Option<String> {
+        self.group_instance_id_from(|k| std::env::var(k).ok())
+    }
+
+    fn group_instance_id_from(&self, env: impl Fn(&str) -> Option<String>) -> Option<String> {
+        let id = match self.instance_id.trim() {
+            "auto" => ["POD_NAME", "HOSTNAME"].iter().find_map(|k| {
+                env(k)
+                    .map(|v| v.trim().to_string())
+                    .filter(|v| !v.is_empty())
+            })?,
+            v => v.to_string(),
+        };
+        (!id.is_empty()).then_some(id)
     }
 
     pub fn transactional_id(&self) -> String {
@@ -562,6 +610,11 @@ impl Config {
             ("kafka.topic_replication", self.kafka.topic_replication, 1),
             ("kafka.max_batch", self.kafka.max_batch, 0),
             ("kafka.detect_threads", self.kafka.detect_threads, 0),
+            (
+                "kafka.dlq_max_value_bytes",
+                self.kafka.dlq_max_value_bytes,
+                0,
+            ),
         ] {
             if v < min {
                 errors.push(format!("`{key}`: {v} is below the minimum {min}"));
@@ -821,6 +874,58 @@ mod tests {
         );
         assert!(
             err.contains("`kafka.detect_threads`: -1 is below the minimum 0"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_group_instance_id_comes_from_the_pod_name_unless_set() {
+        let mut k = Kafka::default();
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |key: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(k.group_instance_id_from(env(&[])), None);
+        assert_eq!(
+            k.group_instance_id_from(env(&[("HOSTNAME", "pairwatch-1")])),
+            Some("pairwatch-1".into())
+        );
+        assert_eq!(
+            k.group_instance_id_from(env(&[("HOSTNAME", "h"), ("POD_NAME", "pairwatch-2")])),
+            Some("pairwatch-2".into())
+        );
+        k.instance_id = "edge-a".into();
+        assert_eq!(
+            k.group_instance_id_from(env(&[("POD_NAME", "p")])),
+            Some("edge-a".into())
+        );
+        k.instance_id = String::new();
+        assert_eq!(k.group_instance_id_from(env(&[("POD_NAME", "p")])), None);
+    }
+
+    #[test]
+    fn the_dead_letter_limit_follows_the_producer_limit() {
+        let k = |vars: &[(&str, &str)]| Config::load(None, env(vars)).unwrap().kafka;
+        assert_eq!(k(&[]).dead_letter_limit(), 1_000_000 - 65_536);
+        let bigger = ("PAIRWATCH__KAFKA__CLIENT", "message.max.bytes=4000000");
+        assert_eq!(k(&[bigger]).dead_letter_limit(), 4_000_000 - 65_536);
+        let small = ("PAIRWATCH__KAFKA__CLIENT", "message.max.bytes=20000");
+        assert_eq!(k(&[small]).dead_letter_limit(), 10_000);
+        let set = ("PAIRWATCH__KAFKA__DLQ_MAX_VALUE_BYTES", "65536");
+        assert_eq!(k(&[set]).dead_letter_limit(), 65_536);
+        // Never above what the producer takes.
+        assert_eq!(k(&[set, small]).dead_letter_limit(), 10_000);
+        let err = Config::load(
+            None,
+            env(&[("PAIRWATCH__KAFKA__DLQ_MAX_VALUE_BYTES", "-1")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("`kafka.dlq_max_value_bytes`: -1 is below"),
             "{err}"
         );
     }

@@ -110,10 +110,15 @@ fn resolve(f: Found, sent_at: Millis, tz: &TimeZone) -> Option<Millis> {
             } else {
                 (hour, date)
             };
-            let at = date.at(hour, minute, 0, 0).to_zoned(tz.clone()).ok()?;
-            let mut ms = at.timestamp().as_millisecond();
+            let at = |date: jiff::civil::Date| {
+                let at = date.at(hour, minute, 0, 0).to_zoned(tz.clone()).ok()?;
+                Some(at.timestamp().as_millisecond())
+            };
+            let mut ms = at(date)?;
             if ms <= sent_at && !tomorrow {
-                ms += DAY;
+                // Tomorrow at that clock time, not 24 h later: a DST change may lie in
+                // between (24 h after 00:15 on the autumn change is 23:15 that day).
+                ms = at(date.tomorrow().ok()?)?;
             }
             Some(ms)
         }
@@ -134,7 +139,10 @@ fn cue_before(tokens: &[&str], i: usize, cues: &[&[&str]]) -> bool {
 }
 
 fn cue_after(tokens: &[&str], end: usize) -> bool {
-    tokens[end..].iter().take(2).any(|t| AFTER_CUES.contains(t))
+    // `end` may be past the last token: "half an" and "une demi" count the unit word
+    // that usually follows ("half an hour") even when the message ends before it.
+    let after = tokens.get(end..).unwrap_or_default();
+    after.iter().take(2).any(|t| AFTER_CUES.contains(t))
 }
 
 /// Reads an expression starting at token `i`; returns it and how many tokens it used.
@@ -493,9 +501,53 @@ mod tests {
     }
 
     #[test]
+    fn a_clock_time_already_past_is_tomorrow_across_a_dst_change() {
+        // Paris, 31 October 2027 (clocks went back at 03:00), sent at 23:30 local
+        // (22:30Z): "avant 0h15" is 00:15 on 1 November (23:15Z). Adding 24 h to 00:15
+        // on the 31st gave 23:15 local that day, 15 minutes before the message was sent.
+        // The `deadline` fuzz target's invariant (a deadline is not before `sent_at`)
+        // fails on it: fuzz/artifacts/deadline/dst-autumn-past-deadline.
+        let tz = TimeZone::get("Europe/Paris").unwrap();
+        let sent = parse_rfc3339("2027-10-31T22:30:00Z").unwrap();
+        let mut n = Normalized::new();
+        for (text, want) in [
+            ("avant 0h15", "2027-10-31T23:15:00Z"),
+            ("avant 23h45", "2027-10-31T22:45:00Z"),
+            ("avant 20h", "2027-11-01T19:00:00Z"),
+        ] {
+            normalize(text, &mut n);
+            let got = find_deadline(n.as_str(), sent, &tz).map(format_rfc3339);
+            assert_eq!(got.as_deref(), Some(want), "{text}");
+        }
+        // Spring: sent at 01:30 local on 28 March 2027, "avant 1h" is 01:00 on the
+        // 29th (23:00Z on the 28th), not 24 h after 01:00 on the 28th (00:00Z on the 29th).
+        let sent = parse_rfc3339("2027-03-28T00:30:00Z").unwrap();
+        normalize("avant 1h", &mut n);
+        assert_eq!(
+            find_deadline(n.as_str(), sent, &tz)
+                .map(format_rfc3339)
+                .as_deref(),
+            Some("2027-03-28T23:00:00Z")
+        );
+    }
+
+    #[test]
     fn the_earliest_deadline_wins() {
         assert_eq!(
             deadline("tu as 2h, non en fait dans 30 min").as_deref(),
+            Some("2026-11-22T19:00:00Z")
+        );
+    }
+
+    #[test]
+    fn a_message_ending_in_half_an_does_not_panic() {
+        // Found by the `deadline` fuzz target (fuzz/artifacts/deadline/): the duration
+        // read there counts three tokens, one past the end of the message.
+        for text in ["half an", "une demi", "attends une demi", "half"] {
+            assert_eq!(deadline(text), None, "{text}");
+        }
+        assert_eq!(
+            deadline("t'as une demi").as_deref(),
             Some("2026-11-22T19:00:00Z")
         );
     }

@@ -73,6 +73,9 @@ pub struct KafkaMetrics {
     /// By kind: `alert`, `changelog`, `dead_letter`, `rekeyed`, `event` (gRPC publish).
     pub produced: IntCounterVec,
     dead_letters: IntCounterVec,
+    /// Dead letters the producer could not deliver, written to the local
+    /// `dead-letters.jsonl` instead.
+    pub dead_letters_local: IntCounter,
     /// By kind: `assign`, `revoke`.
     pub rebalances: IntCounterVec,
     pub restore_seconds: Histogram,
@@ -85,6 +88,14 @@ pub struct KafkaMetrics {
     pub delivery_errors: IntCounter,
     /// Offset commits (at-least-once) and transaction commits that failed and rewound.
     pub rewinds: IntCounter,
+    /// 1 while this member of the group owns no input partition (more members than
+    /// partitions): ready, with nothing to consume.
+    pub idle_member: IntGauge,
+    /// 1 while the brokers do not answer (the instance is unready meanwhile).
+    pub brokers_unreachable: IntGauge,
+    /// 1 while the Kafka side is not ready (what `/readyz` says in Kafka mode; 0 in
+    /// embedded mode, so that an alert on it needs no mode filter).
+    pub unready: IntGauge,
 }
 
 impl KafkaMetrics {
@@ -317,7 +328,7 @@ impl Metrics {
             kafka: KafkaMetrics {
                 lag: gauge_vec(
                     "pairwatch_kafka_consumer_lag_records",
-                    "Records between the last one handed to processing and the end of the partition (last stable offset), by input partition.",
+                    "Records between the processing position and the partition's high watermark, read every second, by input partition (before the first assignment: from the group's committed offsets).",
                     &["partition"],
                 ),
                 partitions: gauge(
@@ -326,7 +337,7 @@ impl Metrics {
                 ),
                 consumed: counter_vec(
                     "pairwatch_kafka_records_consumed_total",
-                    "Records consumed, by stage.",
+                    "Input records handed to processing, by stage; each offset once, however often a failed batch is read again.",
                     &["stage"],
                 ),
                 produced: counter_vec(
@@ -336,8 +347,12 @@ impl Metrics {
                 ),
                 dead_letters: counter_vec(
                     "pairwatch_kafka_dead_letters_total",
-                    "Records sent to the dead-letter topic, by reason.",
+                    "Input records dead-lettered (delivered to the dead-letter topic or written to the local dead-letter file), each once, by reason.",
                     &["reason"],
+                ),
+                dead_letters_local: counter(
+                    "pairwatch_kafka_dead_letters_local_total",
+                    "Dead letters the producer could not deliver, written to <data_dir>/dead-letters.jsonl instead.",
                 ),
                 rebalances: counter_vec(
                     "pairwatch_kafka_rebalances_total",
@@ -372,6 +387,18 @@ impl Metrics {
                 rewinds: counter(
                     "pairwatch_kafka_rewinds_total",
                     "Batches whose output or commit failed: state restored and records read again.",
+                ),
+                idle_member: gauge(
+                    "pairwatch_kafka_idle_member",
+                    "1 while this group member owns no input partition (more members than partitions): ready, nothing to consume.",
+                ),
+                brokers_unreachable: gauge(
+                    "pairwatch_kafka_brokers_unreachable",
+                    "1 while the Kafka brokers do not answer; the instance is unready meanwhile.",
+                ),
+                unready: gauge(
+                    "pairwatch_kafka_unready",
+                    "1 while the instance is not ready in Kafka mode (/readyz says why): partitions not yet assigned or restored, re-reading after a failure, consumer loop stalled, brokers unreachable.",
                 ),
             },
             registry,
@@ -423,7 +450,6 @@ impl Metrics {
             .set(1);
     }
 
-    /// The text exposition format.
     /// Records whether the last write to `store` failed.
     pub fn set_storage_failing(&self, store: Store, failing: bool) {
         self.storage_failing[store as usize].set(failing as i64);
@@ -441,6 +467,7 @@ impl Metrics {
             .inc_by(bytes);
     }
 
+    /// The text exposition format.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);

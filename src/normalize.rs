@@ -29,8 +29,9 @@ pub struct Normalized {
     tok: Vec<u8>,
     tok_starts: Vec<u32>,
     tok_end: u32,
-    /// Scratch: a run of single-letter tokens that may be a spaced-out word.
-    singles: Vec<(u8, u32, bool)>,
+    /// Scratch: a run of single-letter tokens that may be a spaced-out word: the
+    /// letter, where its character starts and ends in the input, a hyphen after it.
+    singles: Vec<(u8, u32, u32, bool)>,
     singles_end: u32,
     /// An apostrophe stood between the previous token and the current one.
     apostrophe_before: bool,
@@ -215,15 +216,17 @@ fn end_token_sep(out: &mut Normalized, apostrophe: bool, hyphen: bool) {
     }
     let single = out.tok.len() == 1 && out.tok[0].is_ascii_lowercase();
     if single && !out.apostrophe_before && !apostrophe {
-        out.singles.push((out.tok[0], out.tok_starts[0], hyphen));
+        out.singles
+            .push((out.tok[0], out.tok_starts[0], out.tok_end, hyphen));
         out.singles_end = out.tok_end;
     } else {
         flush_singles(out);
         let tok = std::mem::take(&mut out.tok);
         let starts = std::mem::take(&mut out.tok_starts);
-        if (apostrophe || out.apostrophe_before) && tok.len() == 1 {
+        if (apostrophe || out.apostrophe_before) && tok.len() == 1 && tok[0].is_ascii_alphanumeric()
+        {
             // An elided word (t'as, c'est, j'ai) or a contraction's tail (can't, it's)
-            // is no abbreviation.
+            // is no abbreviation. A lone `$` or `@` is no word: `word` reads it.
             out.push_word(&tok, Some(&starts), 0, out.tok_end);
         } else {
             word(out, &tok, &starts, out.tok_end);
@@ -264,13 +267,18 @@ fn flush_singles(out: &mut Normalized) {
     }
     let singles = std::mem::take(&mut out.singles);
     let end = out.singles_end;
-    if singles.len() >= 3 && !singles.iter().all(|(b, _, _)| is_word_letter(*b)) {
-        let bytes: Vec<u8> = singles.iter().map(|(b, _, _)| *b).collect();
-        let starts: Vec<u32> = singles.iter().map(|(_, s, _)| *s).collect();
+    if singles.len() >= 3 && !singles.iter().all(|(b, _, _, _)| is_word_letter(*b)) {
+        let bytes: Vec<u8> = singles.iter().map(|(b, _, _, _)| *b).collect();
+        let starts: Vec<u32> = singles.iter().map(|(_, s, _, _)| *s).collect();
         word(out, &bytes, &starts, end);
     } else {
-        for (k, (b, s, hyphen)) in singles.iter().enumerate() {
-            let e = if k + 1 == singles.len() { end } else { *s + 1 };
+        for (k, (b, s, own_end, hyphen)) in singles.iter().enumerate() {
+            // The letter's own end, not `s + 1`: it may be a multi-byte `é` or `ú`.
+            let e = if k + 1 == singles.len() {
+                end
+            } else {
+                *own_end
+            };
             if *hyphen {
                 out.push_word(&[*b], None, *s, e);
             } else {
@@ -779,6 +787,36 @@ mod tests {
         let at = s.find("you").unwrap();
         let (a, b) = n.original_span(at, at + 3);
         assert_eq!(&text[a..b], "u");
+    }
+
+    #[test]
+    fn offsets_of_accented_single_letters_stay_on_char_boundaries() {
+        // Found by tests/properties.rs (also fuzz/artifacts/normalize/): a single
+        // letter that is not the last of a run ended at its start + 1, inside `é`.
+        for text in ["é-é-3", "love ú ú", "à b", "ü r ü ok"] {
+            let mut n = Normalized::new();
+            normalize(text, &mut n);
+            for i in 0..n.as_bytes().len() {
+                let (s, _) = n.original_span(i, i);
+                assert!(text.is_char_boundary(s), "{text:?}: byte {i} maps to {s}");
+            }
+        }
+        let text = "love ú ú";
+        let mut n = Normalized::new();
+        normalize(text, &mut n);
+        assert_eq!(n.as_str(), " love you you ");
+        let (a, b) = n.original_span(1, " love you".len());
+        assert_eq!(&text[a..b], "love ú");
+    }
+
+    #[test]
+    fn a_sign_after_an_apostrophe_is_no_word() {
+        // Found by tests/properties.rs (also fuzz/artifacts/normalize/): `'$` came out
+        // as ` $ `, outside the `[a-z0-9_]` alphabet of the output.
+        assert_eq!(norm("'$"), "usd");
+        assert_eq!(norm("l'$"), "l usd");
+        assert_eq!(norm("'@"), "");
+        assert_eq!(norm("t'as"), "t as");
     }
 
     #[test]

@@ -53,7 +53,12 @@ impl PackError {
 
     pub fn from_toml(file: &str, src: &str, e: &toml::de::Error) -> Self {
         let offset = e.span().map_or(0, |s| s.start);
-        let message = e.message().trim().to_string();
+        let message = match e.message().trim() {
+            // The parser gives no words for some characters, a control character in a
+            // comment for one: the problem is still reported, with its line.
+            "" => "invalid TOML: unexpected character".to_string(),
+            m => m.to_string(),
+        };
         match e.span() {
             Some(_) => PackError::at(file, src, offset, message),
             None => PackError::file(file, message),
@@ -230,4 +235,23 @@ pub fn hex(bytes: &[u8]) -> String {
         s.push(DIGITS[(b & 15) as usize] as char);
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_toml_error_without_words_still_says_what_is_wrong() {
+        // Found by the `rule_pack` fuzz target (fuzz/artifacts/rule_pack/): the TOML
+        // parser's message for a control character in a comment is empty.
+        let src = "language = \"en\"\n# \u{1}\n";
+        let e = toml::from_str::<toml::Value>(src).unwrap_err();
+        let p = PackError::from_toml("lexicon/en.toml", src, &e);
+        assert_eq!(p.line, 2);
+        assert_eq!(
+            p.to_string(),
+            "lexicon/en.toml:2: invalid TOML: unexpected character"
+        );
+    }
 }

@@ -9,6 +9,8 @@
 //! Event time is kept per tenant: each tenant has its own watermark (latest `sent_at` of
 //! its events), and a pair expires relative to its own tenant's watermark only, so one
 //! tenant's clock (a bad one: a year ahead) never expires another tenant's pairs.
+//! Pairs of unknown tenant (restored from an old checkpoint) go by a legacy clock of
+//! their own (see [`PairStore`]).
 
 use crate::event::AgeBand;
 use crate::lexicon::MAX_LANGUAGES;
@@ -229,6 +231,32 @@ struct Clock {
     watermark: Millis,
     /// The watermark at the last sweep pass.
     swept: Millis,
+    /// The tenant's pairs kept by the current sweep pass (counted during the pass only):
+    /// a clock left with none is dropped.
+    pairs: u32,
+}
+
+impl Clock {
+    fn new(watermark: Millis, swept: Millis) -> Self {
+        Clock {
+            watermark,
+            swept,
+            pairs: 0,
+        }
+    }
+}
+
+type Clocks = HashMap<u64, Clock, BuildHasherDefault<KeyHasher>>;
+
+/// Pairs of `tenant` last seen before this are expired: the TTL before the tenant's
+/// watermark, before the `legacy` clock for tenant 0 (unknown), never (`MIN`) for a
+/// tenant without a clock.
+fn horizon_in(clocks: &Clocks, legacy: Millis, ttl: Millis, tenant: u64) -> Millis {
+    let clock = match tenant {
+        0 => legacy,
+        t => clocks.get(&t).map_or(Millis::MIN, |c| c.watermark),
+    };
+    clock.saturating_sub(ttl)
 }
 
 /// A sweep pass visits every pair; it runs only once some tenant's event time moved an
@@ -241,15 +269,30 @@ const PASS_SPACING: usize = 8;
 ///
 /// A pair is expired once its `last_seen` is more than the TTL before its tenant's
 /// watermark. Expired pairs are invisible at once ([`PairStore::get`], [`PairStore::entry`]
-/// start over) and removed from memory by the next sweep pass, which removes those of
-/// every tenant at once: what a tenant observes depends on its own events only, never
-/// on when another tenant's events triggered a pass. Pairs of unknown tenant (0) are
-/// swept relative to the earliest tenant watermark (conservative), and only once some
-/// tenant is known.
+/// start over, [`PairStore::forget_user`] does not count them) and removed from memory by
+/// the next sweep pass, which removes those of every tenant at once: what a tenant
+/// observes depends on its own events only, never on when another tenant's events
+/// triggered a pass.
+///
+/// Pairs of unknown tenant (0, restored from a checkpoint older than per-tenant event
+/// time, until their next event) go by the *legacy clock*: the latest `last_seen` of
+/// the pairs restored, moved forward by every tenant's watermark (it is the maximum of
+/// the two, and never moves back, even when a tenant's clock is dropped). Following the
+/// most advanced tenant is safe because the service refuses events dated further ahead
+/// than `limits.max_future_skew` (10 minutes by default), so the maximum is close to
+/// real time; the earliest watermark would not be: one idle tenant, or one event dated
+/// 1970, would hold every legacy pair forever. (Without that limit, as in `replay`, a
+/// clock far ahead expires the legacy pairs: replay restores none.)
+///
+/// A sweep pass also drops the clocks of tenants left with no pair, so that the clocks
+/// are bounded by the tenants with pairs in memory, not by every tenant string a client
+/// ever sent. Such a tenant's next event starts its clock over.
 pub struct PairStore {
     map: KeyMap<PairState>,
     ttl: Millis,
-    clocks: HashMap<u64, Clock, BuildHasherDefault<KeyHasher>>,
+    clocks: Clocks,
+    /// The legacy clock of pairs of unknown tenant (see above); `MIN` before any.
+    legacy: Millis,
     /// A tenant's clock moved an hour past its last sweep.
     due: bool,
     /// Counted events since the last sweep pass.
@@ -262,6 +305,7 @@ impl PairStore {
             map: HashMap::default(),
             ttl,
             clocks: HashMap::default(),
+            legacy: Millis::MIN,
             due: false,
             since_pass: 0,
         }
@@ -283,13 +327,7 @@ impl PairStore {
 
     /// Pairs of `tenant` last seen before this are expired.
     fn horizon(&self, tenant: u64) -> Millis {
-        match tenant {
-            0 => Millis::MIN,
-            t => self
-                .clocks
-                .get(&t)
-                .map_or(Millis::MIN, |c| c.watermark.saturating_sub(self.ttl)),
-        }
+        horizon_in(&self.clocks, self.legacy, self.ttl, tenant)
     }
 
     fn live(&self, s: &PairState) -> bool {
@@ -309,11 +347,18 @@ impl PairStore {
     }
 
     /// The state of the pair `key` of `tenant` for an event at `at`, new if the pair is
-    /// unknown or expired (relative to the tenant's watermark, or to `at`).
+    /// unknown or expired (relative to the tenant's watermark, or to `at`; a pair of
+    /// unknown tenant also relative to the legacy clock, as [`PairStore::get`] sees it).
     pub fn entry(&mut self, key: PairKey, tenant: u64, at: Millis) -> &mut PairState {
         let horizon = self.horizon(tenant).max(at.saturating_sub(self.ttl));
+        let legacy = self.horizon(0);
         let state = self.map.entry(key).or_insert_with(|| PairState::new(at));
-        if state.last_seen < horizon {
+        let own = if state.tenant == 0 {
+            legacy
+        } else {
+            Millis::MIN
+        };
+        if state.last_seen < horizon.max(own) {
             *state = PairState::new(at);
         }
         state.tenant = tenant;
@@ -325,10 +370,8 @@ impl PairStore {
     /// past its last sweep (amortised: see [`PASS_SPACING`]); returns how many went.
     pub fn advance(&mut self, tenant: u64, at: Millis) -> usize {
         self.since_pass += 1;
-        let clock = self.clocks.entry(tenant).or_insert(Clock {
-            watermark: at,
-            swept: at,
-        });
+        self.legacy = self.legacy.max(at);
+        let clock = self.clocks.entry(tenant).or_insert(Clock::new(at, at));
         clock.watermark = clock.watermark.max(at);
         if clock.watermark.saturating_sub(clock.swept) >= crate::time::HOUR {
             self.due = true;
@@ -340,30 +383,39 @@ impl PairStore {
         }
     }
 
-    /// Removes every expired pair, of every tenant, in one pass.
+    /// Removes every expired pair, of every tenant, in one pass, and the clocks of the
+    /// tenants left with no pair.
     fn sweep(&mut self) -> usize {
         self.due = false;
         self.since_pass = 0;
         let ttl = self.ttl;
-        // Pairs of unknown tenant: relative to the earliest tenant clock.
-        let unknown = (self.clocks.values())
-            .map(|c| c.watermark.saturating_sub(ttl))
-            .min()
-            .unwrap_or(Millis::MIN);
+        let legacy = self.legacy.saturating_sub(ttl);
         for c in self.clocks.values_mut() {
             c.swept = c.watermark;
+            c.pairs = 0;
         }
-        let clocks = &self.clocks;
+        let clocks = &mut self.clocks;
         let before = self.map.len();
         self.map.retain(|_, s| {
-            let horizon = match s.tenant {
-                0 => unknown,
-                t => clocks
-                    .get(&t)
-                    .map_or(Millis::MIN, |c| c.watermark.saturating_sub(ttl)),
+            if s.tenant == 0 {
+                return s.last_seen >= legacy;
+            }
+            // A tenant without a clock: its pairs never expire (none in practice: a
+            // pair's tenant is set just before its event moves the tenant's clock).
+            let Some(c) = clocks.get_mut(&s.tenant) else {
+                return true;
             };
-            s.last_seen >= horizon
+            let keep = s.last_seen >= c.watermark.saturating_sub(ttl);
+            if keep {
+                c.pairs = c.pairs.saturating_add(1);
+            }
+            keep
         });
+        self.clocks.retain(|_, c| c.pairs > 0);
+        // Give back the room of dropped clocks (amortised: only once mostly empty).
+        if self.clocks.capacity() > 64 && self.clocks.capacity() > 4 * self.clocks.len() {
+            self.clocks.shrink_to(2 * self.clocks.len());
+        }
         before - self.map.len()
     }
 
@@ -374,17 +426,18 @@ impl PairStore {
     }
 
     /// Puts back a pair from a checkpoint or the changelog; its `tenant` (if known)
-    /// moves that tenant's watermark to the pair's `last_seen` at least. The first pass
-    /// after a restore sweeps.
+    /// moves that tenant's watermark to the pair's `last_seen` at least, and the legacy
+    /// clock (pairs of unknown tenant) moves to it in any case. The first pass after a
+    /// restore sweeps.
     pub fn insert(&mut self, key: PairKey, state: PairState) {
+        self.legacy = self.legacy.max(state.last_seen);
         if state.tenant != 0 {
-            let c = self.clocks.entry(state.tenant).or_insert(Clock {
-                watermark: state.last_seen,
-                swept: Millis::MIN,
-            });
+            let c = (self.clocks)
+                .entry(state.tenant)
+                .or_insert(Clock::new(state.last_seen, Millis::MIN));
             c.watermark = c.watermark.max(state.last_seen);
-            self.due = true;
         }
+        self.due = true;
         self.map.insert(key, state);
     }
 
@@ -401,12 +454,23 @@ impl PairStore {
         self.map.get_mut(key)
     }
 
-    /// Removes every pair in which `user` takes part; returns how many.
+    /// Removes every pair in which `user` takes part; returns how many were live.
+    /// Expired pairs not swept yet are removed too but not counted, so that the count
+    /// does not depend on when a sweep pass (maybe triggered by another tenant) ran.
     pub fn forget_user(&mut self, user: &str) -> usize {
         let h = user_hash(user);
-        let before = self.map.len();
-        self.map.retain(|_, s| s.users[0] != h && s.users[1] != h);
-        before - self.map.len()
+        let (clocks, legacy, ttl) = (&self.clocks, self.legacy, self.ttl);
+        let mut live = 0;
+        self.map.retain(|_, s| {
+            if s.users[0] != h && s.users[1] != h {
+                return true;
+            }
+            if s.last_seen >= horizon_in(clocks, legacy, ttl, s.tenant) {
+                live += 1;
+            }
+            false
+        });
+        live
     }
 }
 
@@ -541,7 +605,11 @@ mod tests {
         let (k, _) = PairKey::of(tenant, a, b);
         let t = tenant_hash(tenant);
         assert!(!store.is_late(t, at));
-        store.entry(k, t, at);
+        let s = store.entry(k, t, at);
+        if s.users == [0, 0] {
+            s.users = [user_hash(a.min(b)), user_hash(a.max(b))];
+        }
+        s.last_seen = s.last_seen.max(at);
         store.advance(t, at)
     }
 
@@ -624,25 +692,108 @@ mod tests {
         assert_eq!(store.len(), 801);
     }
 
+    /// A pair of unknown tenant, as restored from a version 02 checkpoint.
+    fn legacy(store: &mut PairStore, a: &str, b: &str, last_seen: Millis) -> PairKey {
+        let (k, _) = PairKey::of("old", a, b);
+        let mut s = PairState::new(last_seen);
+        s.users = [user_hash(a), user_hash(b)];
+        store.insert(k, s);
+        k
+    }
+
     #[test]
-    fn pairs_of_unknown_tenant_go_by_the_earliest_tenant_clock() {
+    fn legacy_pairs_are_hidden_relative_to_the_legacy_clock() {
+        let mut store = PairStore::new(30 * DAY);
+        // Restored: one pair seen 400 days ago, one yesterday (in event time).
+        let stale = legacy(&mut store, "p", "q", 0);
+        let fresh = legacy(&mut store, "r", "s", 400 * DAY);
+        assert!(store.get(&stale).is_none());
+        assert!(store.get_mut(&stale).is_none());
+        assert!(store.get(&fresh).is_some());
+        // Its next event starts the stale pair over, as a swept one would, even one
+        // within the TTL of it (its tenant has no clock yet).
+        let s = store.entry(stale, tenant_hash("old"), 10 * DAY);
+        assert_eq!((s.first_contact, s.tenant), (10 * DAY, tenant_hash("old")));
+        // The legacy clock follows the most advanced tenant.
+        event(&mut store, "a", "x", "y", 429 * DAY);
+        assert!(store.get(&fresh).is_some());
+        event(&mut store, "a", "x", "y", 431 * DAY);
+        assert!(store.get(&fresh).is_none());
+    }
+
+    #[test]
+    fn an_idle_tenant_or_a_1970_event_does_not_keep_legacy_pairs_forever() {
         let mut store = PairStore::new(DAY);
-        // Restored from an old checkpoint: tenant unknown.
-        let (old, _) = PairKey::of("a", "p", "q");
-        store.insert(old, PairState::new(0));
+        let old = legacy(&mut store, "p", "q", 10 * DAY);
+        // Tenant a is idle since 1970; tenant b moves on.
         event(&mut store, "a", "r", "s", 0);
-        event(&mut store, "b", "r", "s", 0);
-        // Tenant b is far ahead, tenant a is not: the unknown pair stays.
-        assert_eq!(event(&mut store, "b", "r", "s", 10 * DAY), 0);
+        event(&mut store, "b", "r", "s", 10 * DAY);
         assert!(store.get(&old).is_some());
-        // Once the earliest clock is past its TTL, it goes.
-        assert_eq!(event(&mut store, "a", "r", "s", 3 * DAY), 1);
+        assert_eq!(event(&mut store, "b", "r", "s", 12 * DAY), 1);
         assert!(store.iter().all(|(k, _)| *k != old));
+        assert!(store.get(&PairKey::of("a", "r", "s").0).is_some());
         // A restored pair's next event tells its tenant.
         let (k, _) = PairKey::of("a", "x", "y");
-        store.insert(k, PairState::new(3 * DAY));
-        let s = store.entry(k, tenant_hash("a"), 3 * DAY + 1);
-        assert_eq!((s.tenant, s.first_contact), (tenant_hash("a"), 3 * DAY));
+        store.insert(k, PairState::new(12 * DAY));
+        let s = store.entry(k, tenant_hash("a"), 12 * DAY + 1);
+        assert_eq!((s.tenant, s.first_contact), (tenant_hash("a"), 12 * DAY));
+    }
+
+    #[test]
+    fn a_sweep_drops_the_clocks_of_tenants_without_pairs() {
+        let mut store = PairStore::new(DAY);
+        // A client makes up 1000 tenants, one pair each, then the user is forgotten.
+        for i in 0..1000 {
+            let (tenant, t) = (format!("h{i}"), tenant_hash(&format!("h{i}")));
+            store.entry(PairKey::of(&tenant, "x", "y").0, t, 0).users =
+                [user_hash("x"), user_hash("y")];
+            store.advance(t, 0);
+        }
+        assert_eq!(store.clocks.len(), 1000);
+        assert_eq!(store.forget_user("x"), 1000);
+        // Some tenant's time moves: the next pass drops the clocks left without pairs.
+        event(&mut store, "a", "r", "s", 0);
+        event(&mut store, "b", "r", "s", 0);
+        event(&mut store, "a", "r", "s", 2 * DAY);
+        assert_eq!(store.clocks.len(), 2);
+        assert_eq!(store.watermark(tenant_hash("h7")), None);
+        assert_eq!(store.watermark(tenant_hash("b")), Some(0));
+        assert!(store.clocks.capacity() < 1000);
+        // Counted for their tenant: b keeps its clock, and its lateness, with one pair.
+        assert!(store.get(&PairKey::of("b", "r", "s").0).is_some());
+        // Dropping the most advanced tenant's clock does not move the legacy clock back.
+        assert_eq!(store.forget_user("r"), 2);
+        event(&mut store, "c", "r", "s", 0);
+        event(&mut store, "c", "r", "s", 2 * crate::time::HOUR);
+        assert_eq!(store.watermark(tenant_hash("a")), None);
+        let stale = legacy(&mut store, "p", "q", 0);
+        assert!(store.get(&stale).is_none());
+    }
+
+    #[test]
+    fn forget_user_counts_only_live_pairs() {
+        // The same pairs, in a store where another tenant's events swept and in one
+        // where they did not: the same count.
+        let ttl = 30 * crate::time::MINUTE;
+        let mut counts = Vec::new();
+        for other_sweeps in [false, true] {
+            let mut store = PairStore::new(ttl);
+            for (b, at) in [("v", 0), ("w", 31 * crate::time::MINUTE)] {
+                let (k, _) = PairKey::of("a", "u", b);
+                store.entry(k, tenant_hash("a"), at).users = [user_hash("u"), user_hash(b)];
+                store.advance(tenant_hash("a"), at);
+            }
+            legacy(&mut store, "u", "z", -DAY);
+            if other_sweeps {
+                event(&mut store, "b", "r", "s", 0);
+                event(&mut store, "b", "r", "s", 2 * crate::time::HOUR);
+            }
+            assert_eq!(store.len(), if other_sweeps { 2 } else { 3 });
+            counts.push(store.forget_user("u"));
+            // The expired ones went too.
+            assert_eq!(store.len(), other_sweeps as usize);
+        }
+        assert_eq!(counts, [1, 1]);
     }
 
     #[test]

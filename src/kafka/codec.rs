@@ -8,6 +8,7 @@ use crate::proto::{event_from_proto, pb};
 use crate::state::{PairKey, PairState};
 use prost::Message as _;
 use rdkafka::message::{Header, Headers, OwnedHeaders};
+use sha2::{Digest, Sha256};
 
 pub const CONTENT_TYPE: &str = "content-type";
 pub const JSON: &str = "application/json";
@@ -18,6 +19,21 @@ pub const OFFSET_HEADER: &str = "pairwatch-offset";
 /// the serialised state does not hold. Absent (an older writer): tenant unknown (0).
 pub const TENANT_HEADER: &str = "pairwatch-tenant-hash";
 const CHANGELOG_VERSION: u8 = 1;
+/// Dead-letter reason of an input record larger than a dead letter may be.
+pub const RECORD_TOO_LARGE: &str = "record_too_large";
+/// Dead-letter headers of a record too large to carry whole: the size of its value and
+/// the value's SHA-256 (lowercase hex); the record itself stays in its input topic.
+pub const DLQ_VALUE_BYTES: &str = "pairwatch-dlq-value-bytes";
+pub const DLQ_VALUE_SHA256: &str = "pairwatch-dlq-value-sha256";
+/// How many original headers a too-large record's dead letter left out, if any.
+pub const DLQ_HEADERS_DROPPED: &str = "pairwatch-dlq-headers-dropped";
+/// The size of the original key, when a too-large record's dead letter cut it.
+pub const DLQ_KEY_BYTES: &str = "pairwatch-dlq-key-bytes";
+/// Longest `pairwatch-dlq-detail`, in bytes.
+const DETAIL_MAX: usize = 1024;
+/// What a too-large record's dead letter keeps of its key and original headers, at most.
+const KEY_KEPT_MAX: usize = 1024;
+const HEADERS_KEPT_MAX: usize = 16 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -72,6 +88,43 @@ impl Rejection {
             detail: detail.into(),
         }
     }
+}
+
+fn header_bytes(h: &Header<'_, &[u8]>) -> usize {
+    h.key.len() + h.value.map_or(0, <[u8]>::len)
+}
+
+/// The bytes of a record: key, value, and every header's name and value.
+pub fn record_bytes(
+    key: Option<&[u8]>,
+    payload: Option<&[u8]>,
+    headers: Option<&impl Headers>,
+) -> usize {
+    let headers = headers.map_or(0, |h| h.iter().map(|h| header_bytes(&h)).sum());
+    key.map_or(0, <[u8]>::len) + payload.map_or(0, <[u8]>::len) + headers
+}
+
+/// Rejects a record larger than `limit` bytes (key, value and headers), whatever it
+/// holds: no valid event is that large (its text is bounded by `limits.max_text_bytes`),
+/// and its dead letter could not carry it whole (see [`dead_letter`]).
+pub fn check_size(
+    key: Option<&[u8]>,
+    payload: Option<&[u8]>,
+    headers: Option<&impl Headers>,
+    limit: usize,
+) -> Result<(), Rejection> {
+    let n = record_bytes(key, payload, headers);
+    if n <= limit {
+        return Ok(());
+    }
+    Err(Rejection::new(
+        RECORD_TOO_LARGE,
+        format!(
+            "record of {n} bytes (key, value, headers) is over the {limit} bytes a dead letter \
+             may carry (kafka.dlq_max_value_bytes): the dead letter holds a prefix of the value, \
+             its size and SHA-256; the record stays in its topic at the offset given"
+        ),
+    ))
 }
 
 /// The format a record declares, or the topic's.
@@ -175,12 +228,31 @@ pub fn dead_letter_headers(
             });
         }
     }
+    origin_headers(h, why, topic, partition, offset)
+}
+
+/// `s` cut to at most `max` bytes, on a character boundary.
+fn cut(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn origin_headers(
+    mut h: OwnedHeaders,
+    why: &Rejection,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> OwnedHeaders {
     let partition = partition.to_string();
     let offset = offset.to_string();
     let at = crate::time::format_rfc3339(crate::time::now_millis());
     for (k, v) in [
         ("pairwatch-dlq-reason", why.reason),
-        ("pairwatch-dlq-detail", why.detail.as_str()),
+        ("pairwatch-dlq-detail", cut(&why.detail, DETAIL_MAX)),
         ("pairwatch-dlq-topic", topic),
         ("pairwatch-dlq-partition", partition.as_str()),
         ("pairwatch-dlq-offset", offset.as_str()),
@@ -192,6 +264,92 @@ pub fn dead_letter_headers(
         });
     }
     h
+}
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    s
+}
+
+/// A dead letter, ready to produce.
+pub struct DeadLetter<'a> {
+    pub key: &'a [u8],
+    pub value: Option<&'a [u8]>,
+    pub headers: OwnedHeaders,
+}
+
+/// The dead letter of a record: the record as it came (key, value, headers) plus the
+/// reason and origin in headers, if the record is at most `limit` bytes
+/// ([`record_bytes`]). A larger one could not be produced (the producer refuses a record
+/// over its `message.max.bytes`, and the batch would fail for ever): its dead letter
+/// carries at most `limit` bytes of it (the key's first KiB, the original headers that
+/// fit in 16 KiB, and a prefix of the value), plus the value's size and SHA-256. The
+/// full record stays in the input topic at the partition and offset the headers give.
+#[allow(clippy::too_many_arguments)]
+pub fn dead_letter<'a>(
+    key: Option<&'a [u8]>,
+    payload: Option<&'a [u8]>,
+    original: Option<&impl Headers>,
+    why: &Rejection,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    limit: usize,
+) -> DeadLetter<'a> {
+    let key = key.unwrap_or_default();
+    if record_bytes(Some(key), payload, original) <= limit {
+        return DeadLetter {
+            key,
+            value: payload,
+            headers: dead_letter_headers(original, why, topic, partition, offset),
+        };
+    }
+    let key_kept = key.len().min(KEY_KEPT_MAX).min(limit / 16);
+    let budget = HEADERS_KEPT_MAX.min(limit / 4);
+    let (mut h, mut used, mut dropped) = (OwnedHeaders::new(), 0, 0);
+    for o in original.iter().flat_map(|h| h.iter()) {
+        let n = header_bytes(&o);
+        if used + n <= budget {
+            h = h.insert(Header {
+                key: o.key,
+                value: o.value,
+            });
+            used += n;
+        } else {
+            dropped += 1;
+        }
+    }
+    let value = payload.unwrap_or_default();
+    let room = limit.saturating_sub(key_kept + used);
+    let prefix = &value[..value.len().min(room)];
+    let mut h = origin_headers(h, why, topic, partition, offset);
+    let mut extra = vec![
+        (DLQ_VALUE_BYTES, value.len().to_string()),
+        (DLQ_VALUE_SHA256, hex(&Sha256::digest(value))),
+    ];
+    if dropped > 0 {
+        extra.push((DLQ_HEADERS_DROPPED, dropped.to_string()));
+    }
+    if key_kept < key.len() {
+        extra.push((DLQ_KEY_BYTES, key.len().to_string()));
+    }
+    for (k, v) in &extra {
+        h = h.insert(Header {
+            key: k,
+            value: Some(v.as_str()),
+        });
+    }
+    DeadLetter {
+        key: &key[..key_kept],
+        value: payload.map(|_| prefix),
+        headers: h,
+    }
 }
 
 /// Headers on an alert record, for routing without parsing the JSON.
@@ -383,6 +541,65 @@ mod tests {
             get("pairwatch-dlq-topic").as_deref(),
             Some("pairwatch.events")
         );
+    }
+
+    #[test]
+    fn a_record_too_large_is_dead_lettered_as_a_bounded_prefix_with_its_digest() {
+        let limit = 4096;
+        let value: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let key = b"t/amy/zed".as_slice();
+        let orig = headers("application/json").insert(Header {
+            key: "big",
+            value: Some(&[7u8; 2000][..]),
+        });
+        let why = check_size(Some(key), Some(&value), Some(&orig), limit).unwrap_err();
+        assert_eq!(why.reason, RECORD_TOO_LARGE);
+        assert!(why.detail.len() <= DETAIL_MAX);
+        let dl = dead_letter(
+            Some(key),
+            Some(&value),
+            Some(&orig),
+            &why,
+            "pairwatch.events",
+            2,
+            9,
+            limit,
+        );
+        let get = |k: &str| {
+            dl.headers
+                .iter()
+                .find(|x| x.key == k)
+                .and_then(|x| x.value)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+        };
+        let v = dl.value.unwrap();
+        assert!(v.len() + dl.key.len() <= limit && !v.is_empty());
+        assert_eq!(v, &value[..v.len()]);
+        assert_eq!(dl.key, key);
+        assert_eq!(get(DLQ_VALUE_BYTES).as_deref(), Some("10000"));
+        assert_eq!(get(DLQ_VALUE_SHA256).unwrap(), hex(&Sha256::digest(&value)));
+        assert_eq!(get(DLQ_VALUE_SHA256).unwrap().len(), 64);
+        // The content type fits in the header budget (limit / 4); the 2000-byte one not.
+        assert_eq!(get("Content-Type").as_deref(), Some("application/json"));
+        assert_eq!(get(DLQ_HEADERS_DROPPED).as_deref(), Some("1"));
+        assert_eq!(get("pairwatch-dlq-offset").as_deref(), Some("9"));
+        assert_eq!(
+            get("pairwatch-dlq-reason").as_deref(),
+            Some(RECORD_TOO_LARGE)
+        );
+        // At the limit: whole, as it came.
+        let none: Option<&OwnedHeaders> = None;
+        assert!(check_size(Some(key), Some(&value[..limit - key.len()]), none, limit).is_ok());
+        let small = dead_letter(Some(key), Some(&value[..100]), none, &why, "t", 0, 1, limit);
+        assert_eq!(small.value, Some(&value[..100]));
+        assert!(small.headers.iter().all(|h| h.key != DLQ_VALUE_SHA256));
+        // A huge key is cut too; what the dead letter carries stays within the limit.
+        let long_key = vec![b'k'; 9000];
+        let dl = dead_letter(Some(&long_key), Some(&value), none, &why, "t", 0, 1, limit);
+        assert_eq!(dl.key.len(), limit / 16);
+        assert!(dl.key.len() + dl.value.unwrap().len() <= limit);
+        assert_eq!(hex(&[0, 15, 16, 255]), "000f10ff");
+        assert_eq!(cut("héllo", 2), "h");
     }
 
     #[test]

@@ -8,7 +8,7 @@
 
 use super::codec::{self, Format};
 use super::driver::Stage;
-use super::output::{Failed, Kind, Output};
+use super::output::{DeadTag, Failed, Kind, Output};
 use super::restore::{write_checkpoint, Restorer};
 use super::Topics;
 use crate::alert::Alert;
@@ -76,6 +76,8 @@ struct Work<'a, 'm> {
     format: Format,
     limits: &'a Limits,
     metrics: &'a Metrics,
+    /// Larger records are dead letters `record_too_large`, whatever they hold.
+    max_record: usize,
 }
 
 impl Part {
@@ -97,7 +99,8 @@ impl Part {
         let (mut accepted, mut skipped) = (0, 0);
         for &i in &self.inbox {
             let m = &w.records[i];
-            let event = codec::decode(m.payload(), m.headers(), w.format, w.limits)
+            let event = codec::check_size(m.key(), m.payload(), m.headers(), w.max_record)
+                .and_then(|_| codec::decode(m.payload(), m.headers(), w.format, w.limits))
                 .and_then(|e| codec::check_key(m.key(), &e).map(|_| e));
             let event = match event {
                 Ok(e) => e,
@@ -299,32 +302,41 @@ fn produce_alert(
     Ok(())
 }
 
-/// Sends a record that cannot be processed to the dead-letter topic, as it came, with
-/// the reason and its origin in headers.
+/// Sends a record that cannot be processed to the dead-letter topic, as it came (a
+/// prefix of it if it is too large: [`codec::dead_letter`]), with the reason and its
+/// origin in headers; once per record whatever the rewinds (counted by the output when
+/// final: [`Output::send_dead_letter`]).
 pub fn dead_letter(
     out: &mut Output,
     topic: &str,
     m: &BorrowedMessage<'_>,
     why: &codec::Rejection,
-    metrics: &Metrics,
 ) -> Result<(), Failed> {
-    metrics.kafka.dead_letter(why.reason);
     tracing::debug!(
         reason = why.reason,
         partition = m.partition(),
         offset = m.offset(),
         "dead letter"
     );
-    let headers =
-        codec::dead_letter_headers(m.headers(), why, m.topic(), m.partition(), m.offset());
-    out.send(
-        topic,
-        None,
-        m.key().unwrap_or_default(),
+    let tag = DeadTag {
+        partition: m.partition(),
+        offset: m.offset(),
+        reason: why.reason,
+    };
+    if out.dead_letter_done(tag.partition, tag.offset) {
+        return Ok(());
+    }
+    let dl = codec::dead_letter(
+        m.key(),
         m.payload(),
-        Some(headers),
-        Kind::DeadLetter,
-    )
+        m.headers(),
+        why,
+        m.topic(),
+        m.partition(),
+        m.offset(),
+        out.dead_letter_limit(),
+    );
+    out.send_dead_letter(topic, dl, tag)
 }
 
 impl Stage for Detect {
@@ -388,6 +400,7 @@ impl Stage for Detect {
             format: self.format,
             limits: &self.limits,
             metrics: &self.metrics,
+            max_record: out.dead_letter_limit(),
         };
         let threads = if ms.len() < PARALLEL_MIN {
             1
@@ -400,9 +413,7 @@ impl Stage for Detect {
             for (i, outcome) in part.outbox.drain(..) {
                 let m = &ms[i];
                 match outcome {
-                    Outcome::Rejected(why) => {
-                        dead_letter(out, &self.topics.dlq, m, &why, &self.metrics)?
-                    }
+                    Outcome::Rejected(why) => dead_letter(out, &self.topics.dlq, m, &why)?,
                     Outcome::Alert(a) => produce_alert(&self.topics, &self.metrics, &a, out, m)?,
                 }
             }

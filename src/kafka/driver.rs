@@ -7,12 +7,14 @@
 //! A batch whose output or commit fails is rewound: the stage restores its partitions
 //! again and the consumer seeks back to the last committed offsets.
 
+use super::health::StageHealth;
 use super::output::{Failed, Output};
 use crate::metrics::Metrics;
+use prometheus::IntCounter;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::collections::BTreeMap;
@@ -21,6 +23,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// The consumers' session timeout and heartbeat unless `kafka.client` sets them.
+pub const SESSION_TIMEOUT_MS: &str = "10000";
+pub const HEARTBEAT_INTERVAL_MS: &str = "3000";
 /// Rewinds of one batch before the stage gives up.
 const MAX_REWINDS: u32 = 8;
 /// Records handed to the stage at once, at most.
@@ -71,6 +76,20 @@ struct Driver<S> {
     rewinds_in_a_row: u32,
     /// Bumped by every rebalance: a chunk polled across one is read again.
     rebalances: u64,
+    /// Readiness and positions, read by `/readyz` and the lag monitor.
+    health: Arc<StageHealth>,
+    /// The stage's `records_consumed_total`.
+    consumed: IntCounter,
+    /// Per partition, the offset after the last record counted as consumed: records
+    /// read again after a rewind or a rebalance are not counted twice.
+    counted: BTreeMap<i32, i64>,
+    /// After a rewind, per partition, how far the failed batch had read: the stage is
+    /// unready until it has read that far again.
+    rewind_to: BTreeMap<i32, i64>,
+    /// At-least-once: when to send the last offsets once more, if no batch has carried
+    /// them by then (an asynchronous commit refused while the group rebalanced would
+    /// otherwise leave an idle partition's committed offset behind).
+    resend_at: Option<Instant>,
 }
 
 impl<S: Stage> Driver<S> {
@@ -83,6 +102,16 @@ impl<S: Stage> Driver<S> {
             }
             _ => false,
         });
+        let mut fresh = 0;
+        for m in chunk.iter() {
+            let counted = self.counted.entry(m.partition()).or_insert(i64::MIN);
+            if m.offset() >= *counted {
+                *counted = m.offset() + 1;
+                fresh += 1;
+            }
+        }
+        self.consumed.inc_by(fresh);
+        self.check_rewound();
         if chunk.is_empty() {
             return;
         }
@@ -93,6 +122,64 @@ impl<S: Stage> Driver<S> {
         if let Err(e) = self.stage.records(chunk, &mut self.out) {
             self.failed(e);
         }
+    }
+
+    /// At-least-once, nothing in flight: sends the offsets reached once more, so that an
+    /// idle partition's committed offset does not stay behind when the last commit was
+    /// refused (a group that rebalances refuses commits for a moment; the client does
+    /// not always say so).
+    fn resend<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) {
+        self.resend_at = None;
+        if self.out.transactional() || self.pending > 0 || self.staged.is_some() {
+            return;
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (&p, &o) in &self.next {
+            if let Err(e) = tpl.add_partition_offset(&self.settings.topic, p, Offset::Offset(o)) {
+                tracing::warn!(error = %e, "offset not added");
+            }
+        }
+        let sent = self.out.commit(consumer, &tpl, CommitMode::Async);
+        match sent {
+            Ok(()) => self.committed = self.next.clone(),
+            Err(e) => {
+                let (Failed::Fatal(m) | Failed::Rewind(m)) = e;
+                tracing::warn!(stage = self.settings.stage_name, error = %m, "offset commit not sent; retrying");
+                self.resend_at = Some(Instant::now() + Duration::from_secs(1));
+            }
+        }
+    }
+
+    /// Ends the rewinding state once every partition has read as far as before it.
+    fn check_rewound(&mut self) {
+        if self.rewind_to.is_empty() {
+            return;
+        }
+        let next = &self.next;
+        self.rewind_to
+            .retain(|p, to| next.get(p).is_some_and(|n| n < to));
+        if self.rewind_to.is_empty() {
+            self.health.set_rewinding(false);
+        }
+    }
+
+    /// The owned partitions' processing positions, for the lag: the next offset to
+    /// process, or the client's position when it is further (transaction markers take
+    /// offsets and are never handed over).
+    fn publish_positions<C: ConsumerContext>(&self, consumer: &BaseConsumer<C>) {
+        let mut positions = self.next.clone();
+        if self.rewind_to.is_empty() {
+            if let Ok(tpl) = consumer.position() {
+                for e in tpl.elements_for_topic(&self.settings.topic) {
+                    if let (Offset::Offset(o), Some(n)) =
+                        (e.offset(), positions.get_mut(&e.partition()))
+                    {
+                        *n = (*n).max(o);
+                    }
+                }
+            }
+        }
+        self.health.set_positions(positions);
     }
 
     /// A chunk polled while a rebalance ran is dropped: the partitions it came from
@@ -165,6 +252,7 @@ impl<S: Stage> Driver<S> {
         self.out.commit(consumer, &tpl, mode)?;
         self.committed = staged;
         self.rewinds_in_a_row = 0;
+        self.resend_at = Some(Instant::now() + Duration::from_secs(1));
         Ok(())
     }
 
@@ -221,6 +309,11 @@ impl<S: Stage> Driver<S> {
         mode: CommitMode,
         checkpoint: bool,
     ) {
+        if let Some(f) = self.health.fatal() {
+            // Offsets of topics that are gone must not land on the new ones.
+            self.fatal.get_or_insert(f);
+            return;
+        }
         if let Err(e) = self.try_commit(consumer, mode, checkpoint) {
             self.failed(e);
             if self.fatal.is_none() {
@@ -245,6 +338,7 @@ impl<S: Stage> Driver<S> {
     /// with growing pauses between them, instead of spinning.
     fn rewind<C: ConsumerContext>(&mut self, consumer: &BaseConsumer<C>) {
         self.metrics.kafka.rewinds.inc();
+        self.health.set_rewinding(true);
         self.rewinds_in_a_row += 1;
         if self.rewinds_in_a_row > MAX_REWINDS {
             self.fatal = Some(format!(
@@ -255,6 +349,11 @@ impl<S: Stage> Driver<S> {
         std::thread::sleep(Duration::from_millis(
             200 * u64::from(self.rewinds_in_a_row),
         ));
+        if let Some(f) = self.health.fatal() {
+            // The topics changed under the stage: nothing to restore from.
+            self.fatal = Some(f);
+            return;
+        }
         self.staged = None;
         if let Err(Failed::Fatal(m)) = self.out.abort() {
             self.fatal = Some(m);
@@ -270,7 +369,10 @@ impl<S: Stage> Driver<S> {
                     return;
                 }
             };
-            self.next.insert(p, start);
+            if let Some(reached) = self.next.insert(p, start).filter(|&r| r > start) {
+                let to = self.rewind_to.entry(p).or_insert(reached);
+                *to = (*to).max(reached);
+            }
             self.committed.insert(p, start);
             if let Err(e) =
                 consumer.seek(&self.settings.topic, p, Offset::Offset(start), CALL_TIMEOUT)
@@ -280,6 +382,8 @@ impl<S: Stage> Driver<S> {
             }
         }
         self.pending = 0;
+        self.check_rewound();
+        self.health.set_rewinding(!self.rewind_to.is_empty());
     }
 }
 
@@ -292,6 +396,7 @@ struct Ctx<S> {
     metrics: Arc<Metrics>,
     topic: String,
     stage_name: &'static str,
+    health: Arc<StageHealth>,
 }
 
 impl<S: Stage> Ctx<S> {
@@ -301,25 +406,12 @@ impl<S: Stage> Ctx<S> {
 }
 
 impl<S: Stage> ClientContext for Ctx<S> {
-    fn stats(&self, stats: Statistics) {
-        if self.stage_name != "detect" {
-            return;
+    fn error(&self, error: KafkaError, reason: &str) {
+        // Unready until the brokers answer again (the monitor clears it).
+        if matches!(error, KafkaError::Global(RDKafkaErrorCode::AllBrokersDown)) {
+            self.health.brokers_down();
         }
-        let Some(topic) = stats.topics.get(&self.topic) else {
-            return;
-        };
-        // Lag from the records handed to the stage, not from the committed offsets
-        // (the client's `consumer_lag`): at-least-once offsets are committed a batch
-        // late, which would show a second or two of input as lag on a healthy instance.
-        for (p, s) in &topic.partitions {
-            if *p >= 0 && s.ls_offset >= 0 && s.app_offset >= 0 {
-                self.metrics
-                    .kafka
-                    .lag
-                    .with_label_values(&[&p.to_string()])
-                    .set((s.ls_offset - s.app_offset).max(0));
-            }
-        }
+        tracing::error!(stage = self.stage_name, error = %error, reason, "kafka client error");
     }
 }
 
@@ -329,12 +421,27 @@ impl<S: Stage> ConsumerContext for Ctx<S> {
         result: rdkafka::error::KafkaResult<()>,
         offsets: &TopicPartitionList,
     ) {
-        if let Err(e) = result {
-            tracing::warn!(stage = self.stage_name, error = %e, "offset commit failed; it will be retried");
+        // The request may succeed with some partitions refused (a group rebalancing):
+        // those are failed too.
+        let failed: Vec<i32> = match &result {
+            Err(_) => offsets.elements().iter().map(|e| e.partition()).collect(),
+            Ok(()) => offsets
+                .elements()
+                .iter()
+                .filter(|e| e.error().is_err())
+                .map(|e| e.partition())
+                .collect(),
+        };
+        if !failed.is_empty() {
+            let error = match result {
+                Err(e) => e.to_string(),
+                Ok(()) => format!("{} partition(s) refused", failed.len()),
+            };
+            tracing::warn!(stage = self.stage_name, %error, "offset commit failed; it will be retried");
             self.failed_commits
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .extend(offsets.elements().iter().map(|e| e.partition()));
+                .extend(failed);
         }
     }
 
@@ -346,6 +453,10 @@ impl<S: Stage> ConsumerContext for Ctx<S> {
     ) {
         let mut d = self.lock();
         d.rebalances += 1;
+        if let Some(f) = d.health.fatal() {
+            // The topics changed under the stage: nothing is committed or restored.
+            d.fatal.get_or_insert(f);
+        }
         let kind = |k: &str| self.metrics.kafka.rebalances.with_label_values(&[k]).inc();
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
@@ -364,12 +475,11 @@ impl<S: Stage> ConsumerContext for Ctx<S> {
                     d.stage.revoke(e.partition());
                     d.next.remove(&e.partition());
                     d.committed.remove(&e.partition());
-                    let _ = self
-                        .metrics
-                        .kafka
-                        .lag
-                        .remove_label_values(&[&e.partition().to_string()]);
                 }
+                d.check_rewound();
+                d.publish_positions(consumer);
+                // Commits refused while the group rebalanced: sent again once it settled.
+                d.resend_at = Some(Instant::now() + Duration::from_secs(1));
                 let r = if cooperative(consumer) {
                     consumer.incremental_unassign(tpl)
                 } else {
@@ -386,6 +496,10 @@ impl<S: Stage> ConsumerContext for Ctx<S> {
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 kind("assign");
+                if d.fatal.is_some() {
+                    return;
+                }
+                d.health.set_restoring(true);
                 // Without the committed offsets a restore could only start over from
                 // the local state or the beginning: retry, then give up.
                 let mut attempt = 0;
@@ -442,6 +556,10 @@ impl<S: Stage> ConsumerContext for Ctx<S> {
                 if let Err(e) = r {
                     d.fatal = Some(format!("assign failed: {e}"));
                 }
+                d.publish_positions(consumer);
+                d.resend_at = Some(Instant::now() + Duration::from_secs(1));
+                d.health.joined();
+                d.health.set_restoring(false);
                 tracing::info!(
                     stage = self.stage_name,
                     partitions = tpl.count(),
@@ -461,15 +579,33 @@ fn cooperative<C: ConsumerContext>(c: &BaseConsumer<C>) -> bool {
 }
 
 /// Consumer properties every stage uses; the assignment strategy can be overridden
-/// through `kafka.client` (eager strategies are handled too).
-pub fn consumer_config(base: &ClientConfig, group: &str) -> ClientConfig {
+/// through `kafka.client` (eager strategies are handled too), and so can the session
+/// timeouts. `instance_id` makes the member static (`kafka.instance_id`).
+pub fn consumer_config(
+    base: &ClientConfig,
+    group: &str,
+    instance_id: Option<&str>,
+) -> ClientConfig {
     let mut c = base.clone();
     c.set("group.id", group)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        .set("isolation.level", "read_committed")
-        .set("statistics.interval.ms", "5000");
+        .set("isolation.level", "read_committed");
+    if let Some(id) = instance_id {
+        // A static member that comes back within the session timeout gets its
+        // partitions again without a rebalance (it does not leave the group on close).
+        c.set("group.instance.id", id);
+    }
+    if base.get("session.timeout.ms").is_none() {
+        // A dead instance's partitions move after this long (librdkafka's 45 s would
+        // leave them unowned for most of a minute; some brokers also hold the first
+        // assignment back for part of it).
+        c.set("session.timeout.ms", SESSION_TIMEOUT_MS);
+    }
+    if base.get("heartbeat.interval.ms").is_none() {
+        c.set("heartbeat.interval.ms", HEARTBEAT_INTERVAL_MS);
+    }
     if base.get("fetch.queue.backoff.ms").is_none() {
         // The client's default (1 s) leaves the consumer idle for most of that second
         // whenever its queue fills up, which a busy stage does all the time.
@@ -478,6 +614,13 @@ pub fn consumer_config(base: &ClientConfig, group: &str) -> ClientConfig {
     if base.get("partition.assignment.strategy").is_none() {
         // Incremental: partitions that stay keep being processed during a rebalance.
         c.set("partition.assignment.strategy", "cooperative-sticky");
+    }
+    if base.get("receive.message.max.bytes").is_none() {
+        // Any record the broker holds can be fetched (and dead-lettered if too large):
+        // a fetch response over this limit (default 100 MB) is dropped with the
+        // connection and fetched again for ever, stalling every partition behind it.
+        // The protocol's own bound; memory is used by the records actually fetched.
+        c.set("receive.message.max.bytes", "2147483647");
     }
     c
 }
@@ -489,6 +632,7 @@ pub fn run<S: Stage>(
     stage: S,
     out: Output,
     metrics: Arc<Metrics>,
+    health: Arc<StageHealth>,
     stop: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
     let topic = settings.topic.clone();
@@ -497,6 +641,7 @@ pub fn run<S: Stage>(
         .kafka
         .consumed
         .with_label_values(&[settings.stage_name]);
+    health.beat();
     let ctx = Ctx {
         driver: Mutex::new(Driver {
             stage,
@@ -513,18 +658,32 @@ pub fn run<S: Stage>(
             staged_at: Instant::now(),
             rewinds_in_a_row: 0,
             rebalances: 0,
+            health: health.clone(),
+            consumed,
+            counted: BTreeMap::new(),
+            rewind_to: BTreeMap::new(),
+            resend_at: None,
         }),
         failed_commits: Mutex::new(Vec::new()),
         metrics,
         topic: topic.clone(),
         stage_name,
+        health: health.clone(),
     };
     let consumer: BaseConsumer<Ctx<S>> = consumer_config.create_with_context(ctx)?;
     consumer.subscribe(&[&topic])?;
     tracing::info!(stage = stage_name, %topic, "consuming");
     let mut last_poll = Instant::now();
+    let mut last_positions = Instant::now();
     let mut chunk = Vec::with_capacity(CHUNK);
     while !stop.load(Ordering::Relaxed) {
+        health.beat();
+        if let Some(f) = health.fatal() {
+            // The topics are not the ones the offsets and state belong to: nothing more
+            // is committed, the revoke on close included.
+            consumer.context().lock().fatal = Some(f.clone());
+            anyhow::bail!("{stage_name}: {f}");
+        }
         let (rebalances, room) = {
             let d = consumer.context().lock();
             (d.rebalances, d.room())
@@ -552,14 +711,14 @@ pub fn run<S: Stage>(
         // Not committed after all: the next commit sends these offsets again.
         for p in failed {
             d.committed.remove(&p);
+            let at = Instant::now() + d.settings.linger;
+            d.resend_at.get_or_insert(at);
         }
         if d.rebalances != rebalances && !chunk.is_empty() {
             d.read_again(&consumer, &chunk);
         } else {
-            // Counted once handled (their output sent), and not when read again.
-            let received = chunk.len() as u64;
+            // Counted in `handle`, each offset once: not when read again.
             d.handle(&mut chunk);
-            consumed.inc_by(received);
         }
         chunk.clear();
         if d.rewind_needed {
@@ -567,10 +726,16 @@ pub fn run<S: Stage>(
             d.rewind(&consumer);
         } else if d.fatal.is_none() && d.due() {
             d.commit(&consumer, CommitMode::Async, false);
+        } else if d.fatal.is_none() && d.resend_at.is_some_and(|t| Instant::now() >= t) {
+            d.resend(&consumer);
         }
         if last_poll.elapsed() >= Duration::from_millis(100) {
             d.out.poll();
             last_poll = Instant::now();
+        }
+        if last_positions.elapsed() >= Duration::from_millis(200) {
+            d.publish_positions(&consumer);
+            last_positions = Instant::now();
         }
         if let Some(f) = &d.fatal {
             anyhow::bail!("{stage_name}: {f}");

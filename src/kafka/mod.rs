@@ -11,12 +11,16 @@
 //!   changelog);
 //! - [`rekey`]: the optional re-keying stage;
 //! - [`restore`]: local checkpoints and changelog replay;
+//! - [`health`]: readiness, lag and the watch on the topics;
+//! - [`librdkafka_fix`]: the fix of a crash of the bundled librdkafka;
 //! - [`bench`]: `pairwatch bench kafka`, the Kafka path measured against a broker.
 
 pub mod bench;
 pub mod codec;
 pub mod detect;
 pub mod driver;
+pub mod health;
+pub mod librdkafka_fix;
 pub mod output;
 pub mod rekey;
 pub mod restore;
@@ -90,6 +94,7 @@ impl Topics {
 /// Properties every client gets: the brokers, then the user's pass-through ones
 /// (security settings and tuning), which win.
 pub fn client_config(k: &Kafka) -> ClientConfig {
+    librdkafka_fix::anchor();
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", k.brokers.trim())
         .set("client.id", "pairwatch");
@@ -254,6 +259,7 @@ pub struct Handle {
     threads: Vec<JoinHandle<anyhow::Result<()>>>,
     pub packs: Arc<PackCell>,
     pub publisher: Publisher,
+    pub health: Arc<health::Health>,
 }
 
 impl Handle {
@@ -277,16 +283,36 @@ impl Handle {
     }
 }
 
-/// Starts the stages: re-keying (when configured) and detection.
+/// Starts the stages: re-keying (when configured) and detection, and the monitor of
+/// lag, brokers and topics; `health` is what `/readyz` reads.
 pub fn start(
     config: &Config,
     engine: EngineConfig,
     limits: Limits,
     pack: Arc<RulePack>,
     metrics: Arc<Metrics>,
+    health: Arc<health::Health>,
 ) -> anyhow::Result<Handle> {
     let k = &config.kafka;
     let topics = Topics::of(k);
+    let instance_id = k.group_instance_id();
+    if let Some(id) = &instance_id {
+        tracing::info!(instance_id = %id, "static group membership");
+    }
+    let mut watched = vec![
+        topics.events.clone(),
+        topics.dlq.clone(),
+        topics.changelog.clone(),
+    ];
+    if topics.input != topics.events {
+        watched.push(topics.input.clone());
+    }
+    watched.extend(topics.alert_topics());
+    let watch = health::Watch {
+        input: topics.input.clone(),
+        group: k.group_id.clone(),
+        topics: watched,
+    };
     let base = client_config(k);
     let format = Format::parse(&k.events_format);
     let stop = Arc::new(AtomicBool::new(false));
@@ -308,7 +334,8 @@ pub fn start(
     let mut threads = Vec::new();
     if !k.keyed_by_pair {
         let out = Output::new(&base, txn_id(".rekey").as_deref(), "", metrics.clone())
-            .map_err(anyhow::Error::msg)?;
+            .map_err(anyhow::Error::msg)?
+            .with_dead_letters(output::DeadLetterPolicy::of(config));
         let stage = rekey::Rekey {
             to: topics.input.clone(),
             dlq: topics.dlq.clone(),
@@ -316,16 +343,27 @@ pub fn start(
             limits,
             metrics: metrics.clone(),
         };
-        let consumer = driver::consumer_config(&base, &format!("{}.rekey", k.group_id));
+        let consumer = driver::consumer_config(
+            &base,
+            &format!("{}.rekey", k.group_id),
+            instance_id.as_deref(),
+        );
         let settings = batch(&topics.events, "rekey", false);
-        let (m, s) = (metrics.clone(), stop.clone());
+        let (m, h, s) = (metrics.clone(), health.stage("rekey"), stop.clone());
         threads.push(
             std::thread::Builder::new()
                 .name("kafka-rekey".into())
-                .spawn(move || driver::run(consumer, settings, stage, out, m, s))?,
+                .spawn(move || driver::run(consumer, settings, stage, out, m, h, s))?,
         );
     }
     let state_dir = config.data_dir().join("kafka");
+    match health::topic_ids(&base, &[topics.input.clone(), topics.changelog.clone()]) {
+        Ok(ids) => restore::check_topic_ids(&state_dir, &topics.input, &ids)
+            .with_context(|| format!("local checkpoints in {}", state_dir.display()))?,
+        Err(e) => {
+            tracing::warn!(error = %e, "topic ids unavailable: local checkpoints not checked against them")
+        }
+    }
     let restorer = restore::Restorer::new(
         &base,
         &k.group_id,
@@ -339,7 +377,8 @@ pub fn start(
         &topics.changelog,
         metrics.clone(),
     )
-    .map_err(anyhow::Error::msg)?;
+    .map_err(anyhow::Error::msg)?
+    .with_dead_letters(output::DeadLetterPolicy::of(config));
     let settings = batch(&topics.input, "detect", true);
     let stage = Detect::new(
         topics,
@@ -353,17 +392,25 @@ pub fn start(
         metrics.clone(),
         k.detect_threads(),
     );
-    let consumer = driver::consumer_config(&base, &k.group_id);
-    let (m, s) = (metrics.clone(), stop.clone());
+    let consumer = driver::consumer_config(&base, &k.group_id, instance_id.as_deref());
+    let detect = health.stage("detect");
+    let (m, h, s) = (metrics.clone(), detect.clone(), stop.clone());
     threads.push(
         std::thread::Builder::new()
             .name("kafka-detect".into())
-            .spawn(move || driver::run(consumer, settings, stage, out, m, s))?,
+            .spawn(move || driver::run(consumer, settings, stage, out, m, h, s))?,
+    );
+    let (m, h, s) = (metrics.clone(), health.clone(), stop.clone());
+    threads.push(
+        std::thread::Builder::new()
+            .name("kafka-monitor".into())
+            .spawn(move || health::monitor(base, watch, h, detect, m, s))?,
     );
     Ok(Handle {
         stop,
         threads,
         packs,
         publisher: Publisher::new(k, metrics)?,
+        health,
     })
 }

@@ -6,16 +6,27 @@
 //! batch and its offsets form one Kafka transaction on one producer. A full producer
 //! queue is backpressure (wait and retry), not an error; a delivery that fails after the
 //! producer's own retries fails the batch, which the caller rewinds.
+//!
+//! Dead letters are the exception: one that the producer refuses or cannot deliver goes
+//! to a local file instead (`<data_dir>/dead-letters.jsonl`) and the batch goes on, so
+//! that no input record can stop its partition. And each input record's dead letter is
+//! produced once whatever the rewinds: in a transaction (exactly-once) it counts only if
+//! the transaction commits; at-least-once, the input offsets whose dead letter was
+//! delivered (or written locally) are remembered until committed, and skipped when read
+//! again.
 
+use super::codec::{self, DeadLetter};
 use crate::metrics::Metrics;
 use prometheus::IntCounter;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Message, OwnedHeaders};
+use rdkafka::message::{Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::{ClientContext, TopicPartitionList};
-use std::collections::HashMap;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use std::collections::{BTreeSet, HashMap};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,21 +41,93 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(130);
 /// Wait step for delivery reports: the client's poll always lasts its whole timeout.
 const POLL_STEP: Duration = Duration::from_millis(1);
 
-/// Delivery reports: failures counted, and the last offset delivered per partition of
-/// one tracked topic (the changelog), for checkpoints.
+/// How large dead letters may be, and where those the producer cannot deliver go.
+#[derive(Clone, Debug)]
+pub struct DeadLetterPolicy {
+    /// Largest input record a dead letter carries whole; larger ones are dead letters
+    /// `record_too_large` carrying a prefix ([`codec::dead_letter`]).
+    pub max_bytes: usize,
+    /// Where a dead letter the producer cannot deliver is written (one JSON line each);
+    /// None: such a dead letter fails its batch, like any other record.
+    pub local_file: Option<PathBuf>,
+}
+
+impl DeadLetterPolicy {
+    pub fn of(config: &crate::config::Config) -> DeadLetterPolicy {
+        DeadLetterPolicy {
+            max_bytes: config.kafka.dead_letter_limit(),
+            local_file: Some(config.data_dir().join(LOCAL_DEAD_LETTERS)),
+        }
+    }
+
+    /// From the producer's own `message.max.bytes`, without a local file.
+    fn of_client(config: &ClientConfig) -> DeadLetterPolicy {
+        let k = crate::config::Kafka {
+            client: config
+                .get("message.max.bytes")
+                .map(|v| [("message.max.bytes".to_string(), v.to_string())].into())
+                .unwrap_or_default(),
+            ..Default::default()
+        };
+        DeadLetterPolicy {
+            max_bytes: k.dead_letter_limit(),
+            local_file: None,
+        }
+    }
+}
+
+/// The local dead-letter file, under `server.data_dir`.
+pub const LOCAL_DEAD_LETTERS: &str = "dead-letters.jsonl";
+/// What a local dead letter keeps of the record's value and key (hex), and of each
+/// header value.
+const LOCAL_VALUE_PREFIX: usize = 4096;
+const LOCAL_KEY_PREFIX: usize = 1024;
+const LOCAL_HEADER_PREFIX: usize = 1024;
+
+/// The input record a dead letter stands for.
+#[derive(Clone, Copy, Debug)]
+pub struct DeadTag {
+    pub partition: i32,
+    pub offset: i64,
+    pub reason: &'static str,
+}
+
+/// What is known of dead letters, per input partition.
+#[derive(Default)]
+struct DeadBook {
+    /// Delivery opaque (never 0) of each dead letter in the producer.
+    next_id: usize,
+    in_flight: HashMap<usize, DeadTag>,
+    /// Input offsets whose dead letter is final: delivered (at-least-once) or written
+    /// to the local file. Not produced again when read again; forgotten once committed.
+    done: HashMap<i32, BTreeSet<i64>>,
+    /// Exactly-once: reasons of the dead letters sent in the open transaction, counted
+    /// when it commits.
+    in_txn: Vec<&'static str>,
+    local_file: Option<PathBuf>,
+}
+
+/// Delivery reports: failures counted, the last offset delivered per partition of one
+/// tracked topic (the changelog) for checkpoints, and the dead letters' outcome.
 pub struct Deliveries {
     metrics: Arc<Metrics>,
     failures: AtomicU64,
     tracked: String,
     last: Mutex<HashMap<i32, i64>>,
+    transactional: bool,
+    dead: Mutex<DeadBook>,
 }
 
 impl ClientContext for Deliveries {}
 
 impl ProducerContext for Deliveries {
-    type DeliveryOpaque = ();
+    /// 0, or the id of a dead letter in [`DeadBook::in_flight`].
+    type DeliveryOpaque = usize;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+    fn delivery(&self, result: &DeliveryResult<'_>, id: usize) {
+        let tag = (id != 0)
+            .then(|| self.book().in_flight.remove(&id))
+            .flatten();
         match result {
             Ok(m) => {
                 if m.topic() == self.tracked {
@@ -52,14 +135,140 @@ impl ProducerContext for Deliveries {
                     let e = last.entry(m.partition()).or_insert(-1);
                     *e = (*e).max(m.offset());
                 }
+                // Exactly-once: counted when the transaction commits.
+                if let (Some(tag), false) = (tag, self.transactional) {
+                    self.dead_letter_done(tag, false);
+                }
             }
-            Err((e, _)) => {
-                self.failures.fetch_add(1, Ordering::Relaxed);
+            Err((e, m)) => {
                 self.metrics.kafka.delivery_errors.inc();
+                // A dead letter purged by an aborted transaction is sent again with
+                // the batch; one that could not be delivered goes to the local file.
+                let purged = matches!(
+                    e.rdkafka_error_code(),
+                    Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight)
+                );
+                if let (Some(tag), false) = (tag, purged) {
+                    let local = Local {
+                        topic: m.topic(),
+                        key: m.key(),
+                        payload: m.payload(),
+                        headers: m.headers().map(|h| h.detach()),
+                    };
+                    if self.write_local(tag, &local, e) {
+                        return;
+                    }
+                }
+                self.failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, "kafka delivery failed");
             }
         }
     }
+}
+
+/// A dead letter that could not be produced, as written to the local file.
+struct Local<'a> {
+    topic: &'a str,
+    key: Option<&'a [u8]>,
+    payload: Option<&'a [u8]>,
+    headers: Option<OwnedHeaders>,
+}
+
+impl Deliveries {
+    fn book(&self) -> std::sync::MutexGuard<'_, DeadBook> {
+        self.dead.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The dead letter of `tag` is final: counted, and not produced again.
+    fn dead_letter_done(&self, tag: DeadTag, local: bool) {
+        self.book()
+            .done
+            .entry(tag.partition)
+            .or_default()
+            .insert(tag.offset);
+        self.metrics.kafka.dead_letter(tag.reason);
+        if local {
+            self.metrics.kafka.dead_letters_local.inc();
+        }
+    }
+
+    /// Appends a dead letter the producer could not take to the local file; false if
+    /// there is none or the write failed (then it fails its batch, to be tried again).
+    fn write_local(&self, tag: DeadTag, dl: &Local<'_>, error: &KafkaError) -> bool {
+        let Some(path) = self.book().local_file.clone() else {
+            return false;
+        };
+        match append_local(&path, tag, dl, error) {
+            Ok(()) => {
+                tracing::error!(
+                    reason = tag.reason,
+                    partition = tag.partition,
+                    offset = tag.offset,
+                    error = %error,
+                    file = %path.display(),
+                    "dead letter could not be produced: written to the local dead-letter file"
+                );
+                self.dead_letter_done(tag, true);
+                true
+            }
+            Err(e) => {
+                tracing::error!(
+                    reason = tag.reason,
+                    partition = tag.partition,
+                    offset = tag.offset,
+                    file = %path.display(),
+                    error = %e,
+                    "dead letter could not be produced nor written locally"
+                );
+                false
+            }
+        }
+    }
+}
+
+/// One JSON line: the dead letter's origin, error, headers (values cut to 1 KiB, as
+/// UTF-8 with replacement) and the first bytes of its key and value in hex. Synced.
+fn append_local(
+    path: &Path,
+    tag: DeadTag,
+    dl: &Local<'_>,
+    error: &KafkaError,
+) -> std::io::Result<()> {
+    let prefix = |b: Option<&[u8]>, max: usize| b.map(|b| codec::hex(&b[..b.len().min(max)]));
+    let headers: Vec<(String, String)> = dl
+        .headers
+        .iter()
+        .flat_map(|h| h.iter())
+        .map(|h| {
+            let v = h.value.unwrap_or_default();
+            let v = &v[..v.len().min(LOCAL_HEADER_PREFIX)];
+            (h.key.to_string(), String::from_utf8_lossy(v).into_owned())
+        })
+        .collect();
+    let line = serde_json::json!({
+        "at": crate::time::format_rfc3339(crate::time::now_millis()),
+        "dlq_topic": dl.topic,
+        "error": error.to_string(),
+        "reason": tag.reason,
+        "partition": tag.partition,
+        "offset": tag.offset,
+        "key_bytes": dl.key.map(<[u8]>::len),
+        "key_prefix_hex": prefix(dl.key, LOCAL_KEY_PREFIX),
+        "value_bytes": dl.payload.map(<[u8]>::len),
+        "value_prefix_hex": prefix(dl.payload, LOCAL_VALUE_PREFIX),
+        "headers": headers,
+    });
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    let mut bytes = line.to_string().into_bytes();
+    bytes.push(b'\n');
+    f.write_all(&bytes)?;
+    f.sync_data()
 }
 
 /// What went wrong with a batch's output.
@@ -88,13 +297,22 @@ struct Lane {
     failures_seen: u64,
 }
 
+type Record<'a> = BaseRecord<'a, [u8], [u8], usize>;
+
 impl Lane {
-    fn new(config: &ClientConfig, tracked: &str, metrics: &Arc<Metrics>) -> Result<Lane, Failed> {
+    fn new(
+        config: &ClientConfig,
+        tracked: &str,
+        transactional: bool,
+        metrics: &Arc<Metrics>,
+    ) -> Result<Lane, Failed> {
         let deliveries = Deliveries {
             metrics: metrics.clone(),
             failures: AtomicU64::new(0),
             tracked: tracked.to_string(),
             last: Mutex::new(HashMap::new()),
+            transactional,
+            dead: Mutex::new(DeadBook::default()),
         };
         let producer = config
             .create_with_context(deliveries)
@@ -105,7 +323,10 @@ impl Lane {
         })
     }
 
-    fn send(&self, mut record: BaseRecord<'_, [u8], [u8]>) -> Result<(), Failed> {
+    /// Hands a record to the producer, waiting while its queue is full; a refusal
+    /// gives the record back.
+    #[allow(clippy::result_large_err)]
+    fn send<'a>(&self, mut record: Record<'a>) -> Result<(), (KafkaError, Record<'a>)> {
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
@@ -113,7 +334,7 @@ impl Lane {
                     record = r;
                     self.producer.poll(POLL_STEP);
                 }
-                Err((e, _)) => return Err(classify(e)),
+                Err(refused) => return Err(refused),
             }
         }
     }
@@ -173,6 +394,7 @@ pub struct Output {
     metrics: Arc<Metrics>,
     /// The produced-records counter per [`Kind`], resolved once.
     produced: [IntCounter; 4],
+    dead_letters: DeadLetterPolicy,
 }
 
 /// What a record is, for the produced-records counter; changelog records go to the
@@ -229,14 +451,14 @@ impl Output {
                 .set("transaction.timeout.ms", "60000")
                 .set("message.timeout.ms", "60000");
         }
-        let main = Lane::new(&config, state_topic, &metrics)?;
+        let main = Lane::new(&config, state_topic, transactional_id.is_some(), &metrics)?;
         if transactional_id.is_some() {
             main.producer
                 .init_transactions(CALL_TIMEOUT)
                 .map_err(|e| Failed::Fatal(format!("init_transactions: {e}")))?;
         }
         let state = if transactional_id.is_none() && !state_topic.is_empty() {
-            Some(Lane::new(&config, state_topic, &metrics)?)
+            Some(Lane::new(&config, state_topic, false, &metrics)?)
         } else {
             None
         };
@@ -247,7 +469,98 @@ impl Output {
             in_txn: false,
             produced: Kind::ALL.map(|k| metrics.kafka.produced.with_label_values(&[k.as_str()])),
             metrics,
+            dead_letters: DeadLetterPolicy::of_client(base),
         })
+    }
+
+    /// Sets how large dead letters may be and where undeliverable ones go (by default:
+    /// from the producer's `message.max.bytes`, and no local file).
+    pub fn with_dead_letters(mut self, policy: DeadLetterPolicy) -> Output {
+        self.main.producer.context().book().local_file = policy.local_file.clone();
+        self.dead_letters = policy;
+        self
+    }
+
+    /// The largest input record a dead letter carries whole.
+    pub fn dead_letter_limit(&self) -> usize {
+        self.dead_letters.max_bytes
+    }
+
+    /// The dead letter of this input record is already delivered or written locally
+    /// (a batch read again after a rewind): it is not produced again.
+    pub fn dead_letter_done(&self, partition: i32, offset: i64) -> bool {
+        self.main
+            .producer
+            .context()
+            .book()
+            .done
+            .get(&partition)
+            .is_some_and(|d| d.contains(&offset))
+    }
+
+    /// Produces the dead letter of an input record, unless it was already (see
+    /// [`Output::dead_letter_done`]). One the producer refuses (too large for it, its
+    /// topic gone) is written to the local file, and the batch goes on.
+    pub fn send_dead_letter(
+        &mut self,
+        topic: &str,
+        dl: DeadLetter<'_>,
+        tag: DeadTag,
+    ) -> Result<(), Failed> {
+        if self.dead_letter_done(tag.partition, tag.offset) {
+            tracing::debug!(
+                partition = tag.partition,
+                offset = tag.offset,
+                "dead letter already produced: not again"
+            );
+            return Ok(());
+        }
+        self.begin()?;
+        let deliveries = self.main.producer.context();
+        let id = {
+            let mut book = deliveries.book();
+            book.next_id = book.next_id.wrapping_add(1).max(1);
+            let id = book.next_id;
+            book.in_flight.insert(id, tag);
+            id
+        };
+        let mut record = Record::with_opaque_to(topic, id)
+            .key(dl.key)
+            .headers(dl.headers);
+        if let Some(v) = dl.value {
+            record = record.payload(v);
+        }
+        match self.main.send(record) {
+            Ok(()) => {
+                if self.transactional {
+                    deliveries.book().in_txn.push(tag.reason);
+                }
+                self.produced[Kind::DeadLetter as usize].inc();
+                Ok(())
+            }
+            Err((e, record)) => {
+                deliveries.book().in_flight.remove(&id);
+                let refused = matches!(
+                    e.rdkafka_error_code(),
+                    Some(
+                        RDKafkaErrorCode::MessageSizeTooLarge
+                            | RDKafkaErrorCode::UnknownTopic
+                            | RDKafkaErrorCode::UnknownPartition
+                    )
+                );
+                let local = Local {
+                    topic: record.topic,
+                    key: record.key,
+                    payload: record.payload,
+                    headers: record.headers,
+                };
+                if refused && deliveries.write_local(tag, &local, &e) {
+                    Ok(())
+                } else {
+                    Err(classify(e))
+                }
+            }
+        }
     }
 
     pub fn transactional(&self) -> bool {
@@ -273,7 +586,7 @@ impl Output {
         kind: Kind,
     ) -> Result<(), Failed> {
         self.begin()?;
-        let mut record = BaseRecord::to(topic).key(key);
+        let mut record = Record::with_opaque_to(topic, 0).key(key);
         if let Some(h) = headers {
             record = record.headers(h);
         }
@@ -283,12 +596,29 @@ impl Output {
         if let Some(p) = partition {
             record = record.partition(p);
         }
-        match (&self.state, kind) {
-            (Some(state), Kind::Changelog) => state.send(record)?,
-            _ => self.main.send(record)?,
-        }
+        let sent = match (&self.state, kind) {
+            (Some(state), Kind::Changelog) => state.send(record),
+            _ => self.main.send(record),
+        };
+        sent.map_err(|(e, _)| classify(e))?;
         self.produced[kind as usize].inc();
         Ok(())
+    }
+
+    /// The offsets of `committed` are committed: dead letters of records before them
+    /// are not looked up again; those of the transaction count.
+    fn committed(&self, committed: &TopicPartitionList) {
+        let mut book = self.main.producer.context().book();
+        for e in committed.elements() {
+            if let (Offset::Offset(o), Some(done)) = (e.offset(), book.done.get_mut(&e.partition()))
+            {
+                *done = done.split_off(&o);
+            }
+        }
+        book.done.retain(|_, d| !d.is_empty());
+        for reason in book.in_txn.drain(..) {
+            self.metrics.kafka.dead_letter(reason);
+        }
     }
 
     /// Serves delivery reports; updates the queue gauge.
@@ -331,6 +661,7 @@ impl Output {
                 consumer
                     .commit(offsets, mode)
                     .map_err(|e| Failed::Rewind(format!("offset commit: {e}")))?;
+                self.committed(offsets);
             }
             return Ok(());
         }
@@ -350,6 +681,7 @@ impl Output {
             .commit_transaction(CALL_TIMEOUT)
             .map_err(classify)?;
         self.in_txn = false;
+        self.committed(offsets);
         self.metrics
             .kafka
             .transactions
@@ -363,6 +695,8 @@ impl Output {
     /// Drops what the batch produced, as far as Kafka allows: a transaction is aborted;
     /// at-least-once output already delivered stays (alert ids are deterministic).
     pub fn abort(&mut self) -> Result<(), Failed> {
+        // The transaction's dead letters are sent again with the batch.
+        self.main.producer.context().book().in_txn.clear();
         if self.transactional && self.in_txn {
             self.metrics
                 .kafka
@@ -391,5 +725,82 @@ impl Output {
             .as_ref()
             .unwrap_or(&self.main)
             .tracked_end(partition)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rdkafka::message::Header;
+
+    #[test]
+    fn a_local_dead_letter_is_one_bounded_json_line() {
+        let dir = std::env::temp_dir().join(format!("pw-local-dlq-{}", std::process::id()));
+        let path = dir.join(LOCAL_DEAD_LETTERS);
+        let _ = std::fs::remove_dir_all(&dir);
+        let tag = DeadTag {
+            partition: 3,
+            offset: 41,
+            reason: "record_too_large",
+        };
+        let payload = vec![0xab; 10_000];
+        let error = KafkaError::MessageProduction(RDKafkaErrorCode::MessageSizeTooLarge);
+        for _ in 0..2 {
+            let headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: "pairwatch-dlq-reason",
+                    value: Some("record_too_large"),
+                })
+                .insert(Header {
+                    key: "big",
+                    value: Some(&[b'x'; 5000][..]),
+                });
+            let dl = Local {
+                topic: "dlq",
+                key: Some(b"t/a/b"),
+                payload: Some(&payload),
+                headers: Some(headers),
+            };
+            append_local(&path, tag, &dl, &error).unwrap();
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        let l = &lines[0];
+        assert_eq!(
+            (l["partition"].as_i64(), l["offset"].as_i64()),
+            (Some(3), Some(41))
+        );
+        assert_eq!(l["reason"], "record_too_large");
+        assert_eq!(l["dlq_topic"], "dlq");
+        assert_eq!(l["value_bytes"], 10_000);
+        assert_eq!(
+            l["value_prefix_hex"].as_str().unwrap(),
+            "ab".repeat(LOCAL_VALUE_PREFIX)
+        );
+        assert_eq!(l["key_prefix_hex"], codec::hex(b"t/a/b"));
+        assert_eq!(l["headers"][0][1], "record_too_large");
+        assert_eq!(
+            l["headers"][1][1].as_str().unwrap().len(),
+            LOCAL_HEADER_PREFIX
+        );
+        assert!(l["error"].as_str().unwrap().contains("MessageSizeTooLarge"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn without_a_configuration_the_limit_follows_the_producer() {
+        let mut c = ClientConfig::new();
+        assert_eq!(
+            DeadLetterPolicy::of_client(&c).max_bytes,
+            1_000_000 - 65_536
+        );
+        c.set("message.max.bytes", "2000000");
+        let p = DeadLetterPolicy::of_client(&c);
+        assert_eq!(p.max_bytes, 2_000_000 - 65_536);
+        assert!(p.local_file.is_none());
     }
 }

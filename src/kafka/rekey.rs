@@ -31,7 +31,10 @@ impl Stage for Rekey {
 
     fn records(&mut self, ms: &[BorrowedMessage<'_>], out: &mut Output) -> Result<(), Failed> {
         for m in ms {
-            match codec::decode(m.payload(), m.headers(), self.format, &self.limits) {
+            let limit = out.dead_letter_limit();
+            let event = codec::check_size(m.key(), m.payload(), m.headers(), limit)
+                .and_then(|_| codec::decode(m.payload(), m.headers(), self.format, &self.limits));
+            match event {
                 Ok(e) => out.send(
                     &self.to,
                     None,
@@ -40,7 +43,7 @@ impl Stage for Rekey {
                     m.headers().map(|h| h.detach()),
                     Kind::Rekeyed,
                 )?,
-                Err(why) => dead_letter(out, &self.dlq, m, &why, &self.metrics)?,
+                Err(why) => dead_letter(out, &self.dlq, m, &why)?,
             }
         }
         Ok(())

@@ -6,6 +6,10 @@
 //! past the checkpoint's offset replaces the pair's state, and the input records of that
 //! pair up to that offset are then skipped rather than counted twice. Processing resumes
 //! at the later of the checkpoint's offset and the group's committed offset.
+//!
+//! A checkpoint further than the changelog's or the input partition's end belongs to
+//! topics that are gone (deleted and created again, a broker that restarted without its
+//! data): it is set aside, or its offset would skip the new topic's first records.
 
 use super::codec::decode_state;
 use crate::engine::Engine;
@@ -98,6 +102,7 @@ impl Restorer {
         metrics: &Metrics,
     ) -> anyhow::Result<Resume> {
         let started = Instant::now();
+        let deadline = started + self.timeout;
         let dir = partition_dir(&self.dir, input_topic, partition);
         let local = match checkpoint::read(&dir) {
             Ok(c) => c,
@@ -105,6 +110,36 @@ impl Restorer {
                 tracing::warn!(partition, error = %e, "local checkpoint unreadable; restoring from the changelog");
                 None
             }
+        };
+        let (low, high) = self.watermarks(&self.changelog, partition, deadline)?;
+        let local = match local {
+            Some(c) if c.aux as i64 > high => {
+                tracing::warn!(
+                    partition,
+                    checkpoint_position = c.aux,
+                    changelog_end = high,
+                    "local checkpoint is past the end of the changelog (the topic was created again): set aside"
+                );
+                None
+            }
+            Some(c) => {
+                match self
+                    .consumer
+                    .fetch_watermarks(input_topic, partition, Duration::from_secs(5))
+                {
+                    Ok((_, end)) if c.seq as i64 > end => {
+                        tracing::warn!(
+                        partition,
+                        checkpoint_offset = c.seq,
+                        input_end = end,
+                        "local checkpoint is past the end of the input partition (the topic was created again): set aside"
+                    );
+                        None
+                    }
+                    _ => Some(c),
+                }
+            }
+            None => None,
         };
         let (base_offset, from) = match local {
             Some(c) => {
@@ -116,8 +151,12 @@ impl Restorer {
             None => (0, Offset::Beginning),
         };
         let mut skip = KeyMap::default();
-        let (records, changelog_pos) =
-            self.read_changelog(partition, from, |key, offset, state| {
+        let (records, changelog_pos) = self.read_changelog(
+            partition,
+            from,
+            (low, high),
+            deadline,
+            |key, offset, state| {
                 // Older than the checkpoint, or than a record already applied (a late
                 // write from a previous owner): the state we hold is newer.
                 if offset < base_offset || skip.get(&key).is_some_and(|&prev| offset < prev) {
@@ -128,7 +167,8 @@ impl Restorer {
                     None => engine.remove_pair(&key),
                 }
                 skip.insert(key, offset);
-            })?;
+            },
+        )?;
         let offset = base_offset.max(committed.unwrap_or(0));
         skip.retain(|_, o| *o >= offset);
         metrics.kafka.restored_records.inc_by(records);
@@ -151,28 +191,43 @@ impl Restorer {
         })
     }
 
-    /// Reads the changelog partition from `from` to its current end.
-    fn read_changelog(
+    /// A partition's watermarks; a broker down or a leader moving is waited out, up to
+    /// the restore's deadline.
+    fn watermarks(
         &self,
+        topic: &str,
         partition: i32,
-        from: Offset,
-        mut apply: impl FnMut(PairKey, i64, Option<crate::state::PairState>),
-    ) -> anyhow::Result<(u64, i64)> {
-        let deadline = Instant::now() + self.timeout;
-        // A broker down or a leader moving is waited out, up to the restore timeout.
-        let (low, high) = loop {
+        deadline: Instant,
+    ) -> anyhow::Result<(i64, i64)> {
+        let mut warned = false;
+        loop {
             match self
                 .consumer
-                .fetch_watermarks(&self.changelog, partition, Duration::from_secs(5))
+                .fetch_watermarks(topic, partition, Duration::from_secs(5))
             {
-                Ok(w) => break w,
+                Ok(w) => return Ok(w),
                 Err(e) if Instant::now() < deadline => {
-                    tracing::warn!(partition, error = %e, "changelog watermarks unavailable; retrying");
+                    if !warned {
+                        tracing::warn!(partition, error = %e, "changelog watermarks unavailable; retrying");
+                        warned = true;
+                    }
                     std::thread::sleep(Duration::from_millis(500));
                 }
                 Err(e) => return Err(e.into()),
             }
-        };
+        }
+    }
+
+    /// Reads the changelog partition from `from` to its end (`low`, `high`: its
+    /// watermarks when the restore began).
+    fn read_changelog(
+        &self,
+        partition: i32,
+        from: Offset,
+        (low, high): (i64, i64),
+        deadline: Instant,
+        mut apply: impl FnMut(PairKey, i64, Option<crate::state::PairState>),
+    ) -> anyhow::Result<(u64, i64)> {
         let start = match from {
             Offset::Offset(o) if o >= low => o,
             _ => low,
@@ -227,6 +282,64 @@ impl Restorer {
     }
 }
 
+/// Sets aside the local checkpoints written against other topics than `ids` (topic name
+/// to id, as the brokers give them now): `<dir>/topic-ids` keeps the ids of the input
+/// and changelog topics the checkpoints belong to. When one of them was deleted and
+/// created again, the checkpoints' offsets and changelog positions mean nothing in the
+/// new topic (they would skip its first records): the partitions are restored from the
+/// changelog and the committed offsets only. Topics without an id are not compared.
+pub fn check_topic_ids(
+    dir: &Path,
+    input_topic: &str,
+    ids: &std::collections::HashMap<String, String>,
+) -> std::io::Result<()> {
+    let file = dir.join("topic-ids");
+    let before: std::collections::HashMap<String, String> = match std::fs::read_to_string(&file) {
+        Ok(text) => text
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(t, id)| (t.to_string(), id.to_string()))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
+        Err(e) => return Err(e),
+    };
+    let changed: Vec<&String> = ids
+        .iter()
+        .filter(|(t, id)| before.get(*t).is_some_and(|old| old != *id))
+        .map(|(t, _)| t)
+        .collect();
+    if !changed.is_empty() {
+        let prefix = format!("{input_topic}-");
+        let mut set_aside = 0;
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let partition = name
+                    .strip_prefix(&prefix)
+                    .and_then(|p| p.parse::<i32>().ok());
+                if partition.is_some() && e.path().is_dir() {
+                    std::fs::remove_dir_all(e.path())?;
+                    set_aside += 1;
+                }
+            }
+        }
+        tracing::warn!(
+            topics = ?changed,
+            checkpoints = set_aside,
+            "topics deleted and created again since the local checkpoints were written: checkpoints removed, partitions restore from the changelog"
+        );
+    }
+    if ids.is_empty() || ids.iter().all(|(t, id)| before.get(t) == Some(id)) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)?;
+    let mut text: Vec<String> = ids.iter().map(|(t, id)| format!("{t} {id}")).collect();
+    text.sort();
+    let tmp = dir.join("topic-ids.tmp");
+    std::fs::write(&tmp, text.join("\n") + "\n")?;
+    std::fs::rename(tmp, file)
+}
+
 /// Writes a partition's local checkpoint: input offset, changelog position, pairs.
 pub fn write_checkpoint(
     dir: &Path,
@@ -244,4 +357,43 @@ pub fn write_checkpoint(
         &[part],
     )
     .map(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_of_a_topic_created_again_are_set_aside() {
+        let dir = std::env::temp_dir().join(format!("pw-topic-ids-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let part = |p: i32| partition_dir(&dir, "ev", p);
+        for p in 0..2 {
+            std::fs::create_dir_all(part(p)).unwrap();
+        }
+        std::fs::create_dir_all(dir.join("other-0")).unwrap();
+        let ids = |ev: &str| {
+            [
+                ("ev".to_string(), ev.to_string()),
+                ("st".to_string(), "s1".to_string()),
+            ]
+            .into_iter()
+            .collect()
+        };
+        check_topic_ids(&dir, "ev", &ids("e1")).unwrap();
+        check_topic_ids(&dir, "ev", &ids("e1")).unwrap();
+        assert!(part(0).exists() && part(1).exists(), "same topics: kept");
+        check_topic_ids(&dir, "ev", &Default::default()).unwrap();
+        assert!(part(0).exists(), "ids unknown: kept");
+        check_topic_ids(&dir, "ev", &ids("e2")).unwrap();
+        assert!(
+            !part(0).exists() && !part(1).exists(),
+            "topic created again"
+        );
+        assert!(dir.join("other-0").exists());
+        assert!(std::fs::read_to_string(dir.join("topic-ids"))
+            .unwrap()
+            .contains("ev e2"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

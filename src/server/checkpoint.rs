@@ -100,8 +100,10 @@ pub fn read(dir: &Path) -> io::Result<Option<Restored>> {
     for _ in 0..parts {
         let len = u64_at(at)? as usize;
         at += 8;
-        let part = body
-            .get(at..at + len)
+        // A corrupt length may be near u64::MAX: `at + len` must not overflow.
+        let part = at
+            .checked_add(len)
+            .and_then(|end| body.get(at..end))
             .ok_or_else(|| corrupt("truncated part"))?;
         if v2 {
             let mut decoded: Vec<(PairKey, PairState)> =
@@ -169,6 +171,26 @@ mod tests {
         bytes[7] = b'9';
         std::fs::write(dir.join(FILE), bytes).unwrap();
         assert!(read(&dir).unwrap_err().to_string().contains("version"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_part_length_near_u64_max_is_refused_not_overflowed() {
+        // Found by the `checkpoint` fuzz target (fuzz/artifacts/checkpoint/): a part
+        // length of u64::MAX behind a valid checksum made `at + len` overflow.
+        let dir = temp_dir("huge-len");
+        std::fs::create_dir_all(&dir).unwrap();
+        for len in [u64::MAX, u64::MAX - 39, 1 << 40] {
+            let mut buf = MAGIC.to_vec();
+            for n in [1u64, 0, 1, len] {
+                buf.extend_from_slice(&n.to_le_bytes());
+            }
+            let crc = crc32fast::hash(&buf);
+            buf.extend_from_slice(&crc.to_le_bytes());
+            std::fs::write(dir.join(FILE), &buf).unwrap();
+            let err = read(&dir).unwrap_err();
+            assert!(err.to_string().contains("truncated part"), "{len}: {err}");
+        }
         let _ = std::fs::remove_dir_all(dir);
     }
 

@@ -1,6 +1,8 @@
 //! The HTTP side for SREs and orchestrators: `/metrics` (Prometheus text format),
 //! `/healthz` (the process runs), `/readyz` (state restored, serving, and the last write
-//! of each store succeeded: an instance whose disk is full sends clients elsewhere).
+//! of each store succeeded: an instance whose disk is full sends clients elsewhere; in
+//! Kafka mode, the partitions assigned and restored, consuming, the brokers reachable,
+//! see [`crate::kafka::health`]). An unready answer says why.
 
 use crate::metrics::{Metrics, Store};
 use axum::extract::State;
@@ -15,6 +17,8 @@ use std::sync::Arc;
 pub struct HttpState {
     pub metrics: Arc<Metrics>,
     pub ready: Arc<AtomicBool>,
+    /// Kafka mode: the stages' readiness.
+    pub kafka: Option<Arc<crate::kafka::health::Health>>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -35,21 +39,30 @@ async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
     )
 }
 
-async fn readyz(State(s): State<HttpState>) -> impl IntoResponse {
+async fn readyz(State(s): State<HttpState>) -> axum::response::Response {
     if !s.ready.load(Ordering::Acquire) {
-        return (StatusCode::SERVICE_UNAVAILABLE, "not ready\n");
+        return (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response();
+    }
+    if let Some(why) = s.kafka.as_ref().and_then(|k| k.unready_reason()) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        )
+            .into_response();
     }
     if s.metrics.storage_failing(Store::Wal) {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: write-ahead log writes are failing\n",
-        );
+        )
+            .into_response();
     }
     if s.metrics.storage_failing(Store::Alerts) {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "not ready: alert log writes are failing\n",
-        );
+        )
+            .into_response();
     }
-    (StatusCode::OK, "ready\n")
+    (StatusCode::OK, "ready\n").into_response()
 }

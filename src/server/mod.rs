@@ -265,10 +265,16 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let http_listener = tokio::net::TcpListener::bind(&config.server.http_addr).await?;
     let (grpc_addr, http_addr) = (grpc_listener.local_addr()?, http_listener.local_addr()?);
 
-    // /healthz answers while the state is restored; /readyz only after.
+    // /healthz answers while the state is restored; /readyz only after (in Kafka mode,
+    // also only while the stages consume: see `kafka::health`).
+    let kafka_health = config
+        .kafka
+        .enabled()
+        .then(|| Arc::new(crate::kafka::health::Health::new(&metrics)));
     let http_state = http::HttpState {
         metrics: metrics.clone(),
         ready: ready.clone(),
+        kafka: kafka_health.clone(),
     };
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
@@ -277,7 +283,8 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             .await
     });
 
-    let (backend, stages) = start_backend(&config, shards, limits, pack, &metrics).await?;
+    let (backend, stages) =
+        start_backend(&config, shards, limits, pack, &metrics, kafka_health).await?;
 
     let tokens = Tokens::new(&config.auth);
     if !tokens.enabled() {
@@ -389,8 +396,11 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
                         }
                     }
                     if let Stages::Kafka(h) = &stages {
-                        if !h.healthy() {
-                            failure = Some("a kafka stage stopped");
+                        if !h.healthy() || h.health.fatal().is_some() {
+                            failure = Some(match h.health.fatal() {
+                                Some(f) => format!("a kafka stage stopped: {f}"),
+                                None => "a kafka stage stopped".to_string(),
+                            });
                             break;
                         }
                     }
@@ -423,10 +433,32 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
             let _ = p.commands.send(Command::Shutdown).await;
         }
         drop(backend);
-        let joined = tokio::task::spawn_blocking(move || stages.stop());
-        let stopped = match tokio::time::timeout(grace, joined).await {
-            Err(_) => anyhow::bail!("shutdown did not finish within the grace period"),
-            Ok(r) => r?,
+        let stages_fatal = match &stages {
+            Stages::Kafka(h) => h.health.fatal(),
+            Stages::Local(_) => None,
+        };
+        // A thread of its own, not the runtime's blocking pool: a stage stuck past the
+        // grace period (a broker that takes nothing) must not hold the process, whose
+        // runtime would wait for its blocking tasks on the way out.
+        let (done, joined) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("stop-stages".into())
+            .spawn(move || {
+                let _ = done.send(stages.stop());
+            })?;
+        // Topics that changed under the stages: nothing left worth waiting for.
+        let wait = match &stages_fatal {
+            Some(_) => grace.min(Duration::from_secs(5)),
+            None => grace,
+        };
+        let stopped = match tokio::time::timeout(wait, joined).await {
+            Err(_) => match failure {
+                Some(f) => {
+                    anyhow::bail!("{f} (and shutdown did not finish within the grace period)")
+                }
+                None => anyhow::bail!("shutdown did not finish within the grace period"),
+            },
+            Ok(r) => r.map_err(|_| anyhow::anyhow!("the stages stopped without a result"))?,
         };
         let _ = http_task.await;
         stopped?;
@@ -469,15 +501,18 @@ async fn start_backend(
     limits: Limits,
     pack: Arc<RulePack>,
     metrics: &Arc<Metrics>,
+    kafka_health: Option<Arc<crate::kafka::health::Health>>,
 ) -> anyhow::Result<(Backend, Stages)> {
     let max_batch = config.limits.max_batch_events as usize;
     let engine = engine_config(config);
     if config.kafka.enabled() {
         crate::kafka::prepare_topics(&config.kafka).await?;
         let (c, m) = (config.clone(), metrics.clone());
-        let handle =
-            tokio::task::spawn_blocking(move || crate::kafka::start(&c, engine, limits, pack, m))
-                .await??;
+        let health = kafka_health.unwrap_or_default();
+        let handle = tokio::task::spawn_blocking(move || {
+            crate::kafka::start(&c, engine, limits, pack, m, health)
+        })
+        .await??;
         let backend = Backend::Kafka(Arc::new(KafkaBackend {
             publisher: handle.publisher.clone(),
             packs: handle.packs.clone(),
