@@ -1,7 +1,7 @@
 //! `RulePack::from_files`, what `pairwatch rules check` and `serve` load a pack directory
 //! with, on arbitrary files. Input: files separated by NUL bytes; in each, the first line
 //! is the path inside the pack (`lexicon/en.toml`, `escalation.toml`, `notices/fr.toml`)
-//! and the rest the contents.
+//! and the rest the contents; a path given twice keeps its first file.
 //!
 //! Checks: never panics; a refused pack reports at least one problem, each with a file,
 //! a message and, when it names one of the files given, a line inside that file; an
@@ -16,14 +16,17 @@ use pairwatch::normalize::{normalize, Normalized};
 use pairwatch::pack::{PackErrors, RulePack};
 use pairwatch::signal::Signal;
 
+/// The files of the input; as in a directory, a path is there once (a later file with
+/// the same path is dropped: the order of two such files would change the pack).
 fn files(data: &[u8]) -> Vec<(String, String, String)> {
-    String::from_utf8_lossy(data)
-        .split('\0')
-        .map(|part| {
-            let (rel, src) = part.split_once('\n').unwrap_or((part, ""));
-            (format!("pack/{rel}"), rel.to_string(), src.to_string())
-        })
-        .collect()
+    let mut files: Vec<(String, String, String)> = Vec::new();
+    for part in String::from_utf8_lossy(data).split('\0') {
+        let (rel, src) = part.split_once('\n').unwrap_or((part, ""));
+        if files.iter().all(|(_, r, _)| r != rel) {
+            files.push((format!("pack/{rel}"), rel.to_string(), src.to_string()));
+        }
+    }
+    files
 }
 
 fuzz_target!(|data: &[u8]| {

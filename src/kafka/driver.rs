@@ -397,6 +397,8 @@ struct Ctx<S> {
     topic: String,
     stage_name: &'static str,
     health: Arc<StageHealth>,
+    /// Leader updates librdkafka skipped for want of a topic name (see `log`).
+    null_topic_updates: std::sync::atomic::AtomicU64,
 }
 
 impl<S: Stage> Ctx<S> {
@@ -406,6 +408,30 @@ impl<S: Stage> Ctx<S> {
 }
 
 impl<S: Stage> ClientContext for Ctx<S> {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as L;
+        if fac == "METADATAUPDATE" && message.contains("(null)") {
+            // The path of the librdkafka crash (see `librdkafka_fix`), taken for every
+            // fetch response while a broker names a topic by a zero id: logged now and
+            // then, not for each response.
+            let n = self.null_topic_updates.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                tracing::warn!(target: "librdkafka", times = n, "librdkafka: {fac} {message} (leader update without a topic skipped)");
+            }
+            return;
+        }
+        match level {
+            L::Emerg | L::Alert | L::Critical | L::Error => {
+                tracing::error!(target: "librdkafka", "librdkafka: {fac} {message}")
+            }
+            L::Warning => tracing::warn!(target: "librdkafka", "librdkafka: {fac} {message}"),
+            L::Notice | L::Info => {
+                tracing::info!(target: "librdkafka", "librdkafka: {fac} {message}")
+            }
+            L::Debug => tracing::debug!(target: "librdkafka", "librdkafka: {fac} {message}"),
+        }
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         // Unready until the brokers answer again (the monitor clears it).
         if matches!(error, KafkaError::Global(RDKafkaErrorCode::AllBrokersDown)) {
@@ -669,6 +695,7 @@ pub fn run<S: Stage>(
         topic: topic.clone(),
         stage_name,
         health: health.clone(),
+        null_topic_updates: Default::default(),
     };
     let consumer: BaseConsumer<Ctx<S>> = consumer_config.create_with_context(ctx)?;
     consumer.subscribe(&[&topic])?;

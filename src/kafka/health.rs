@@ -274,7 +274,15 @@ pub fn monitor(
     while !stop.load(Ordering::Relaxed) {
         let round = Instant::now();
         let (joined, owned) = detect.snapshot();
-        let reachable = match lag_round(&client, &watch, joined, owned, &metrics, &mut lagging) {
+        let reachable = match lag_round(
+            &client,
+            &watch,
+            joined,
+            owned,
+            &metrics,
+            &mut lagging,
+            &stop,
+        ) {
             Ok(()) => {
                 tracing::debug!(
                     joined,
@@ -339,6 +347,7 @@ fn lag_round(
     owned: BTreeMap<i32, i64>,
     metrics: &Metrics,
     lagging: &mut Vec<i32>,
+    stop: &std::sync::atomic::AtomicBool,
 ) -> anyhow::Result<()> {
     let md = client.fetch_metadata(Some(&watch.input), CALL_TIMEOUT)?;
     let count = md
@@ -374,6 +383,9 @@ fn lag_round(
     };
     let mut seen = Vec::with_capacity(positions.len());
     for (&p, &pos) in positions.iter().filter(|(&p, _)| p < count) {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
         match client.fetch_watermarks(&watch.input, p, CALL_TIMEOUT) {
             Ok((low, high)) => {
                 let from = if pos < 0 { low } else { pos.max(low) };
