@@ -343,6 +343,8 @@ fn mutation() -> impl Strategy<Value = Mutation> {
 
 fn apply(bytes: &mut Vec<u8>, m: &Mutation) {
     match m {
+        // Nothing to flip once an earlier mutation truncated the file to nothing.
+        Mutation::Flip(_, _) if bytes.is_empty() => {}
         Mutation::Flip(i, x) => {
             let at = i.index(bytes.len());
             bytes[at] ^= x;
