@@ -475,6 +475,14 @@ pub fn topic_ids(
         .collect())
 }
 
+/// A C string from librdkafka, copied.
+///
+/// # Safety
+/// `p` is a valid NUL-terminated string for the duration of the call.
+unsafe fn owned(p: *const std::os::raw::c_char) -> String {
+    std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned()
+}
+
 /// The topics' ids, through librdkafka's DescribeTopics (rust-rdkafka has no wrapper).
 fn describe_topics(
     client: &BaseConsumer,
@@ -482,7 +490,7 @@ fn describe_topics(
     timeout: Duration,
 ) -> Result<Described, String> {
     use rdkafka::bindings as rd;
-    use std::ffi::{CStr, CString};
+    use std::ffi::CString;
     let names: Vec<CString> = topics
         .iter()
         .map(|t| CString::new(t.as_str()).map_err(|e| e.to_string()))
@@ -525,9 +533,7 @@ fn describe_topics(
         } else if rd::rd_kafka_event_error(event)
             != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
         {
-            Err(CStr::from_ptr(rd::rd_kafka_event_error_string(event))
-                .to_string_lossy()
-                .into_owned())
+            Err(owned(rd::rd_kafka_event_error_string(event)))
         } else {
             let res = rd::rd_kafka_event_DescribeTopics_result(event);
             let mut count = 0usize;
@@ -535,17 +541,13 @@ fn describe_topics(
             let mut out = Vec::with_capacity(count);
             for i in 0..count {
                 let d = *descs.add(i);
-                let name = CStr::from_ptr(rd::rd_kafka_TopicDescription_name(d))
-                    .to_string_lossy()
-                    .into_owned();
+                let name = owned(rd::rd_kafka_TopicDescription_name(d));
                 let err = rd::rd_kafka_TopicDescription_error(d);
                 let r = if !err.is_null()
                     && rd::rd_kafka_error_code(err)
                         != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
                 {
-                    Err(CStr::from_ptr(rd::rd_kafka_error_name(err))
-                        .to_string_lossy()
-                        .into_owned())
+                    Err(owned(rd::rd_kafka_error_name(err)))
                 } else {
                     let id = rd::rd_kafka_TopicDescription_topic_id(d);
                     let (hi, lo) = if id.is_null() {

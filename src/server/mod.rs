@@ -230,17 +230,21 @@ pub fn pseudonym(key: &[u8], user_id: &str) -> String {
 
 /// The configured pseudonym key, or a random one for this process.
 fn pseudonym_key(c: &Config) -> Vec<u8> {
-    use std::hash::{BuildHasher, Hasher};
     if !c.log.pseudonym_key.is_empty() {
         return c.log.pseudonym_key.as_bytes().to_vec();
     }
-    // RandomState is seeded randomly per process: enough for a log pseudonym key.
-    (0..4)
-        .flat_map(|_| {
-            std::collections::hash_map::RandomState::new()
-                .build_hasher()
-                .finish()
-                .to_le_bytes()
+    random_bytes(32)
+}
+
+/// `n` (a multiple of 8) unpredictable bytes: each `RandomState` is seeded from the
+/// operating system's randomness. Enough for a log pseudonym key or the log's CRC key.
+pub(crate) fn random_bytes(n: usize) -> Vec<u8> {
+    use std::hash::{BuildHasher, Hasher};
+    (0..n / 8)
+        .flat_map(|i| {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_usize(i);
+            h.finish().to_le_bytes()
         })
         .collect()
 }

@@ -229,15 +229,7 @@ fn log_key(dir: &Path) -> io::Result<Vec<u8>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    use std::hash::{BuildHasher, Hasher};
-    // RandomState is seeded from the operating system's randomness per instance.
-    let key: Vec<u8> = (0..KEY_BYTES / 8)
-        .flat_map(|i| {
-            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-            h.write_usize(i);
-            h.finish().to_le_bytes()
-        })
-        .collect();
+    let key = super::random_bytes(KEY_BYTES);
     let tmp = dir.join("key.tmp");
     let mut f = File::create(&tmp)?;
     f.write_all(&key)?;
