@@ -2,12 +2,12 @@
 //! (`pairwatch::workload`), with the embedded rule pack. Run: `cargo bench`.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use pairwatch::deadline::find_deadline;
-use pairwatch::engine::{Engine, EngineConfig};
-use pairwatch::event::Event;
-use pairwatch::lexicon::Hits;
-use pairwatch::normalize::{normalize, Normalized};
-use pairwatch::pack::RulePack;
+use pairwatch::detect::deadline::find_deadline;
+use pairwatch::detect::engine::{Engine, EngineConfig};
+use pairwatch::detect::event::Event;
+use pairwatch::detect::lexicon::Hits;
+use pairwatch::detect::normalize::{normalize, Normalized};
+use pairwatch::detect::pack::RulePack;
 use pairwatch::workload::{Shape, Workload};
 use std::hint::black_box;
 use std::sync::Arc;

@@ -3,10 +3,10 @@
 //! measure bytes per pair; reports events/s, alerts/s, latency percentiles, CPU and
 //! peak memory, with progress on stderr while it runs.
 
-use crate::engine::{Engine, EngineConfig};
-use crate::event::Event;
-use crate::normalize::{normalize, Normalized};
-use crate::pack::RulePack;
+use crate::detect::engine::{Engine, EngineConfig};
+use crate::detect::event::Event;
+use crate::detect::normalize::{normalize, Normalized};
+use crate::detect::pack::RulePack;
 use crate::proto::pb;
 use crate::workload::{Shape, Workload};
 use std::sync::Arc;
@@ -169,7 +169,7 @@ pub fn run_memory(pack: Arc<RulePack>, pairs: usize) -> MemoryReport {
     }
     let idle = proc_stats("self").rss_bytes.saturating_sub(base) as f64 / pairs as f64;
     let base = proc_stats("self").rss_bytes;
-    let crate::event::Body::Message(m) = &mut ev.body else {
+    let crate::detect::event::Body::Message(m) = &mut ev.body else {
         unreachable!("workload events are messages")
     };
     m.text = "ur so cute, how old r u? send me a pic of you".into();

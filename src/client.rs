@@ -1,7 +1,7 @@
 //! A small gRPC client for people and scripts: `pairwatch publish` streams a JSONL file
 //! of events to a running service, `pairwatch subscribe` prints its alerts as JSONL.
 
-use crate::event::{Event, Limits};
+use crate::detect::event::{Event, Limits};
 use crate::proto::pb;
 use crate::replay::LineReader;
 use std::io::{BufRead, Write};

@@ -3,7 +3,7 @@
 //! problem is reported at once. `pairwatch config show` prints the effective values with
 //! secrets masked.
 
-use crate::time::parse_duration;
+use crate::detect::time::parse_duration;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -732,7 +732,7 @@ impl Config {
     }
 
     /// A validated duration field, in milliseconds.
-    pub fn duration(v: &str) -> crate::time::Millis {
+    pub fn duration(v: &str) -> crate::detect::time::Millis {
         parse_duration(v).unwrap_or(0)
     }
 }

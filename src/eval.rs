@@ -3,11 +3,11 @@
 //! and suspect) or a negative. Reports recall and false-alarm rate by priority
 //! threshold, time and messages to the first alert, and per-rule firing counts.
 
-use crate::alert::Alert;
-use crate::engine::Engine;
-use crate::event::{Event, Limits};
-use crate::rules::Priority;
-use crate::time::MINUTE;
+use crate::detect::alert::Alert;
+use crate::detect::engine::Engine;
+use crate::detect::event::{Event, Limits};
+use crate::detect::rules::Priority;
+use crate::detect::time::MINUTE;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::io::BufRead;
@@ -26,7 +26,7 @@ pub struct Label {
 }
 
 fn default_tenant() -> String {
-    crate::event::DEFAULT_TENANT.to_string()
+    crate::detect::event::DEFAULT_TENANT.to_string()
 }
 
 type PairId = (String, String, String);

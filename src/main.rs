@@ -2,9 +2,9 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
-use pairwatch::engine::{Engine, EngineConfig};
-use pairwatch::event::Limits;
-use pairwatch::pack::RulePack;
+use pairwatch::detect::engine::{Engine, EngineConfig};
+use pairwatch::detect::event::Limits;
+use pairwatch::detect::pack::RulePack;
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -241,7 +241,7 @@ enum RulesCommand {
 
 fn load_pack(dir: Option<&Path>) -> Result<RulePack> {
     match dir {
-        Some(d) => RulePack::load(d)
+        Some(d) => pairwatch::pack_dir::load(d)
             .map_err(|e| anyhow::anyhow!("invalid rule pack {}:\n{e}", d.display())),
         None => {
             RulePack::embedded().map_err(|e| anyhow::anyhow!("invalid embedded rule pack:\n{e}"))
@@ -266,7 +266,7 @@ fn engine(args: &EngineArgs) -> Result<Engine> {
             .tenant_time_zones
             .insert(tenant.to_string(), zone(name)?);
     }
-    config.pair_ttl = pairwatch::time::parse_duration(&args.pair_ttl)
+    config.pair_ttl = pairwatch::detect::time::parse_duration(&args.pair_ttl)
         .with_context(|| format!("bad --pair-ttl {:?}", args.pair_ttl))?;
     Ok(Engine::new(Arc::new(pack), config))
 }
@@ -380,7 +380,7 @@ fn main() -> Result<()> {
             let limits = Limits {
                 max_future_skew: max_future_skew
                     .map(|s| {
-                        pairwatch::time::parse_duration(&s)
+                        pairwatch::detect::time::parse_duration(&s)
                             .filter(|d| *d >= 0)
                             .with_context(|| format!("bad --max-future-skew {s:?} (e.g. 10m)"))
                     })
@@ -410,7 +410,7 @@ fn main() -> Result<()> {
             min_recall,
             max_false_alarm_rate,
         } => {
-            let threshold = pairwatch::rules::Priority::parse(&threshold)
+            let threshold = pairwatch::detect::rules::Priority::parse(&threshold)
                 .with_context(|| format!("bad --threshold {threshold:?} (P0 to P3)"))?;
             let mut engine = engine(&args)?;
             let labels = pairwatch::eval::read_labels(open(&labels.to_string_lossy())?)
@@ -450,7 +450,7 @@ fn main() -> Result<()> {
         }
         Command::Rules {
             command: RulesCommand::Check { dir },
-        } => match RulePack::load(&dir) {
+        } => match pairwatch::pack_dir::load(&dir) {
             Ok(pack) => {
                 println!(
                     "{}: ok: {} languages ({}), {} phrases, {} rules, {} caps, version {}",
@@ -482,10 +482,10 @@ fn main() -> Result<()> {
             } else {
                 texts
             };
-            let mut norm = pairwatch::normalize::Normalized::new();
-            let mut hits = pairwatch::lexicon::Hits::default();
+            let mut norm = pairwatch::detect::normalize::Normalized::new();
+            let mut hits = pairwatch::detect::lexicon::Hits::default();
             for text in texts {
-                pairwatch::normalize::normalize(&text, &mut norm);
+                pairwatch::detect::normalize::normalize(&text, &mut norm);
                 pack.lexicon.scan(&norm, &mut hits);
                 let signals: Vec<&str> = hits.signals.iter().map(|s| s.as_str()).collect();
                 println!("{}\t[{}]", norm.as_str().trim(), signals.join(" "));

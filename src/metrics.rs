@@ -3,8 +3,8 @@
 //! values only (reason codes, categories, priorities, patterns, rule ids, shard
 //! numbers), never a user or pair id. Hot-path handles are resolved once.
 
-use crate::rules::{Pattern, Priority};
-use crate::signal::Signal;
+use crate::detect::rules::{Pattern, Priority};
+use crate::detect::signal::Signal;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
@@ -117,13 +117,13 @@ pub fn sample_sum(text: &str, name: &str) -> f64 {
 /// late events).
 #[derive(Default)]
 pub struct EngineCounters {
-    signals: [u64; crate::signal::SIGNAL_COUNT],
+    signals: [u64; crate::detect::signal::SIGNAL_COUNT],
     duplicates: u64,
     late_events: u64,
 }
 
 impl EngineCounters {
-    pub fn observe(&mut self, stats: &crate::engine::EngineStats, metrics: &Metrics) {
+    pub fn observe(&mut self, stats: &crate::detect::engine::EngineStats, metrics: &Metrics) {
         for (i, (now, seen)) in stats
             .signals
             .iter()
@@ -405,7 +405,7 @@ impl Metrics {
             names: Vec::new(),
         };
         m.names = names.into_inner();
-        for reason in crate::event::EventError::REASONS {
+        for reason in crate::detect::event::EventError::REASONS {
             m.rejected.with_label_values(&[reason]);
         }
         // Rejections decided by the gRPC layer, not by event validation.
@@ -425,7 +425,7 @@ impl Metrics {
         self.rejected.with_label_values(&[reason]).inc();
     }
 
-    pub fn alert(&self, a: &crate::alert::Alert) {
+    pub fn alert(&self, a: &crate::detect::alert::Alert) {
         self.alerts
             .with_label_values(&[a.priority.as_str(), a.pattern.as_str()])
             .inc();

@@ -2,12 +2,12 @@
 //! conversions. A `ChatEvent` is turned into a [`RawEvent`] and validated by the same
 //! code as JSON, so both forms accept and reject exactly the same events.
 
-use crate::alert::{Alert, Side};
-use crate::event::{
+use crate::detect::alert::{Alert, Side};
+use crate::detect::event::{
     Event, EventError, Limits, RawAction, RawAttachment, RawCall, RawEvent, RawMessage, RawUser,
 };
-use crate::rules::{Pattern, Priority};
-use crate::time::{format_rfc3339, parse_rfc3339, Millis};
+use crate::detect::rules::{Pattern, Priority};
+use crate::detect::time::{format_rfc3339, parse_rfc3339, Millis};
 
 /// Generated types of package `pairwatch.v1`.
 #[allow(clippy::all)]
@@ -41,8 +41,9 @@ fn event_time(field: &'static str, ts: &prost_types::Timestamp) -> Result<String
         .seconds
         .checked_mul(1000)
         .and_then(|ms| ms.checked_add(i64::from(ts.nanos) / 1_000_000));
-    let in_range =
-        ms.is_some_and(|ms| (crate::time::MIN_TIME..=crate::time::MAX_TIME).contains(&ms));
+    let in_range = ms.is_some_and(|ms| {
+        (crate::detect::time::MIN_TIME..=crate::detect::time::MAX_TIME).contains(&ms)
+    });
     if !(0..=999_999_999).contains(&ts.nanos) || !in_range {
         return Err(EventError::TimestampOutOfRange {
             field,
@@ -223,7 +224,7 @@ impl From<&Event> for pb::ChatEvent {
 
 impl From<&Alert> for pb::Alert {
     fn from(a: &Alert) -> Self {
-        let user = |u: &crate::alert::AlertUser| pb::UserRef {
+        let user = |u: &crate::detect::alert::AlertUser| pb::UserRef {
             user_id: u.user_id.clone(),
             age_band: pb::AgeBand::from_str_name(&format!("AGE_BAND_{}", u.age_band))
                 .map_or(0, |b| b as i32),
@@ -301,7 +302,7 @@ fn opt_time(t: &Option<prost_types::Timestamp>) -> String {
 
 /// The JSON-contract alert carried by a protobuf `Alert` (for clients).
 pub fn alert_from_proto(a: &pb::Alert) -> Result<Alert, String> {
-    let user = |u: &Option<pb::UserRef>| crate::alert::AlertUser {
+    let user = |u: &Option<pb::UserRef>| crate::detect::alert::AlertUser {
         user_id: u.as_ref().map(|u| u.user_id.clone()).unwrap_or_default(),
         age_band: enum_str(
             u.as_ref()
@@ -332,7 +333,7 @@ pub fn alert_from_proto(a: &pb::Alert) -> Result<Alert, String> {
         signals: a
             .signals
             .iter()
-            .map(|s| crate::alert::SignalSummary {
+            .map(|s| crate::detect::alert::SignalSummary {
                 category: s.category.clone(),
                 side: if s.side == pb::Side::Target as i32 {
                     Side::Target
@@ -347,7 +348,7 @@ pub fn alert_from_proto(a: &pb::Alert) -> Result<Alert, String> {
         evidence: a
             .evidence
             .iter()
-            .map(|e| crate::alert::Evidence {
+            .map(|e| crate::detect::alert::Evidence {
                 event_id: e.event_id.clone(),
                 sent_at: opt_time(&e.sent_at),
                 sender_id: e.sender_id.clone(),
@@ -358,11 +359,11 @@ pub fn alert_from_proto(a: &pb::Alert) -> Result<Alert, String> {
         victim_notice: a
             .victim_notice
             .as_ref()
-            .map(|n| crate::alert::VictimNotice {
+            .map(|n| crate::detect::alert::VictimNotice {
                 language: n.language.clone(),
                 text: n.text.clone(),
             })
-            .unwrap_or(crate::alert::VictimNotice {
+            .unwrap_or(crate::detect::alert::VictimNotice {
                 language: String::new(),
                 text: String::new(),
             }),
@@ -401,8 +402,8 @@ mod tests {
     #[test]
     fn alerts_survive_the_protobuf_round_trip() {
         let alerts = {
-            let pack = std::sync::Arc::new(crate::pack::RulePack::embedded().unwrap());
-            let mut engine = crate::engine::Engine::new(pack, Default::default());
+            let pack = std::sync::Arc::new(crate::detect::pack::RulePack::embedded().unwrap());
+            let mut engine = crate::detect::engine::Engine::new(pack, Default::default());
             let mut out = Vec::new();
             for (i, text) in [
                 "j'ai tout enregistré",
@@ -487,7 +488,7 @@ mod tests {
         assert_eq!(with_sent_at(0, 0).unwrap().sent_at, 0);
         assert_eq!(
             with_sent_at(253_402_207_200, 0).unwrap().sent_at,
-            crate::time::MAX_TIME
+            crate::detect::time::MAX_TIME
         );
         assert_eq!(with_sent_at(1, 999_999_999).unwrap().sent_at, 1_999);
         // Account creation times too, named by their side.
@@ -542,9 +543,11 @@ mod tests {
         assert_eq!(event_from_proto(e, &limits).unwrap().tenant, "default");
         // Far ahead of the clock: refused only with a skew limit.
         let mut e = base.clone();
-        e.sent_at = Some(timestamp(crate::time::now_millis() + 31 * crate::time::DAY));
+        e.sent_at = Some(timestamp(
+            crate::detect::time::now_millis() + 31 * crate::detect::time::DAY,
+        ));
         let skewed = Limits {
-            max_future_skew: Some(10 * crate::time::MINUTE),
+            max_future_skew: Some(10 * crate::detect::time::MINUTE),
             ..limits
         };
         assert!(event_from_proto(e.clone(), &limits).is_ok());

@@ -3,9 +3,9 @@
 //! `strict`. Lines are read as bytes with a bounded buffer ([`LineReader`]): a line that
 //! is not UTF-8 or is over `--max-line-bytes` is a bad line like any other.
 
-use crate::alert::Alert;
-use crate::engine::Engine;
-use crate::event::{Event, EventError, Limits};
+use crate::detect::alert::Alert;
+use crate::detect::engine::Engine;
+use crate::detect::event::{Event, EventError, Limits};
 use std::io::{BufRead, Write};
 
 /// What a replay did.

@@ -3,8 +3,8 @@
 //! (grooming, sextortion with a countdown), message lengths like real chat (median about
 //! 40 bytes, long tail). The same seed gives the same stream.
 
-use crate::event::{AgeBand, Body, Event, Message, UserRef};
-use crate::time::Millis;
+use crate::detect::event::{AgeBand, Body, Event, Message, UserRef};
+use crate::detect::time::Millis;
 
 /// A small, fast, seedable PRNG (SplitMix64).
 #[derive(Clone, Debug)]
@@ -243,7 +243,7 @@ impl Workload {
             [AgeBand::Age13To15, AgeBand::Age13To15]
         };
         let attachments = if image {
-            vec![crate::event::AttachmentKind::Image]
+            vec![crate::detect::event::AttachmentKind::Image]
         } else {
             vec![]
         };

@@ -4,7 +4,7 @@
 
 mod common;
 
-use pairwatch::event::{Event, Limits};
+use pairwatch::detect::event::{Event, Limits};
 use pairwatch::proto::pb;
 use std::path::Path;
 use std::process::{Child, Command};

@@ -6,8 +6,8 @@
 mod common;
 
 use common::SmallFs;
-use pairwatch::alert::Alert;
-use pairwatch::event::{Event, Limits};
+use pairwatch::detect::alert::Alert;
+use pairwatch::detect::event::{Event, Limits};
 use pairwatch::proto::pb;
 use pairwatch::server::alerts::{AlertBook, ALERTS_FILE};
 use pairwatch::server::wal::{Kind, Recovery, Wal};

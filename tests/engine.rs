@@ -4,8 +4,8 @@
 mod common;
 
 use common::{image, msg, replay_lines};
-use pairwatch::event::{Event, Limits};
-use pairwatch::rules::{Pattern, Priority};
+use pairwatch::detect::event::{Event, Limits};
+use pairwatch::detect::rules::{Pattern, Priority};
 use sha2::{Digest, Sha256};
 
 const ADULT: (&str, &str) = ("u-scam", "ADULT");
@@ -194,7 +194,10 @@ fn the_notice_follows_the_target_language() {
     assert!(a.victim_notice.text.contains("Take It Down"));
 }
 
-fn solicitation(suspect: (&str, &str), target: (&str, &str)) -> Vec<pairwatch::alert::Alert> {
+fn solicitation(
+    suspect: (&str, &str),
+    target: (&str, &str),
+) -> Vec<pairwatch::detect::alert::Alert> {
     let lines = [
         msg(
             "e1",
@@ -221,7 +224,7 @@ fn solicitation(suspect: (&str, &str), target: (&str, &str)) -> Vec<pairwatch::a
     replay_lines(&lines.join("\n"))
 }
 
-fn best(alerts: &[pairwatch::alert::Alert]) -> Option<Priority> {
+fn best(alerts: &[pairwatch::detect::alert::Alert]) -> Option<Priority> {
     alerts.iter().map(|a| a.priority).min()
 }
 
@@ -334,7 +337,7 @@ fn memory_per_pair_is_bounded_whatever_the_conversation_length() {
     }
     let state = engine.pair("t", "u-scam", "u-teen").unwrap();
     let active = state.active.as_ref().unwrap();
-    assert!(active.evidence.len() <= pairwatch::state::MAX_EVIDENCE);
+    assert!(active.evidence.len() <= pairwatch::detect::state::MAX_EVIDENCE);
     // Alerts were raised once per pattern and priority, not once per message.
     assert!(out.len() <= 4, "{}", out.len());
 }
@@ -362,7 +365,7 @@ fn a_retried_event_is_counted_once() {
     assert_eq!(engine.stats().duplicates, 1);
     let state = engine.pair("t", "u-scam", "u-teen").unwrap();
     assert_eq!(
-        state.count(0, pairwatch::signal::Signal::ThreatToDistribute),
+        state.count(0, pairwatch::detect::signal::Signal::ThreatToDistribute),
         1
     );
 }

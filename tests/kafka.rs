@@ -7,12 +7,12 @@
 mod common;
 
 use pairwatch::config::Config;
-use pairwatch::engine::{Engine, EngineConfig};
-use pairwatch::event::Event;
+use pairwatch::detect::engine::{Engine, EngineConfig};
+use pairwatch::detect::event::Event;
+use pairwatch::detect::state::{PairKey, PairState};
 use pairwatch::kafka::codec;
 use pairwatch::metrics::sample_sum as metric;
 use pairwatch::server::{start, Running};
-use pairwatch::state::{PairKey, PairState};
 use pairwatch::workload::{Shape, Workload};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -1057,7 +1057,7 @@ async fn mock_a_batch_that_always_fails_stops_the_instance() {
 /// A sextortion escalation of one pair of `tenant` from `start`, ending in a P0: a
 /// compliment asking for a photo, the photo, the threat with a money demand, a deadline.
 fn escalation(tenant: &str, suspect: &str, target: &str, start: i64, id: &str) -> Vec<Event> {
-    use pairwatch::time::{format_rfc3339, MINUTE};
+    use pairwatch::detect::time::{format_rfc3339, MINUTE};
     let at = |min: i64| format_rfc3339(start + min * MINUTE);
     let (s, t) = ((suspect, "ADULT"), (target, "AGE_13_15"));
     let lines = [
@@ -1228,7 +1228,7 @@ async fn oversized_records_are_dead_lettered_and_the_partition_moves_on(
         "librdkafka's default, less 64 KiB"
     );
     let server = start(c, CancellationToken::new()).await.unwrap();
-    let start_at = pairwatch::time::now_millis() - pairwatch::time::HOUR;
+    let start_at = pairwatch::detect::time::now_millis() - pairwatch::detect::time::HOUR;
     let first = escalation("big", "u-big-a", "u-teen-a", start_at, "ea");
     let second = escalation("big", "u-big-b", "u-teen-b", start_at, "eb");
     // A JSON event whose text is 2 MB (over the 8 KiB text limit anyway), and `big`
@@ -1351,7 +1351,7 @@ mod oversized_records {
 /// skew; tenant A's pairs, two hours behind, outlive B's clock: A's escalation, begun
 /// before B's records and finished after them, still ends in its P0.
 async fn one_tenants_clock_never_expires_anothers_pairs(broker: &dyn Broker, test: &str) {
-    use pairwatch::time::{format_rfc3339, now_millis, DAY, HOUR, MINUTE};
+    use pairwatch::detect::time::{format_rfc3339, now_millis, DAY, HOUR, MINUTE};
     let t0 = Instant::now();
     let s = Setup::new(broker, test);
     let mut c = s.config("a");

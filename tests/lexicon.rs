@@ -3,9 +3,9 @@
 
 mod common;
 
-use pairwatch::lexicon::Hits;
-use pairwatch::normalize::{normalize, Normalized};
-use pairwatch::signal::Signal;
+use pairwatch::detect::lexicon::Hits;
+use pairwatch::detect::normalize::{normalize, Normalized};
+use pairwatch::detect::signal::Signal;
 
 fn signals(text: &str) -> Vec<Signal> {
     let pack = common::pack();

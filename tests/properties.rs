@@ -8,16 +8,16 @@
 //! - `checkpoint::read` never panics on a mutated valid file, and a mutation that leaves
 //!   the checksum as it was is refused.
 
-use pairwatch::event::{
+use pairwatch::detect::event::{
     AgeBand, AttachmentKind, Body, ContactAction, Event, Limits, Message, SafetyAction, UserRef,
 };
-use pairwatch::normalize::{normalize, Normalized};
+use pairwatch::detect::normalize::{normalize, Normalized};
+use pairwatch::detect::signal::Signal;
+use pairwatch::detect::state::{tenant_hash, PairKey, PairState};
+use pairwatch::detect::time::MAX_TIME;
 use pairwatch::proto::{event_from_proto, pb};
 use pairwatch::server::checkpoint;
 use pairwatch::server::wal::{parse_segment, Kind};
-use pairwatch::signal::Signal;
-use pairwatch::state::{tenant_hash, PairKey, PairState};
-use pairwatch::time::MAX_TIME;
 use proptest::prelude::*;
 use prost::Message as _;
 

@@ -5,8 +5,8 @@
 
 mod common;
 
-use pairwatch::alert::Alert;
-use pairwatch::rules::{Pattern, Priority};
+use pairwatch::detect::alert::Alert;
+use pairwatch::detect::rules::{Pattern, Priority};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -3,7 +3,7 @@
 mod common;
 
 use pairwatch::config::Config;
-use pairwatch::event::{Event, Limits};
+use pairwatch::detect::event::{Event, Limits};
 use pairwatch::proto::pb;
 use pairwatch::server::{start, Running};
 use std::path::{Path, PathBuf};

@@ -6,12 +6,12 @@
 
 mod common;
 
-use pairwatch::alert::Alert;
 use pairwatch::config::Config;
-use pairwatch::engine::Engine;
-use pairwatch::event::{Event, Limits};
+use pairwatch::detect::alert::Alert;
+use pairwatch::detect::engine::Engine;
+use pairwatch::detect::event::{Event, Limits};
+use pairwatch::detect::time::{format_rfc3339, parse_rfc3339, Millis, DAY, HOUR, MINUTE};
 use pairwatch::metrics::{sample_sum, EngineCounters, Metrics};
-use pairwatch::time::{format_rfc3339, parse_rfc3339, Millis, DAY, HOUR, MINUTE};
 use proptest::prelude::*;
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -294,7 +294,7 @@ fn replay(args: &[&str], stdin: &str) -> (bool, String) {
 
 #[test]
 fn replay_limits_future_skew_only_when_asked() {
-    let now = pairwatch::time::now_millis();
+    let now = pairwatch::detect::time::now_millis();
     let lines = [
         event("e1", "A", now - HOUR, 0, 1, TEXTS[0], false).to_json(),
         event("e2", "A", now + 31 * DAY, 0, 1, TEXTS[0], false).to_json(),

@@ -12,8 +12,8 @@
 
 use jiff::tz::TimeZone;
 use libfuzzer_sys::fuzz_target;
-use pairwatch::deadline::find_deadline;
-use pairwatch::normalize::{normalize, Normalized};
+use pairwatch::detect::deadline::find_deadline;
+use pairwatch::detect::normalize::{normalize, Normalized};
 use std::sync::OnceLock;
 
 const ZONES: [&str; 8] = [
@@ -70,7 +70,7 @@ fuzz_target!(|data: &[u8]| {
             if raw < 0 {
                 near
             } else {
-                pairwatch::time::MAX_TIME - near
+                pairwatch::detect::time::MAX_TIME - near
             }
         }
     };
@@ -90,8 +90,8 @@ fuzz_target!(|data: &[u8]| {
         assert!(
             d >= sent_at,
             "deadline {d} ({}) before sent_at {sent_at} ({}) in {} for {:?}",
-            pairwatch::time::format_rfc3339(d),
-            pairwatch::time::format_rfc3339(sent_at),
+            pairwatch::detect::time::format_rfc3339(d),
+            pairwatch::detect::time::format_rfc3339(sent_at),
             ZONES[usize::from(control & 7)],
             n.as_str()
         );

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pairwatch::event::{Event, Limits};
+use pairwatch::detect::event::{Event, Limits};
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

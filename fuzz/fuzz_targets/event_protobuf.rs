@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pairwatch::event::Limits;
+use pairwatch::detect::event::Limits;
 use pairwatch::proto::{event_from_proto, pb};
 use prost::Message as _;
 

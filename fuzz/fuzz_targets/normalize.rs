@@ -9,7 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pairwatch::normalize::{normalize, Normalized};
+use pairwatch::detect::normalize::{normalize, Normalized};
 
 fn check_span(text: &str, n: &Normalized, start: usize, end: usize) {
     let (s, e) = n.original_span(start, end);

@@ -11,10 +11,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pairwatch::lexicon::Hits;
-use pairwatch::normalize::{normalize, Normalized};
-use pairwatch::pack::{PackErrors, RulePack};
-use pairwatch::signal::Signal;
+use pairwatch::detect::lexicon::Hits;
+use pairwatch::detect::normalize::{normalize, Normalized};
+use pairwatch::detect::pack::{PackErrors, RulePack};
+use pairwatch::detect::signal::Signal;
 
 /// The files of the input; as in a directory, a path is there once (a later file with
 /// the same path is dropped: the order of two such files would change the pack).

@@ -2,9 +2,9 @@
 //! round trips every accepted event must survive, and encoders for the on-disk formats
 //! (write-ahead log records, checkpoints) written from their documented layout.
 
-use pairwatch::event::{Body, Event, Limits, UserRef};
+use pairwatch::detect::event::{Body, Event, Limits, UserRef};
 use pairwatch::proto::{event_from_proto, pb};
-use pairwatch::time::{MAX_TIME, MIN_TIME};
+use pairwatch::detect::time::{MAX_TIME, MIN_TIME};
 use prost::Message as _;
 
 /// An id as validation promises it: present, not blank, short enough, no control
@@ -33,7 +33,7 @@ fn check_user(side: &str, u: &UserRef, limits: &Limits) {
     }
 }
 
-/// Everything [`pairwatch::event::RawEvent::validate`] promises about an event it
+/// Everything [`pairwatch::detect::event::RawEvent::validate`] promises about an event it
 /// accepted.
 pub fn check_valid(e: &Event, limits: &Limits) {
     check_id("event_id", &e.event_id, limits.max_id_bytes);
@@ -79,8 +79,8 @@ pub fn check_round_trips(e: &Event, limits: &Limits) {
 }
 
 /// A rejected event says why with a listed reason code and a message.
-pub fn check_rejection(err: &pairwatch::event::EventError) {
-    assert!(pairwatch::event::EventError::REASONS.contains(&err.reason()));
+pub fn check_rejection(err: &pairwatch::detect::event::EventError) {
+    assert!(pairwatch::detect::event::EventError::REASONS.contains(&err.reason()));
     assert!(!err.to_string().is_empty());
 }
 

@@ -151,7 +151,11 @@ async fn scrape(addr: std::net::SocketAddr) -> anyhow::Result<String> {
 }
 
 pub async fn run_kafka(load: KafkaLoad, shape: Shape) -> anyhow::Result<KafkaReport> {
-    let prefix = format!("bench-{}-{}", std::process::id(), crate::time::now_millis());
+    let prefix = format!(
+        "bench-{}-{}",
+        std::process::id(),
+        crate::detect::time::now_millis()
+    );
     let (events, alerts, dlq, state) = (
         format!("{prefix}.events"),
         format!("{prefix}.alerts"),

@@ -2,10 +2,10 @@
 //! per topic and overridden by a `content-type` header), the pair key that partitions
 //! them, dead-letter and alert headers, and the state changelog's records.
 
-use crate::alert::Alert;
-use crate::event::{Event, Limits};
+use crate::detect::alert::Alert;
+use crate::detect::event::{Event, Limits};
+use crate::detect::state::{PairKey, PairState};
 use crate::proto::{event_from_proto, pb};
-use crate::state::{PairKey, PairState};
 use prost::Message as _;
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use sha2::{Digest, Sha256};
@@ -249,7 +249,7 @@ fn origin_headers(
 ) -> OwnedHeaders {
     let partition = partition.to_string();
     let offset = offset.to_string();
-    let at = crate::time::format_rfc3339(crate::time::now_millis());
+    let at = crate::detect::time::format_rfc3339(crate::detect::time::now_millis());
     for (k, v) in [
         ("pairwatch-dlq-reason", why.reason),
         ("pairwatch-dlq-detail", cut(&why.detail, DETAIL_MAX)),
@@ -266,16 +266,7 @@ fn origin_headers(
     h
 }
 
-/// Lowercase hex.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 15)] as char);
-    }
-    s
-}
+pub use crate::detect::digest::hex;
 
 /// A dead letter, ready to produce.
 pub struct DeadLetter<'a> {
@@ -454,7 +445,7 @@ pub fn decode_state(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::signal::Signal;
+    use crate::detect::signal::Signal;
 
     const EVENT: &str = r#"{"event_id":"e1","tenant":"t","sent_at":"2026-11-22T10:00:00Z",
         "sender":{"user_id":"zed","age_band":"ADULT"},"recipient":{"user_id":"amy","age_band":"UNDER_13"},
@@ -611,7 +602,7 @@ mod tests {
         let r = decode_state(Some(&changelog_key(&k)), Some(&encode_state(77, &s)), none).unwrap();
         assert_eq!((r.key, r.offset, r.state), (k, 77, Some(s.clone())));
         // The tenant travels in a header; without it (an older writer) it is unknown.
-        s.tenant = crate::state::tenant_hash("t");
+        s.tenant = crate::detect::state::tenant_hash("t");
         let th = state_headers(s.tenant).unwrap();
         let r = decode_state(
             Some(&changelog_key(&k)),

@@ -11,12 +11,12 @@ use super::driver::Stage;
 use super::output::{DeadTag, Failed, Kind, Output};
 use super::restore::{write_checkpoint, Restorer};
 use super::Topics;
-use crate::alert::Alert;
-use crate::engine::{Engine, EngineConfig};
-use crate::event::Limits;
+use crate::detect::alert::Alert;
+use crate::detect::engine::{Engine, EngineConfig};
+use crate::detect::event::Limits;
+use crate::detect::pack::RulePack;
+use crate::detect::state::{KeyMap, PairKey};
 use crate::metrics::{EngineCounters, Metrics};
-use crate::pack::RulePack;
-use crate::state::{KeyMap, PairKey};
 use rdkafka::message::{BorrowedMessage, Message};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -289,7 +289,7 @@ fn produce_alert(
     )?;
     metrics.alert(a);
     if let Some(sent) = m.timestamp().to_millis() {
-        let ms = (crate::time::now_millis() - sent).max(0);
+        let ms = (crate::detect::time::now_millis() - sent).max(0);
         metrics.event_to_alert_seconds.observe(ms as f64 / 1000.0);
     }
     tracing::info!(

@@ -26,11 +26,11 @@ pub mod rekey;
 pub mod restore;
 
 use crate::config::{Config, Kafka};
-use crate::engine::EngineConfig;
-use crate::event::{Event, Limits};
+use crate::detect::engine::EngineConfig;
+use crate::detect::event::{Event, Limits};
+use crate::detect::pack::RulePack;
+use crate::detect::rules::Priority;
 use crate::metrics::Metrics;
-use crate::pack::RulePack;
-use crate::rules::Priority;
 use anyhow::Context as _;
 use codec::Format;
 use detect::{Detect, PackCell};

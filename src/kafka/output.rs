@@ -246,7 +246,7 @@ fn append_local(
         })
         .collect();
     let line = serde_json::json!({
-        "at": crate::time::format_rfc3339(crate::time::now_millis()),
+        "at": crate::detect::time::format_rfc3339(crate::detect::time::now_millis()),
         "dlq_topic": dl.topic,
         "error": error.to_string(),
         "reason": tag.reason,

@@ -8,7 +8,7 @@ use super::codec::{self, Format};
 use super::detect::dead_letter;
 use super::driver::Stage;
 use super::output::{Failed, Kind, Output};
-use crate::event::Limits;
+use crate::detect::event::Limits;
 use crate::metrics::Metrics;
 use rdkafka::message::{BorrowedMessage, Message};
 use std::collections::BTreeMap;

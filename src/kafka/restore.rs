@@ -12,10 +12,10 @@
 //! data): it is set aside, or its offset would skip the new topic's first records.
 
 use super::codec::decode_state;
-use crate::engine::Engine;
+use crate::detect::engine::Engine;
+use crate::detect::state::{KeyMap, PairKey};
 use crate::metrics::Metrics;
 use crate::server::checkpoint;
-use crate::state::{KeyMap, PairKey};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::KafkaError;
@@ -226,7 +226,7 @@ impl Restorer {
         from: Offset,
         (low, high): (i64, i64),
         deadline: Instant,
-        mut apply: impl FnMut(PairKey, i64, Option<crate::state::PairState>),
+        mut apply: impl FnMut(PairKey, i64, Option<crate::detect::state::PairState>),
     ) -> anyhow::Result<(u64, i64)> {
         let start = match from {
             Offset::Offset(o) if o >= low => o,

@@ -5,8 +5,8 @@
 //! in the log. The log skips alert ids it already holds, so replaying the write-ahead
 //! log after a crash never duplicates an alert.
 
-use crate::alert::Alert;
-use crate::rules::{Pattern, Priority};
+use crate::detect::alert::Alert;
+use crate::detect::rules::{Pattern, Priority};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
@@ -450,7 +450,7 @@ impl AlertBook {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::{AlertUser, VictimNotice};
+    use crate::detect::alert::{AlertUser, VictimNotice};
 
     fn alert(id: &str, suspect: &str, target: &str) -> Alert {
         let user = |u: &str| AlertUser {

@@ -8,7 +8,7 @@
 //! Version 02 (entries `(PairKey, PairState)`, before per-tenant event time) is still
 //! read: its pairs come back with tenant 0 (unknown) until their next event.
 
-use crate::state::{PairKey, PairState};
+use crate::detect::state::{PairKey, PairState};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -125,8 +125,8 @@ pub fn read(dir: &Path) -> io::Result<Option<Restored>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::signal::Signal;
-    use crate::state::tenant_hash;
+    use crate::detect::signal::Signal;
+    use crate::detect::state::tenant_hash;
 
     fn temp_dir(name: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("pw-ckpt-{name}-{}", std::process::id()));

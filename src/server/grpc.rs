@@ -4,9 +4,9 @@
 use super::alerts::{Decision, Logged, ResolveError};
 use super::pipeline::{Command, Pipeline, Route, Suppress};
 use super::Backend;
-use crate::event::EventError;
+use crate::detect::event::EventError;
+use crate::detect::rules::Priority;
 use crate::proto::{event_from_proto, pb};
-use crate::rules::Priority;
 use prost::Message;
 use std::future::Future;
 use std::pin::Pin;
@@ -673,7 +673,7 @@ impl pb::alert_service_server::AlertService for Alerts {
             pipeline.append(Route::Suppress(sup), payload).await?;
         }
         let book = pipeline.book.clone();
-        let at = crate::time::format_rfc3339(jiff::Timestamp::now().as_millisecond());
+        let at = crate::detect::time::format_rfc3339(jiff::Timestamp::now().as_millisecond());
         let (id, moderator) = (req.alert_id.clone(), req.moderator_id.clone());
         let resolved = tokio::task::spawn_blocking(move || {
             book.write()
@@ -729,7 +729,7 @@ impl pb::admin_service_server::AdminService for Admin {
             );
         }
         let tenant = if req.tenant.is_empty() {
-            crate::event::DEFAULT_TENANT.to_string()
+            crate::detect::event::DEFAULT_TENANT.to_string()
         } else {
             req.tenant
         };

@@ -18,10 +18,10 @@ pub mod summary;
 pub mod wal;
 
 use crate::config::Config;
-use crate::engine::EngineConfig;
-use crate::event::Limits;
+use crate::detect::engine::EngineConfig;
+use crate::detect::event::Limits;
+use crate::detect::pack::RulePack;
 use crate::metrics::Metrics;
-use crate::pack::RulePack;
 use crate::proto::pb;
 use auth::{Role, Tokens};
 use grpc::ServiceError;
@@ -60,7 +60,7 @@ fn load_pack(dir: &str) -> Result<RulePack, String> {
     if dir.is_empty() {
         RulePack::embedded().map_err(|e| e.to_string())
     } else {
-        RulePack::load(std::path::Path::new(dir)).map_err(|e| e.to_string())
+        crate::pack_dir::load(std::path::Path::new(dir)).map_err(|e| e.to_string())
     }
 }
 
@@ -225,7 +225,7 @@ pub fn pseudonym(key: &[u8], user_id: &str) -> String {
     use hmac::{Hmac, Mac};
     let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("any key length");
     mac.update(user_id.as_bytes());
-    crate::pack::hex(&mac.finalize().into_bytes()[..8])
+    crate::detect::digest::hex(&mac.finalize().into_bytes()[..8])
 }
 
 /// The configured pseudonym key, or a random one for this process.

@@ -1,10 +1,10 @@
 //! `AdminService.GetPair`: a pair's state without any message text.
 
+use crate::detect::rules::Pattern;
+use crate::detect::signal::Signal;
+use crate::detect::state::PairState;
+use crate::detect::time::{Millis, SECOND};
 use crate::proto::pb;
-use crate::rules::Pattern;
-use crate::signal::Signal;
-use crate::state::PairState;
-use crate::time::{Millis, SECOND};
 
 fn ts(ms: Millis) -> prost_types::Timestamp {
     prost_types::Timestamp {

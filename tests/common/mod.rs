@@ -1,10 +1,10 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use pairwatch::alert::Alert;
-use pairwatch::engine::{Engine, EngineConfig};
-use pairwatch::event::{Event, Limits};
-use pairwatch::pack::RulePack;
+use pairwatch::detect::alert::Alert;
+use pairwatch::detect::engine::{Engine, EngineConfig};
+use pairwatch::detect::event::{Event, Limits};
+use pairwatch::detect::pack::RulePack;
 use std::sync::{Arc, OnceLock};
 
 /// The embedded pack, compiled once per test binary.

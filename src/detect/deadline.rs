@@ -7,7 +7,7 @@
 //! "avant", "by", "sinon", "or else"...); day words ("ce soir", "tonight", "minuit",
 //! "demain") are deadlines by themselves. The earliest deadline of a message wins.
 
-use crate::time::{Millis, DAY, HOUR, MINUTE, SECOND};
+use crate::detect::time::{Millis, DAY, HOUR, MINUTE, SECOND};
 use jiff::tz::TimeZone;
 use jiff::Timestamp;
 
@@ -353,8 +353,8 @@ fn pm(h: i8) -> Option<i8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::normalize::{normalize, Normalized};
-    use crate::time::{format_rfc3339, parse_rfc3339};
+    use crate::detect::normalize::{normalize, Normalized};
+    use crate::detect::time::{format_rfc3339, parse_rfc3339};
 
     /// Sunday 2026-11-22 18:30:00 UTC (19:30 in Paris).
     const SENT: &str = "2026-11-22T18:30:00Z";

@@ -1,12 +1,13 @@
 //! The alert contract (JSON form) and how an alert is put together: deterministic id,
 //! suspect and target, evidence, signals summary, victim notice, recommended actions.
 
-use crate::event::{AgeBand, Event, UserRef};
-use crate::pack::{hex, RulePack};
-use crate::rules::{Pattern, Priority, Verdict};
-use crate::signal::Signal;
-use crate::state::PairState;
-use crate::time::{format_rfc3339, Millis, SECOND};
+use crate::detect::digest::hex;
+use crate::detect::event::{AgeBand, Event, UserRef};
+use crate::detect::pack::RulePack;
+use crate::detect::rules::{Pattern, Priority, Verdict};
+use crate::detect::signal::Signal;
+use crate::detect::state::PairState;
+use crate::detect::time::{format_rfc3339, Millis, SECOND};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -163,7 +164,7 @@ impl AlertContext<'_> {
                 }
             }
         }
-        let mut evidence: Vec<&crate::state::EvidenceRef> = active
+        let mut evidence: Vec<&crate::detect::state::EvidenceRef> = active
             .map(|a| {
                 a.evidence
                     .iter()

@@ -7,9 +7,9 @@
 //! two literals in the same automaton, joined after the pass when B follows A within
 //! four words.
 
-use crate::normalize::{normalize, Normalized};
-use crate::pack::PackError;
-use crate::signal::{Signal, SignalSet};
+use crate::detect::error::PackError;
+use crate::detect::normalize::{normalize, Normalized};
+use crate::detect::signal::{Signal, SignalSet};
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};

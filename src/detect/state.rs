@@ -12,11 +12,11 @@
 //! Pairs of unknown tenant (restored from an old checkpoint) go by a legacy clock of
 //! their own (see [`PairStore`]).
 
-use crate::event::AgeBand;
-use crate::lexicon::MAX_LANGUAGES;
-use crate::rules::{Pattern, Priority};
-use crate::signal::{Signal, SignalSet, SIGNAL_COUNT};
-use crate::time::{Millis, SECOND};
+use crate::detect::event::AgeBand;
+use crate::detect::lexicon::MAX_LANGUAGES;
+use crate::detect::rules::{Pattern, Priority};
+use crate::detect::signal::{Signal, SignalSet, SIGNAL_COUNT};
+use crate::detect::time::{Millis, SECOND};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -373,7 +373,7 @@ impl PairStore {
         self.legacy = self.legacy.max(at);
         let clock = self.clocks.entry(tenant).or_insert(Clock::new(at, at));
         clock.watermark = clock.watermark.max(at);
-        if clock.watermark.saturating_sub(clock.swept) >= crate::time::HOUR {
+        if clock.watermark.saturating_sub(clock.swept) >= crate::detect::time::HOUR {
             self.due = true;
         }
         if self.due && self.since_pass >= self.map.len() / PASS_SPACING {
@@ -477,7 +477,7 @@ impl PairStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::time::DAY;
+    use crate::detect::time::DAY;
 
     #[test]
     fn pair_key_is_symmetric_and_tenant_scoped() {
@@ -616,14 +616,14 @@ mod tests {
     #[test]
     fn a_tenant_clock_far_ahead_expires_only_that_tenants_pairs() {
         let mut store = PairStore::new(30 * DAY);
-        let year_9998 = crate::time::parse_rfc3339("9998-06-01T00:00:00Z").unwrap();
+        let year_9998 = crate::detect::time::parse_rfc3339("9998-06-01T00:00:00Z").unwrap();
         for i in 0..20 {
             event(
                 &mut store,
                 "a",
                 &format!("u{i}"),
                 "v",
-                i * crate::time::HOUR,
+                i * crate::detect::time::HOUR,
             );
         }
         event(&mut store, "b", "x", "y", 0);
@@ -638,7 +638,7 @@ mod tests {
         // Tenant a's time did not move; b's own earlier pairs are gone.
         assert_eq!(
             store.watermark(tenant_hash("a")),
-            Some(19 * crate::time::HOUR)
+            Some(19 * crate::detect::time::HOUR)
         );
         assert!(store.get(&PairKey::of("b", "x", "y").0).is_none());
         assert!(store.get(&PairKey::of("b", "x", "z").0).is_none());
@@ -650,12 +650,12 @@ mod tests {
 
     #[test]
     fn expired_pairs_are_invisible_before_they_are_swept() {
-        let mut store = PairStore::new(30 * crate::time::MINUTE);
+        let mut store = PairStore::new(30 * crate::detect::time::MINUTE);
         event(&mut store, "a", "p", "q", 0);
         // Less than an hour of event time since the tenant's last sweep: no pass yet,
         // but a pair idle past the TTL is already gone for readers.
         assert_eq!(
-            event(&mut store, "a", "r", "s", 31 * crate::time::MINUTE),
+            event(&mut store, "a", "r", "s", 31 * crate::detect::time::MINUTE),
             0
         );
         let (k, _) = PairKey::of("a", "p", "q");
@@ -663,8 +663,8 @@ mod tests {
         assert!(store.get(&k).is_none());
         assert!(store.get_mut(&k).is_none());
         // Its next event starts it over, as if it had been swept.
-        let s = store.entry(k, tenant_hash("a"), 32 * crate::time::MINUTE);
-        assert_eq!(s.first_contact, 32 * crate::time::MINUTE);
+        let s = store.entry(k, tenant_hash("a"), 32 * crate::detect::time::MINUTE);
+        assert_eq!(s.first_contact, 32 * crate::detect::time::MINUTE);
     }
 
     #[test]
@@ -680,7 +680,7 @@ mod tests {
         let mut passes = 0;
         let t = tenant_hash("walker");
         for h in 0..1000 {
-            let at = h * crate::time::HOUR;
+            let at = h * crate::detect::time::HOUR;
             store.entry(PairKey::of("walker", "a", "b").0, t, at);
             store.advance(t, at);
             if store.since_pass == 0 {
@@ -764,7 +764,7 @@ mod tests {
         // Dropping the most advanced tenant's clock does not move the legacy clock back.
         assert_eq!(store.forget_user("r"), 2);
         event(&mut store, "c", "r", "s", 0);
-        event(&mut store, "c", "r", "s", 2 * crate::time::HOUR);
+        event(&mut store, "c", "r", "s", 2 * crate::detect::time::HOUR);
         assert_eq!(store.watermark(tenant_hash("a")), None);
         let stale = legacy(&mut store, "p", "q", 0);
         assert!(store.get(&stale).is_none());
@@ -774,11 +774,11 @@ mod tests {
     fn forget_user_counts_only_live_pairs() {
         // The same pairs, in a store where another tenant's events swept and in one
         // where they did not: the same count.
-        let ttl = 30 * crate::time::MINUTE;
+        let ttl = 30 * crate::detect::time::MINUTE;
         let mut counts = Vec::new();
         for other_sweeps in [false, true] {
             let mut store = PairStore::new(ttl);
-            for (b, at) in [("v", 0), ("w", 31 * crate::time::MINUTE)] {
+            for (b, at) in [("v", 0), ("w", 31 * crate::detect::time::MINUTE)] {
                 let (k, _) = PairKey::of("a", "u", b);
                 store.entry(k, tenant_hash("a"), at).users = [user_hash("u"), user_hash(b)];
                 store.advance(tenant_hash("a"), at);
@@ -786,7 +786,7 @@ mod tests {
             legacy(&mut store, "u", "z", -DAY);
             if other_sweeps {
                 event(&mut store, "b", "r", "s", 0);
-                event(&mut store, "b", "r", "s", 2 * crate::time::HOUR);
+                event(&mut store, "b", "r", "s", 2 * crate::detect::time::HOUR);
             }
             assert_eq!(store.len(), if other_sweeps { 2 } else { 3 });
             counts.push(store.forget_user("u"));

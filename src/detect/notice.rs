@@ -1,8 +1,8 @@
 //! Victim safety notices: per language and pattern, read from `notices/<lang>.toml`.
 //! The platform shows the notice to the target, in the target's language.
 
-use crate::pack::PackError;
-use crate::rules::{Pattern, RuleSet};
+use crate::detect::error::PackError;
+use crate::detect::rules::{Pattern, RuleSet};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use toml::Spanned;

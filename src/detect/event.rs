@@ -4,7 +4,9 @@
 //! [`RawEvent::validate`], the one place where an event is judged well-formed; the
 //! engine only ever sees a validated [`Event`].
 
-use crate::time::{format_duration, format_rfc3339, parse_rfc3339, Millis, MAX_TIME, MIN_TIME};
+use crate::detect::time::{
+    format_duration, format_rfc3339, parse_rfc3339, Millis, MAX_TIME, MIN_TIME,
+};
 use serde::{Deserialize, Serialize};
 
 /// The age band the platform knows for an account.
@@ -343,7 +345,7 @@ impl RawEvent {
             .ok_or(EventError::Missing("sent_at"))?;
         let sent_at = timestamp("sent_at", &sent_at_raw)?;
         if let Some(max) = limits.max_future_skew {
-            let ahead = sent_at.saturating_sub(crate::time::now_millis());
+            let ahead = sent_at.saturating_sub(crate::detect::time::now_millis());
             if ahead > max {
                 return Err(EventError::SentAtInFuture { ahead, max });
             }
@@ -884,18 +886,18 @@ mod tests {
     #[test]
     fn a_sent_at_too_far_ahead_of_the_clock_is_refused_when_skew_is_limited() {
         let skewed = Limits {
-            max_future_skew: Some(10 * crate::time::MINUTE),
+            max_future_skew: Some(10 * crate::detect::time::MINUTE),
             ..Limits::default()
         };
         let at = |ahead: Millis| {
             let mut v: serde_json::Value = serde_json::from_str(OK).unwrap();
-            v["sent_at"] = format_rfc3339(crate::time::now_millis() + ahead).into();
+            v["sent_at"] = format_rfc3339(crate::detect::time::now_millis() + ahead).into();
             v.to_string()
         };
-        let err = Event::from_json(&at(31 * crate::time::DAY), &skewed).unwrap_err();
+        let err = Event::from_json(&at(31 * crate::detect::time::DAY), &skewed).unwrap_err();
         assert!(
             matches!(err, EventError::SentAtInFuture { ahead, max }
-                if ahead > 30 * crate::time::DAY && max == 10 * crate::time::MINUTE),
+                if ahead > 30 * crate::detect::time::DAY && max == 10 * crate::detect::time::MINUTE),
             "{err:?}"
         );
         assert_eq!(err.reason(), "sent_at_in_future");
@@ -912,7 +914,7 @@ mod tests {
             "sent_at_in_future"
         );
         // Within the skew, or in the past: accepted. Without a limit: pure event time.
-        assert!(Event::from_json(&at(5 * crate::time::MINUTE), &skewed).is_ok());
+        assert!(Event::from_json(&at(5 * crate::detect::time::MINUTE), &skewed).is_ok());
         assert!(Event::from_json(OK, &skewed).is_ok());
         assert!(Event::from_json(&year_9998, &Limits::default()).is_ok());
     }

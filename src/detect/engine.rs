@@ -4,16 +4,18 @@
 //! pair's state, evaluate the escalation rules, and emit alerts that are new, of higher
 //! priority, or carry a new deadline.
 
-use crate::alert::{excerpt, Alert, AlertContext};
-use crate::deadline::find_deadline;
-use crate::event::{AgeBand, AttachmentKind, Body, Event, SafetyAction};
-use crate::lexicon::Hits;
-use crate::normalize::{normalize, Normalized};
-use crate::pack::RulePack;
-use crate::rules::{Facts, Verdict};
-use crate::signal::{Signal, SignalSet};
-use crate::state::{tenant_hash, user_hash, EvidenceRef, PairKey, PairState, PairStore, Raised};
-use crate::time::{Millis, DAY};
+use crate::detect::alert::{excerpt, Alert, AlertContext};
+use crate::detect::deadline::find_deadline;
+use crate::detect::event::{AgeBand, AttachmentKind, Body, Event, SafetyAction};
+use crate::detect::lexicon::Hits;
+use crate::detect::normalize::{normalize, Normalized};
+use crate::detect::pack::RulePack;
+use crate::detect::rules::{Facts, Verdict};
+use crate::detect::signal::{Signal, SignalSet};
+use crate::detect::state::{
+    tenant_hash, user_hash, EvidenceRef, PairKey, PairState, PairStore, Raised,
+};
+use crate::detect::time::{Millis, DAY};
 use jiff::tz::TimeZone;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -82,7 +84,7 @@ pub struct EngineStats {
     /// watermark (see [`Engine::process`]).
     pub late_events: u64,
     /// Signals found, by signal.
-    pub signals: [u64; crate::signal::SIGNAL_COUNT],
+    pub signals: [u64; crate::detect::signal::SIGNAL_COUNT],
 }
 
 pub struct Engine {
@@ -103,12 +105,12 @@ impl Facts for PairFacts<'_> {
     fn count(&self, side: usize, s: Signal) -> u16 {
         self.state.count(side, s)
     }
-    fn age(&self, side: usize, as_target: bool) -> crate::event::AgeClass {
+    fn age(&self, side: usize, as_target: bool) -> crate::detect::event::AgeClass {
         let band = self.state.bands[side];
         // A target of unknown age that says it is a minor is taken at its word; a
         // suspect's claim is not (offenders pose as peers).
         if as_target && band == AgeBand::Unknown && self.state.count(side, Signal::AgeClaim) > 0 {
-            return crate::event::AgeClass::Minor;
+            return crate::detect::event::AgeClass::Minor;
         }
         band.class()
     }
@@ -151,7 +153,7 @@ impl Engine {
         tenant: &str,
         a: &str,
         b: &str,
-        pattern: crate::rules::Pattern,
+        pattern: crate::detect::rules::Pattern,
     ) -> bool {
         let Some(state) = self.store.get_mut(&PairKey::of(tenant, a, b).0) else {
             return false;
@@ -416,8 +418,8 @@ fn is_age_claim(norm: &Normalized, hits: &Hits) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Limits;
-    use crate::time::{format_rfc3339, parse_rfc3339, HOUR};
+    use crate::detect::event::Limits;
+    use crate::detect::time::{format_rfc3339, parse_rfc3339, HOUR};
 
     fn engine() -> Engine {
         let pack = Arc::new(RulePack::embedded().expect("embedded pack"));

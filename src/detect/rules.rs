@@ -5,10 +5,10 @@
 //! A rule is evaluated in both orientations of the pair: the side whose signals satisfy
 //! the `suspect:` conditions is the suspect.
 
-use crate::event::AgeClass;
-use crate::pack::PackError;
-use crate::signal::{Signal, SignalSet};
-use crate::time::{parse_duration, Millis};
+use crate::detect::error::PackError;
+use crate::detect::event::AgeClass;
+use crate::detect::signal::{Signal, SignalSet};
+use crate::detect::time::{parse_duration, Millis};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -633,7 +633,7 @@ mod tests {
     use super::*;
 
     struct F {
-        counts: [[u16; crate::signal::SIGNAL_COUNT]; 2],
+        counts: [[u16; crate::detect::signal::SIGNAL_COUNT]; 2],
         ages: [AgeClass; 2],
     }
     impl Facts for F {
@@ -646,7 +646,7 @@ mod tests {
     }
     fn facts(ages: [AgeClass; 2], signals: &[(usize, Signal, u16)]) -> F {
         let mut f = F {
-            counts: [[0; crate::signal::SIGNAL_COUNT]; 2],
+            counts: [[0; crate::detect::signal::SIGNAL_COUNT]; 2],
             ages,
         };
         for (side, s, n) in signals {
