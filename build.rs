@@ -88,6 +88,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     files.push("escalation.toml".to_string());
+    if root.join("rules/grammar.toml").exists() {
+        files.push("grammar.toml".to_string());
+    }
     files.sort();
     let mut code = String::from("/// The default rule pack: (path in the pack, contents).\npub const EMBEDDED: &[(&str, &str)] = &[\n");
     for f in &files {

@@ -1,11 +1,13 @@
 //! `pairwatch eval`: backtests the rules on labelled history. Events go through the
 //! engine in file order; labels say, per pair, whether it is a positive (with pattern
 //! and suspect) or a negative. Reports recall and false-alarm rate by priority
-//! threshold, time and messages to the first alert, and per-rule firing counts.
+//! threshold, time and messages to the first alert, per language (the language guessed
+//! from the suspect's messages; both sides' for a negative), and per-rule firing counts.
 
 use crate::detect::alert::Alert;
 use crate::detect::engine::Engine;
 use crate::detect::event::{Event, Limits};
+use crate::detect::lexicon::MAX_LANGUAGES;
 use crate::detect::rules::Priority;
 use crate::detect::time::MINUTE;
 use serde::Deserialize;
@@ -49,6 +51,18 @@ struct PairOutcome {
     /// (messages seen, minutes since first event) at the first alert of each priority or above.
     first_alert: [Option<(u32, i64)>; 4],
     suspects: Vec<String>,
+    /// Function words matched per side (side 0: the smaller user id) and language.
+    lang_hits: [[u8; MAX_LANGUAGES]; 2],
+}
+
+/// Detection figures of one language (P2 or higher).
+#[derive(Debug, Default, Clone)]
+pub struct LanguageStats {
+    pub positives: usize,
+    pub detected: usize,
+    pub negatives: usize,
+    pub false_alarms: usize,
+    pub messages_to_alert: Vec<u32>,
 }
 
 #[derive(Debug, Default)]
@@ -70,6 +84,8 @@ pub struct Report {
     pub minutes_to_alert: Vec<i64>,
     /// How often each rule fired (alerts naming it), on positives and on negatives.
     pub rule_fires: BTreeMap<String, (usize, usize)>,
+    /// Per language guessed from the messages ("?" when none could be).
+    pub by_language: BTreeMap<String, LanguageStats>,
     /// Alerts by pattern and priority on negatives (false alarms) and positives.
     pub alerts_by_pattern: BTreeMap<(String, String), (usize, usize)>,
     pub unlabelled_alerts: usize,
@@ -142,6 +158,23 @@ impl Report {
         );
         let _ = writeln!(
             s,
+            "\nlanguage  positives  recall P2+        median messages  negatives  false alarms P2+"
+        );
+        for (lang, l) in &self.by_language {
+            let _ = writeln!(
+                s,
+                "{lang:<8}  {:>9}  {:>5} ({:>5.1}%)  {:>15}  {:>9}  {:>5} ({:.2}%)",
+                l.positives,
+                l.detected,
+                100.0 * ratio(l.detected, l.positives),
+                median(&l.messages_to_alert).map_or("-".into(), |m| m.to_string()),
+                l.negatives,
+                l.false_alarms,
+                100.0 * ratio(l.false_alarms, l.negatives)
+            );
+        }
+        let _ = writeln!(
+            s,
             "\nalerts by pattern and priority     on positives  on negatives"
         );
         for ((pat, pri), (pos, neg)) in &self.alerts_by_pattern {
@@ -163,6 +196,27 @@ impl Report {
         }
         s
     }
+}
+
+/// The language (index) with most function words: the suspect's side when there is a
+/// suspect, else both sides; `usize::MAX` when none matched.
+fn language_of(o: &PairOutcome, suspect: Option<&str>, pair: &[String; 2]) -> usize {
+    let mut sorted = [pair[0].as_str(), pair[1].as_str()];
+    sorted.sort();
+    let sides: Vec<usize> = match suspect {
+        Some(s) => vec![usize::from(sorted[1] == s)],
+        None => vec![0, 1],
+    };
+    let count = |i: usize| {
+        sides
+            .iter()
+            .map(|&side| o.lang_hits[side][i] as u32)
+            .sum::<u32>()
+    };
+    (0..MAX_LANGUAGES)
+        .filter(|&i| count(i) > 0)
+        .max_by_key(|&i| (count(i), usize::MAX - i))
+        .unwrap_or(usize::MAX)
 }
 
 fn ratio(a: usize, b: usize) -> f64 {
@@ -217,7 +271,10 @@ pub fn evaluate<R: BufRead>(
         });
         outcome.messages += 1;
         alerts.clear();
-        engine.process(&ev, &mut alerts);
+        let key = engine.process(&ev, &mut alerts);
+        if let Some(state) = engine.pair_by_key(&key) {
+            outcome.lang_hits = state.lang_hits;
+        }
         for a in alerts.drain(..) {
             let pi = a.priority as usize;
             outcome.best = Some(outcome.best.map_or(a.priority, |b| b.min(a.priority)));
@@ -252,12 +309,33 @@ pub fn evaluate<R: BufRead>(
                 report.false_alarms[i] += 1;
             }
         }
+        let lang = engine
+            .languages()
+            .get(outcome.map_or(usize::MAX, |o| {
+                language_of(
+                    o,
+                    positive.then_some(l.suspect.as_deref()).flatten(),
+                    &l.pair,
+                )
+            }))
+            .cloned()
+            .unwrap_or_else(|| "?".into());
+        let by_lang = report.by_language.entry(lang).or_default();
+        let p2 = best.is_some_and(|b| b <= Priority::P2);
+        if positive {
+            by_lang.positives += 1;
+            by_lang.detected += usize::from(p2);
+        } else {
+            by_lang.negatives += 1;
+            by_lang.false_alarms += usize::from(p2);
+        }
         if positive {
             let pat = l.pattern.clone().unwrap_or_else(|| "?".into());
             let entry = report.by_pattern.entry(pat).or_default();
             entry.0 += 1;
             if let Some((m, min)) = outcome.and_then(|o| o.first_alert[Priority::P2 as usize]) {
                 entry.1 += 1;
+                by_lang.messages_to_alert.push(m);
                 report.messages_to_alert.push(m);
                 report.minutes_to_alert.push(min);
             }

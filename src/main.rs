@@ -116,6 +116,10 @@ enum Command {
         /// Exit with an error when the share of negatives with an alert is above this fraction.
         #[arg(long, value_name = "FRACTION")]
         max_false_alarm_rate: Option<f64>,
+        /// Exit with an error when the median number of messages to the first alert at
+        /// the threshold on positives is above this.
+        #[arg(long, value_name = "MESSAGES")]
+        max_median_messages: Option<u32>,
     },
     /// Rule pack commands.
     Rules {
@@ -229,7 +233,8 @@ enum RulesCommand {
         #[arg(default_value = "rules")]
         dir: PathBuf,
     },
-    /// Show how a text is normalised and which signals it matches (for rule authors).
+    /// Show how a text is normalised, which signals it matches and which slots it holds
+    /// (`SIGNAL=SLOT+SLOT` when slots compose it), for rule authors.
     Match {
         /// Rule pack directory; default: the pack built into the binary.
         #[arg(long, value_name = "DIR")]
@@ -409,6 +414,7 @@ fn main() -> Result<()> {
             threshold,
             min_recall,
             max_false_alarm_rate,
+            max_median_messages,
         } => {
             let threshold = pairwatch::detect::rules::Priority::parse(&threshold)
                 .with_context(|| format!("bad --threshold {threshold:?} (P0 to P3)"))?;
@@ -435,6 +441,15 @@ fn main() -> Result<()> {
                         100.0 * recall,
                         100.0 * min
                     );
+                }
+            }
+            if let Some(max) = max_median_messages.filter(|_| report.positives > 0) {
+                match report.median_messages() {
+                    Some(m) if m <= max => {}
+                    m => bail!(
+                        "median messages to the first P2+ alert is {}, above the allowed {max}",
+                        m.map_or("- (no alert)".into(), |m| m.to_string())
+                    ),
                 }
             }
             if let Some(max) = max_false_alarm_rate.filter(|_| report.negatives > 0) {
@@ -484,11 +499,33 @@ fn main() -> Result<()> {
             };
             let mut norm = pairwatch::detect::normalize::Normalized::new();
             let mut hits = pairwatch::detect::lexicon::Hits::default();
+            let mut composed = pairwatch::detect::grammar::Composed::default();
+            let slot_names = |s: pairwatch::detect::grammar::SlotSet| {
+                s.iter().map(|x| x.as_str()).collect::<Vec<_>>().join("+")
+            };
             for text in texts {
                 pairwatch::detect::normalize::normalize(&text, &mut norm);
                 pack.lexicon.scan(&norm, &mut hits);
-                let signals: Vec<&str> = hits.signals.iter().map(|s| s.as_str()).collect();
-                println!("{}\t[{}]", norm.as_str().trim(), signals.join(" "));
+                // Each text alone, as a message that starts a run.
+                let empty = pairwatch::detect::grammar::SlotSet::EMPTY;
+                pack.grammar
+                    .compose(empty, hits.slots, hits.slots, &mut composed);
+                let mut signals: Vec<String> = hits
+                    .signals
+                    .iter()
+                    .map(|s| s.as_str().to_string())
+                    .collect();
+                for (signal, slots) in &composed.via {
+                    if !hits.signals.contains(*signal) {
+                        signals.push(format!("{}={}", signal.as_str(), slot_names(*slots)));
+                    }
+                }
+                println!(
+                    "{}\t[{}]\t{{{}}}",
+                    norm.as_str().trim(),
+                    signals.join(" "),
+                    slot_names(hits.slots)
+                );
             }
         }
     }

@@ -1,5 +1,5 @@
 //! Reading a rule pack directory from disk: `lexicon/*.toml`, `escalation.toml`,
-//! `notices/*.toml`, handed to the pure [`RulePack::from_files`].
+//! `grammar.toml`, `notices/*.toml`, handed to the pure [`RulePack::from_files`].
 
 use crate::detect::pack::{PackError, PackErrors, RulePack};
 use std::path::{Path, PathBuf};
@@ -17,6 +17,8 @@ pub fn load(dir: &Path) -> Result<RulePack, PackErrors> {
         );
     }
     rels.push("escalation.toml".to_string());
+    // Optional: a pack without it has no slot compositions.
+    rels.push("grammar.toml".to_string());
     for rel in rels {
         let path = dir.join(&rel);
         match std::fs::read_to_string(&path) {

@@ -267,6 +267,7 @@ impl From<&Alert> for pb::Alert {
                     count: s.count,
                     first_at: timestamp_str(&s.first_at),
                     last_at: timestamp_str(&s.last_at),
+                    slots: s.slots.clone(),
                 })
                 .collect(),
             evidence: a
@@ -343,6 +344,7 @@ pub fn alert_from_proto(a: &pb::Alert) -> Result<Alert, String> {
                 count: s.count,
                 first_at: opt_time(&s.first_at),
                 last_at: opt_time(&s.last_at),
+                slots: s.slots.clone(),
             })
             .collect(),
         evidence: a

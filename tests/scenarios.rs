@@ -1,7 +1,12 @@
 //! Scenario tests: conversations written for this project under `tests/scenarios/`,
-//! each with an expectation in `expect.toml` and a golden alert file
-//! (`<name>.alerts.jsonl`). Set `UPDATE_GOLDEN=1` to rewrite the golden files after a
-//! deliberate change, then review the diff.
+//! each with an expectation in an `expect*.toml` file (one per suite) and a golden
+//! alert file (`<name>.alerts.jsonl`). Set `UPDATE_GOLDEN=1` to rewrite the golden files
+//! after a deliberate change, then review the diff.
+//!
+//! A scenario the engine does not yet handle carries `known_miss = "why"`: it must still
+//! fail its expectation (so that the list of what does not work stays true: when one
+//! starts to pass, the test says so and its `known_miss` is removed), and the summary
+//! prints how many of each suite meet their expectation.
 
 mod common;
 
@@ -20,6 +25,8 @@ struct Expect {
     suspect: Option<String>,
     #[serde(default)]
     deadline: bool,
+    /// Why the engine does not meet this expectation yet.
+    known_miss: Option<String>,
 }
 
 fn dir() -> &'static Path {
@@ -75,12 +82,40 @@ fn check(name: &str, e: &Expect, alerts: &[Alert]) -> Result<(), String> {
     }
 }
 
+/// Every `expect*.toml` of the directory (one per suite), merged; a name given twice is
+/// an error.
+fn expectations() -> BTreeMap<String, Expect> {
+    let mut all = BTreeMap::new();
+    let mut files: Vec<_> = std::fs::read_dir(dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("expect") && n.ends_with(".toml"))
+        })
+        .collect();
+    files.sort();
+    for path in files {
+        let part: BTreeMap<String, Expect> =
+            toml::from_str(&std::fs::read_to_string(&path).unwrap())
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        for (name, e) in part {
+            assert!(
+                all.insert(name.clone(), e).is_none(),
+                "{name} is expected in two files"
+            );
+        }
+    }
+    all
+}
+
 #[test]
 fn every_scenario_meets_its_expectation_and_matches_its_golden_file() {
-    let expect: BTreeMap<String, Expect> =
-        toml::from_str(&std::fs::read_to_string(dir().join("expect.toml")).unwrap())
-            .expect("expect.toml");
+    let expect = expectations();
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    // Per suite (name prefix): scenarios meeting their expectation, scenarios.
+    let mut suites: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     let mut failures = Vec::new();
     let mut seen = 0;
     for entry in std::fs::read_dir(dir()).unwrap() {
@@ -94,12 +129,23 @@ fn every_scenario_meets_its_expectation_and_matches_its_golden_file() {
         };
         seen += 1;
         let alerts = common::replay_lines(&std::fs::read_to_string(&path).unwrap());
+        let mut words = name.split('_');
+        let suite = match (words.next(), words.next()) {
+            (Some(a), Some(b @ ("para" | "obf" | "br" | "pt"))) => format!("{a}_{b}"),
+            (Some(a), _) => a.to_string(),
+            _ => name.to_string(),
+        };
+        let tally = suites.entry(suite).or_insert((0, 0));
+        tally.1 += 1;
         match expect.get(name) {
-            Some(e) => {
-                if let Err(f) = check(name, e, &alerts) {
-                    failures.push(f);
-                }
-            }
+            Some(e) => match (check(name, e, &alerts), &e.known_miss) {
+                (Ok(()), None) => tally.0 += 1,
+                (Err(f), None) => failures.push(f),
+                (Err(_), Some(_)) => {}
+                (Ok(()), Some(_)) => failures.push(format!(
+                    "{name}: now meets its expectation: remove its known_miss"
+                )),
+            },
             None => failures.push(format!("{name}: no entry in expect.toml")),
         }
         let golden_path = dir().join(format!("{name}.alerts.jsonl"));
@@ -130,6 +176,9 @@ fn every_scenario_meets_its_expectation_and_matches_its_golden_file() {
         expect.len(),
         "every expect.toml entry needs a scenario file"
     );
+    for (suite, (met, all)) in &suites {
+        println!("suite {suite}: {met}/{all} meet their expectation");
+    }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 

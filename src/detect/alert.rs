@@ -57,6 +57,9 @@ pub struct SignalSummary {
     pub count: u32,
     pub first_at: String,
     pub last_at: String,
+    /// The slots that composed the signal, when slot words rather than a phrase made it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slots: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,18 +126,23 @@ impl AlertContext<'_> {
         }
     }
 
-    /// The target's language: its locale if a notice exists for it, else the language
-    /// most of its messages matched, else the suspect's, else the default.
+    /// The target's notice language: its locale if a notice exists for that locale
+    /// (`pt-br`), else for the locale's language (`pt`), else the language most of its
+    /// messages matched, else the suspect's, else the default.
     fn language(&self, state: &PairState, target: usize) -> String {
         let langs = self.pack.lexicon.languages();
-        let from_locale = self.user(target).locale.as_deref().map(|l| {
-            l.split(['-', '_'])
-                .next()
-                .unwrap_or("")
-                .to_ascii_lowercase()
+        let locale = self
+            .user(target)
+            .locale
+            .as_deref()
+            .map(|l| l.replace('_', "-").to_ascii_lowercase());
+        let from_locale = locale.and_then(|l| {
+            let language = l.split('-').next().unwrap_or("").to_string();
+            [l, language]
+                .into_iter()
+                .find(|c| self.pack.notices.has_language(c))
         });
         from_locale
-            .filter(|l| self.pack.notices.has_language(l))
             .or_else(|| state.language_of(target).map(|i| langs[i].clone()))
             .or_else(|| state.language_of(1 - target).map(|i| langs[i].clone()))
             .unwrap_or_else(|| self.default_language.to_string())
@@ -159,6 +167,11 @@ impl AlertContext<'_> {
                             count: a.counts[side_idx][i] as u32,
                             first_at: at(a.first_s[side_idx][i]),
                             last_at: at(a.last_s[side_idx][i]),
+                            slots: state
+                                .slots_of(side_idx, s)
+                                .iter()
+                                .map(|x| x.as_str().to_string())
+                                .collect(),
                         });
                     }
                 }

@@ -7,6 +7,7 @@
 use crate::detect::alert::{excerpt, Alert, AlertContext};
 use crate::detect::deadline::find_deadline;
 use crate::detect::event::{AgeBand, AttachmentKind, Body, Event, SafetyAction};
+use crate::detect::grammar::{Composed, Grammar, SlotRun, SlotSet};
 use crate::detect::lexicon::Hits;
 use crate::detect::normalize::{normalize, Normalized};
 use crate::detect::pack::RulePack;
@@ -15,7 +16,7 @@ use crate::detect::signal::{Signal, SignalSet};
 use crate::detect::state::{
     tenant_hash, user_hash, EvidenceRef, PairKey, PairState, PairStore, Raised,
 };
-use crate::detect::time::{Millis, DAY};
+use crate::detect::time::{Millis, DAY, MINUTE};
 use jiff::tz::TimeZone;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -23,6 +24,8 @@ use std::sync::Arc;
 
 /// Longest excerpt quoted in evidence, in characters.
 pub const EXCERPT_CHARS: usize = 200;
+/// A pause after which a sender's next message starts a new slot run.
+const RUN_PAUSE: Millis = 10 * MINUTE;
 
 /// Signals that protective talk (a warning, advice, 3018) cancels in the same message.
 const CANCELLED_BY_SAFETY_TALK: [Signal; 8] = [
@@ -46,8 +49,15 @@ const PRESSURE: [Signal; 3] = [
 ];
 
 /// Words that, right after an age claim, make it a duration or a distance ("i'm 15 min away").
-const NOT_AN_AGE: [&str; 12] = [
-    "min", "mins", "minutes", "mn", "h", "hours", "sec", "secs", "seconds", "km", "miles", "minute",
+/// Words after a number that make it no age ("i'm 15 minutes away", "ich bin 10 minuten
+/// zu spät", "tengo 20 euros"), in every language of the pack (normalised: no accents,
+/// repeated letters collapsed).
+const NOT_AN_AGE: &[&str] = &[
+    "min", "mins", "minutes", "minute", "mn", "h", "hr", "hrs", "hours", "hour", "sec", "secs",
+    "seconds", "km", "miles", "kg", "lbs", "minuten", "stunden", "std", "sekunden", "minutos",
+    "minuto", "horas", "hora", "segundos", "minuti", "ore", "secondi", "euros", "euro", "eur",
+    "dolars", "bucks", "reais", "real", "pesos", "franken", "chf", "pounds", "quid", "percent",
+    "pourcent", "prozent", "por", "per", "robux", "vbucks", "dolares", "pavos", "pesos", "lucas",
 ];
 
 #[derive(Clone, Debug)]
@@ -94,6 +104,7 @@ pub struct Engine {
     stats: EngineStats,
     norm: Normalized,
     hits: Hits,
+    composed: Composed,
     verdicts: Vec<Verdict>,
 }
 
@@ -125,6 +136,7 @@ impl Engine {
             stats: EngineStats::default(),
             norm: Normalized::new(),
             hits: Hits::default(),
+            composed: Composed::default(),
             verdicts: Vec::new(),
         }
     }
@@ -168,6 +180,11 @@ impl Engine {
             }
             None => false,
         }
+    }
+
+    /// The pack's languages, in the order of [`PairState::lang_hits`].
+    pub fn languages(&self) -> &[String] {
+        self.pack.lexicon.languages()
     }
 
     /// A pair's state by its key.
@@ -234,6 +251,7 @@ impl Engine {
             self.stats.duplicates += 1;
             return false;
         }
+        let paused = ev.sent_at - state.last_seen > RUN_PAUSE;
         if state.users == [0, 0] {
             state.users[sender_side] = user_hash(&ev.sender.user_id);
             state.users[recipient_side] = user_hash(&ev.recipient.user_id);
@@ -250,13 +268,25 @@ impl Engine {
                 if !m.text.is_empty() {
                     normalize(&m.text, &mut self.norm);
                     self.pack.lexicon.scan(&self.norm, &mut self.hits);
+                    self.hits
+                        .keep_languages(allowed_languages(&self.hits, state, sender_side));
                     let lang = &mut state.lang_hits[sender_side];
                     for (i, n) in self.hits.lang_hits.iter().enumerate() {
                         lang[i] = lang[i].saturating_add((*n).min(255) as u8);
                     }
+                    compose_slots(
+                        &self.pack.grammar,
+                        &mut self.hits,
+                        &mut self.composed,
+                        state,
+                        sender_side,
+                        paused,
+                    );
                     signals = self.hits.signals;
-                    if signals.contains(Signal::AgeClaim) && !is_age_claim(&self.norm, &self.hits) {
-                        signals.remove(Signal::AgeClaim);
+                    for claim in [Signal::AgeClaim, Signal::AdultAgeClaim] {
+                        if signals.contains(claim) && !is_age_claim(&self.norm, &self.hits, claim) {
+                            signals.remove(claim);
+                        }
                     }
                     if signals.contains(Signal::SafetyTalk) {
                         CANCELLED_BY_SAFETY_TALK
@@ -383,6 +413,57 @@ impl Engine {
     }
 }
 
+/// Adds to the message's hits the signals its slots compose, within the sender's current
+/// run of consecutive messages, and remembers which slots made each.
+fn compose_slots(
+    grammar: &Grammar,
+    hits: &mut Hits,
+    composed: &mut Composed,
+    state: &mut PairState,
+    side: usize,
+    paused: bool,
+) {
+    let message = hits.slots;
+    let before = SlotRun::unpack(state.run);
+    let run = before.next(side, message, paused);
+    state.run = run.pack();
+    let earlier = if run.messages > 1 {
+        before.slots
+    } else {
+        SlotSet::EMPTY
+    };
+    grammar.compose(earlier, run.slots, message, composed);
+    for &(signal, slots) in &composed.via {
+        if !hits.signals.contains(signal) {
+            hits.add_composed(signal, slots);
+            state.note_slots(side, signal, slots);
+        }
+    }
+}
+
+/// The languages a message's phrases may come from: those whose function words it holds
+/// (when it holds at least two: one stray word is no evidence), and the sender's usual
+/// languages (once the sender used at least three function words: each language with at
+/// least a quarter of them). With neither, every language.
+fn allowed_languages(hits: &Hits, state: &PairState, side: usize) -> u8 {
+    let in_message: u32 = hits.lang_hits.iter().map(|&n| u32::from(n)).sum();
+    let message = if in_message >= 2 {
+        hits.message_languages()
+    } else {
+        0
+    };
+    let seen = &state.lang_hits[side];
+    let total: u32 = seen.iter().map(|&n| u32::from(n)).sum();
+    let top = seen.iter().copied().max().unwrap_or(0);
+    let usual = (0..seen.len())
+        .filter(|&i| total >= 3 && u32::from(seen[i]) * 4 >= u32::from(top))
+        .fold(0u8, |m, i| m | 1 << i);
+    match message | usual {
+        0 => u8::MAX,
+        allowed => allowed,
+    }
+}
+
 /// A deadline is new when there was none, when it is earlier than the one already
 /// alerted (more urgent), or when the one already alerted has passed. A countdown
 /// restated later ("you have 30 minutes, I said") is not news to moderators.
@@ -403,9 +484,10 @@ fn lexical_span(hits: &Hits, signals: SignalSet) -> Option<(usize, usize)> {
         .find_map(|s| hits.span(*s))
 }
 
-/// Rejects "i'm 15 minutes away" as an age claim.
-fn is_age_claim(norm: &Normalized, hits: &Hits) -> bool {
-    let Some((_, end)) = hits.span(Signal::AgeClaim) else {
+/// Rejects "i'm 15 minutes away" as an age claim (`claim`: of a minor's or an adult's
+/// age).
+fn is_age_claim(norm: &Normalized, hits: &Hits, claim: Signal) -> bool {
+    let Some((_, end)) = hits.span(claim) else {
         return false;
     };
     let next = norm.as_str()[end..]

@@ -5,11 +5,13 @@
 //! same normaliser as messages and are padded with spaces, so a match is always on
 //! word boundaries (a trailing `*` drops the right boundary). A phrase `A ... B` is
 //! two literals in the same automaton, joined after the pass when B follows A within
-//! four words.
+//! four words. Slot words of the grammar ([`crate::detect::grammar`]) are literals of
+//! the same automaton; the engine combines them after the pass.
 
 use crate::detect::error::PackError;
+use crate::detect::grammar::{Slot, SlotSet};
 use crate::detect::normalize::{normalize, Normalized};
-use crate::detect::signal::{Signal, SignalSet};
+use crate::detect::signal::{Signal, SignalSet, SIGNAL_COUNT};
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
@@ -21,12 +23,17 @@ pub const MAX_GAP_WORDS: usize = 4;
 pub const MAX_LANGUAGES: usize = 8;
 const HINT_CATEGORY: &str = "LANGUAGE_HINT";
 const MINOR_AGE: &str = "{minor_age}";
+const ADULT_AGE: &str = "{adult_age}";
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LexiconFile {
     language: Spanned<String>,
+    #[serde(default)]
     categories: BTreeMap<Spanned<String>, CategoryPhrases>,
+    /// Slot words of the grammar: `SLOT = ["word", ...]`.
+    #[serde(default)]
+    slots: BTreeMap<Spanned<String>, Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -39,8 +46,11 @@ struct CategoryPhrases {
 #[derive(Clone, Default, Debug)]
 struct Literal {
     signals: SignalSet,
-    /// Languages whose phrases (signal or hint) use this literal.
+    slots: SlotSet,
+    /// Languages whose phrases or slot words use this literal.
     langs: u8,
+    /// Languages whose function words (`LANGUAGE_HINT`) include this literal.
+    hint_langs: u8,
     /// (proximity phrase id, is the second part)
     parts: Vec<(u32, bool)>,
 }
@@ -66,9 +76,18 @@ pub struct Lexicon {
 pub struct Hits {
     pub signals: SignalSet,
     /// For each lexical signal found, the normalised byte span of its first match.
-    spans: [(u32, u32); Signal::SafetyTalk as usize + 1],
-    /// Matches per language (index into `Lexicon::languages`).
+    spans: [(u32, u32); SIGNAL_COUNT],
+    /// Function words (`LANGUAGE_HINT`) matched per language (index into
+    /// `Lexicon::languages`): the message's language.
     pub lang_hits: [u16; MAX_LANGUAGES],
+    /// For each signal found, the languages whose phrases found it.
+    sig_langs: [u8; SIGNAL_COUNT],
+    /// For each slot found, the languages whose words found it.
+    slot_langs: [u8; Slot::ALL.len()],
+    /// Slot words found in this message.
+    pub slots: SlotSet,
+    /// For each slot found, the normalised byte span of its first word.
+    slot_spans: [(u32, u32); Slot::ALL.len()],
     parts: Vec<(u32, bool, u32, u32)>,
 }
 
@@ -80,6 +99,33 @@ impl Hits {
         }
         let (a, b) = self.spans[s as usize];
         Some((a as usize, b as usize))
+    }
+
+    /// Normalised span of the first word of `slot` in this message.
+    pub fn slot_span(&self, slot: Slot) -> Option<(usize, usize)> {
+        if !self.slots.contains_all(slot.bit()) {
+            return None;
+        }
+        let (a, b) = self.slot_spans[slot as usize];
+        Some((a as usize, b as usize))
+    }
+
+    /// Adds signals composed from slots, their span that of the composition's first slot
+    /// in this message.
+    pub fn add_composed(&mut self, signal: Signal, slots: SlotSet) {
+        if let Some((a, b)) = slots.iter().find_map(|s| self.slot_span(s)) {
+            self.record(signal.bit(), a, b);
+        }
+    }
+
+    fn record_slots(&mut self, slots: SlotSet, start: usize, end: usize, langs: u8) {
+        for s in slots.iter() {
+            if !self.slots.contains_all(s.bit()) {
+                self.slot_spans[s as usize] = (start as u32, end as u32);
+            }
+            self.slot_langs[s as usize] |= langs;
+        }
+        self.slots = self.slots.union(slots);
     }
 
     fn record(&mut self, signals: SignalSet, start: usize, end: usize) {
@@ -94,7 +140,38 @@ impl Hits {
         self.signals = self.signals.union(signals);
     }
 
-    fn count_langs(&mut self, langs: u8) {
+    fn record_langs(&mut self, signals: SignalSet, langs: u8) {
+        for s in signals.iter() {
+            self.sig_langs[s as usize] |= langs;
+        }
+    }
+
+    /// The languages whose function words this message holds (bit per language).
+    pub fn message_languages(&self) -> u8 {
+        (0..MAX_LANGUAGES)
+            .filter(|&i| self.lang_hits[i] > 0)
+            .fold(0, |m, i| m | 1 << i)
+    }
+
+    /// Keeps only the signals and slots found by phrases of the `allowed` languages: a
+    /// French word that is also English slang ("hot") must not read an English message
+    /// as French sexual talk.
+    pub fn keep_languages(&mut self, allowed: u8) {
+        for s in self.signals.iter() {
+            if self.sig_langs[s as usize] & allowed == 0 {
+                self.signals.remove(s);
+            }
+        }
+        let mut kept = SlotSet::EMPTY;
+        for s in self.slots.iter() {
+            if self.slot_langs[s as usize] & allowed != 0 {
+                kept = kept.union(s.bit());
+            }
+        }
+        self.slots = kept;
+    }
+
+    fn count_hints(&mut self, langs: u8) {
         let mut m = langs;
         while m != 0 {
             let i = m.trailing_zeros() as usize;
@@ -157,18 +234,25 @@ impl LexiconBuilder {
         };
         let lang_bit = 1u8 << index;
         for (name, cat) in &parsed.categories {
-            let signals = if name.get_ref() == HINT_CATEGORY {
-                SignalSet::EMPTY
-            } else {
-                match Signal::parse(name.get_ref()).filter(|s| s.is_lexical()) {
-                    Some(s) => s.bit(),
-                    None => {
+            if name.get_ref() == HINT_CATEGORY {
+                for phrase in &cat.phrases {
+                    if let Err(m) = self.add_hint(phrase.get_ref(), lang_bit) {
                         errors.push(err(
-                            name.span(),
-                            format!("unknown lexicon category {:?}", name.get_ref()),
+                            phrase.span(),
+                            format!("phrase {:?}: {m}", phrase.get_ref()),
                         ));
-                        continue;
                     }
+                }
+                continue;
+            }
+            let signals = match Signal::parse(name.get_ref()).filter(|s| s.is_lexical()) {
+                Some(s) => s.bit(),
+                None => {
+                    errors.push(err(
+                        name.span(),
+                        format!("unknown lexicon category {:?}", name.get_ref()),
+                    ));
+                    continue;
                 }
             };
             for phrase in &cat.phrases {
@@ -183,6 +267,50 @@ impl LexiconBuilder {
                 }
             }
         }
+        for (name, words) in &parsed.slots {
+            let Some(slot) = Slot::parse(name.get_ref()) else {
+                errors.push(err(
+                    name.span(),
+                    format!("unknown slot {:?}", name.get_ref()),
+                ));
+                continue;
+            };
+            for word in words {
+                if let Err(m) = self.add_slot_word(word.get_ref(), slot, lang_bit) {
+                    errors.push(err(
+                        word.span(),
+                        format!("slot word {:?}: {m}", word.get_ref()),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// A function word of a language (`LANGUAGE_HINT`): one literal per alternative.
+    fn add_hint(&mut self, word: &str, lang: u8) -> Result<(), String> {
+        for alternative in expand_alternatives(word)? {
+            let id = self.literal(&alternative)?;
+            self.literals[id].hint_langs |= lang;
+        }
+        self.phrases += 1;
+        Ok(())
+    }
+
+    /// A slot word: one literal (with its `(a|b)` alternatives), no `...` gap.
+    fn add_slot_word(&mut self, word: &str, slot: Slot, lang: u8) -> Result<(), String> {
+        if word.contains(" ... ") {
+            return Err(
+                "slot words have no `...` gap: list the words, the grammar joins them".into(),
+            );
+        }
+        for alternative in expand_alternatives(word)? {
+            let id = self.literal(&alternative)?;
+            let lit = &mut self.literals[id];
+            lit.slots = lit.slots.union(slot.bit());
+            lit.langs |= lang;
+        }
+        self.phrases += 1;
+        Ok(())
     }
 
     fn add_phrase(&mut self, phrase: &str, signals: SignalSet, lang: u8) -> Result<(), String> {
@@ -304,13 +432,15 @@ fn expand_alternatives(part: &str) -> Result<Vec<String>, String> {
 }
 
 fn expand_template(phrase: &str) -> Vec<String> {
-    if phrase.contains(MINOR_AGE) {
-        (10..=17)
-            .map(|age| phrase.replace(MINOR_AGE, &age.to_string()))
-            .collect()
+    let (template, ages) = if phrase.contains(MINOR_AGE) {
+        (MINOR_AGE, 10..=17)
+    } else if phrase.contains(ADULT_AGE) {
+        (ADULT_AGE, 18..=79)
     } else {
-        vec![phrase.to_string()]
-    }
+        return vec![phrase.to_string()];
+    };
+    ages.map(|age| phrase.replace(template, &age.to_string()))
+        .collect()
 }
 
 impl Lexicon {
@@ -336,15 +466,22 @@ impl Lexicon {
     pub fn scan(&self, text: &Normalized, hits: &mut Hits) {
         hits.signals = SignalSet::EMPTY;
         hits.lang_hits = [0; MAX_LANGUAGES];
+        hits.sig_langs = [0; SIGNAL_COUNT];
+        hits.slot_langs = [0; Slot::ALL.len()];
         hits.parts.clear();
+        hits.slots = SlotSet::EMPTY;
         let bytes = text.as_bytes();
         for m in self.automaton.find_overlapping_iter(bytes) {
             let lit = &self.literals[m.pattern().as_usize()];
             let (start, end) = trim_span(bytes, m.start(), m.end());
             if !lit.signals.is_empty() {
                 hits.record(lit.signals, start, end);
+                hits.record_langs(lit.signals, lit.langs);
             }
-            hits.count_langs(lit.langs);
+            if !lit.slots.is_empty() {
+                hits.record_slots(lit.slots, start, end, lit.langs);
+            }
+            hits.count_hints(lit.hint_langs);
             for &(id, second) in &lit.parts {
                 hits.parts
                     .push((id, second, m.start() as u32, m.end() as u32));
@@ -368,7 +505,7 @@ impl Lexicon {
                 let p = &self.proximities[id as usize];
                 let (s, e) = trim_span(bytes, as_ as usize, be as usize);
                 hits.record(p.signals, s, e);
-                hits.count_langs(p.langs);
+                hits.record_langs(p.signals, p.langs);
             }
         }
         hits.parts = parts;
@@ -507,10 +644,11 @@ phrases = ["je", "tu"]
         let (s, e) = hits.span(Signal::ImageRequest).unwrap();
         let (a, b) = n.original_span(s, e);
         assert_eq!(&text[a..b], "send me a pic");
-        assert_eq!(hits.lang_hits[0], 2); // "you" hint + the phrase
+        assert_eq!(hits.lang_hits[0], 1); // the "you" hint; phrases are not counted
         assert_eq!(hits.lang_hits[1], 0);
         let (_, hits, _) = scan(&lex, "tu fais quoi, je sais pas");
         assert_eq!(hits.lang_hits[1], 2);
+        assert_eq!(hits.message_languages(), 0b10);
     }
 
     #[test]

@@ -7,8 +7,10 @@
 //! - [`signal`]: the signal categories and facts.
 //! - [`lexicon`]: phrase lexicons and slot grammars compiled into one automaton; one pass
 //!   per message.
+//! - [`grammar`]: slots (small word classes per language) combined into signals.
 //! - [`deadline`]: countdowns and clock times read into an absolute deadline.
-//! - [`state`]: per-pair state, bounded, with event-time expiry.
+//! - [`state`]: per-pair state, bounded, with event-time expiry ([`state_v1`]: the
+//!   form earlier versions stored, read back on restore).
 //! - [`rules`]: escalation rules and priority caps, evaluated per pair.
 //! - [`notice`]: victim safety notices per language.
 //! - [`error`]: the one error type of a rule pack, with file and line.
@@ -26,6 +28,7 @@ pub mod digest;
 pub mod engine;
 pub mod error;
 pub mod event;
+pub mod grammar;
 pub mod lexicon;
 pub mod normalize;
 pub mod notice;
@@ -33,4 +36,5 @@ pub mod pack;
 pub mod rules;
 pub mod signal;
 pub mod state;
+pub mod state_v1;
 pub mod time;

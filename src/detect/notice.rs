@@ -1,4 +1,5 @@
-//! Victim safety notices: per language and pattern, read from `notices/<lang>.toml`.
+//! Victim safety notices: per language (or locale: `pt-BR`) and pattern, read from
+//! `notices/<lang>.toml`.
 //! The platform shows the notice to the target, in the target's language.
 
 use crate::detect::error::PackError;

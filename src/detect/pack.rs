@@ -5,6 +5,7 @@
 
 use crate::detect::digest::hex;
 pub use crate::detect::error::{PackError, PackErrors};
+use crate::detect::grammar::Grammar;
 use crate::detect::lexicon::{Lexicon, LexiconBuilder};
 use crate::detect::notice::Notices;
 use crate::detect::rules::RuleSet;
@@ -14,6 +15,8 @@ use sha2::{Digest, Sha256};
 #[derive(Debug, Clone)]
 pub struct RulePack {
     pub lexicon: Lexicon,
+    /// How slot words combine into signals (`grammar.toml`; none without it).
+    pub grammar: Grammar,
     pub rules: RuleSet,
     pub notices: Notices,
     /// `sha256:` of the pack's files, names and contents, first 12 hex digits.
@@ -69,6 +72,10 @@ impl RulePack {
                 None
             }
         };
+        let grammar = match of("grammar.toml").next() {
+            Some((name, _, src)) => Grammar::parse(name, src, &mut errors),
+            None => Grammar::default(),
+        };
         let mut notices = Notices::default();
         for (name, _, src) in of("notices/") {
             notices.add_file(name, src, &mut errors);
@@ -85,6 +92,7 @@ impl RulePack {
                 let version = format!("sha256:{}", hex(&hasher.finalize()[..6]));
                 Ok(RulePack {
                     lexicon,
+                    grammar,
                     rules,
                     notices,
                     version,

@@ -149,6 +149,9 @@ pub struct Rule {
     pub all: Vec<Cond>,
     pub any: Vec<Cond>,
     pub min_any: usize,
+    /// When not empty, at least one of these must hold too (`one_of`): "three grooming
+    /// moves, one of them a probe".
+    pub one_of: Vec<Cond>,
     pub none: Vec<Cond>,
     pub raise: Vec<Raise>,
 }
@@ -232,6 +235,9 @@ impl Rule {
         {
             return None;
         }
+        if !self.one_of.is_empty() && !self.one_of.iter().any(|c| c.holds(f, suspect)) {
+            return None;
+        }
         if self.none.iter().any(|c| c.holds(f, suspect)) {
             return None;
         }
@@ -255,6 +261,7 @@ impl Rule {
         self.all
             .iter()
             .chain(&self.any)
+            .chain(&self.one_of)
             .chain(self.raise.iter().filter_map(|r| match &r.when {
                 RaiseWhen::Signal(c) => Some(c),
                 RaiseWhen::TargetAge(_) => None,
@@ -362,6 +369,8 @@ struct RuleSpec {
     #[serde(default)]
     any: Vec<Spanned<String>>,
     min_any: Option<usize>,
+    #[serde(default)]
+    one_of: Vec<Spanned<String>>,
     #[serde(default)]
     none: Vec<Spanned<String>>,
     #[serde(default)]
@@ -502,6 +511,7 @@ impl RuleSet {
             });
             let all = spanned_conds(&r.all, &mut err);
             let any = spanned_conds(&r.any, &mut err);
+            let one_of = spanned_conds(&r.one_of, &mut err);
             let none = spanned_conds(&r.none, &mut err);
             if r.all.is_empty() && r.any.is_empty() {
                 err(
@@ -554,6 +564,7 @@ impl RuleSet {
                     all,
                     any,
                     min_any,
+                    one_of,
                     none,
                     raise,
                 });

@@ -40,9 +40,16 @@ pub enum Signal {
     Blocked,
     /// The side reported the other.
     Reported,
+    // Lexical again: signals added later go last, so that stored bit sets and per-signal
+    // counters keep their meaning.
+    /// The speaker states an adult age ("i'm 27", "27 m", "j'ai 32 ans").
+    AdultAgeClaim,
+    /// Romance and age-gap talk: "are you single", "do you like older guys", "age is just a
+    /// number".
+    RomanceProbe,
 }
 
-pub const SIGNAL_COUNT: usize = 26;
+pub const SIGNAL_COUNT: usize = 28;
 
 impl Signal {
     pub const ALL: [Signal; SIGNAL_COUNT] = [
@@ -72,6 +79,8 @@ impl Signal {
         Signal::Deadline,
         Signal::Blocked,
         Signal::Reported,
+        Signal::AdultAgeClaim,
+        Signal::RomanceProbe,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -102,6 +111,8 @@ impl Signal {
             Signal::Deadline => "DEADLINE",
             Signal::Blocked => "BLOCKED",
             Signal::Reported => "REPORTED",
+            Signal::AdultAgeClaim => "ADULT_AGE_CLAIM",
+            Signal::RomanceProbe => "ROMANCE_PROBE",
         }
     }
 
@@ -111,7 +122,7 @@ impl Signal {
 
     /// Whether lexicon files may list phrases for this signal.
     pub fn is_lexical(self) -> bool {
-        (self as u8) <= Signal::SafetyTalk as u8
+        (self as u8) <= Signal::SafetyTalk as u8 || (self as u8) >= Signal::AdultAgeClaim as u8
     }
 
     pub fn bit(self) -> SignalSet {
@@ -160,6 +171,8 @@ mod tests {
         }
         assert!(Signal::SafetyTalk.is_lexical());
         assert!(!Signal::MediaSent.is_lexical());
+        assert!(!Signal::Reported.is_lexical());
+        assert!(Signal::RomanceProbe.is_lexical());
         assert_eq!(Signal::parse("NOPE"), None);
     }
 

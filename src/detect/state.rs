@@ -13,6 +13,7 @@
 //! their own (see [`PairStore`]).
 
 use crate::detect::event::AgeBand;
+use crate::detect::grammar::SlotSet;
 use crate::detect::lexicon::MAX_LANGUAGES;
 use crate::detect::rules::{Pattern, Priority};
 use crate::detect::signal::{Signal, SignalSet, SIGNAL_COUNT};
@@ -100,14 +101,19 @@ pub struct Raised {
 /// The part of a pair's state that exists once a signal was seen.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Active {
+    #[serde(with = "per_signal")]
     pub counts: [[u16; SIGNAL_COUNT]; 2],
     /// Seconds since first contact of the first and last occurrence.
+    #[serde(with = "per_signal")]
     pub first_s: [[u32; SIGNAL_COUNT]; 2],
+    #[serde(with = "per_signal")]
     pub last_s: [[u32; SIGNAL_COUNT]; 2],
     /// The latest deadline read in each side's messages.
     pub deadline: [Option<Millis>; 2],
     pub evidence: Vec<EvidenceRef>,
     pub raised: [Option<Raised>; Pattern::ALL.len()],
+    /// (side, signal, slot bits): the slots that first composed a signal of a side.
+    pub slots_of: Vec<(u8, u8, u16)>,
 }
 
 impl Default for Active {
@@ -119,6 +125,7 @@ impl Default for Active {
             deadline: [None; 2],
             evidence: Vec::new(),
             raised: [None; Pattern::ALL.len()],
+            slots_of: Vec::new(),
         }
     }
 }
@@ -133,6 +140,9 @@ pub struct PairState {
     pub lang_hits: [[u8; MAX_LANGUAGES]; 2],
     /// 32-bit hashes of the pair's last event ids (0: empty slot).
     pub recent: [u32; RECENT_IDS],
+    /// The slots seen in the current run of one side's consecutive messages
+    /// ([`SlotRun`], packed).
+    pub run: u32,
     pub active: Option<Box<Active>>,
     /// [`tenant_hash`] of the pair's tenant; 0 while unknown (restored from an old
     /// checkpoint, set again by the pair's next event). Not part of the serialised form
@@ -151,6 +161,7 @@ impl PairState {
             bands: [AgeBand::Unknown; 2],
             lang_hits: [[0; MAX_LANGUAGES]; 2],
             recent: [0; RECENT_IDS],
+            run: 0,
             active: None,
             tenant: 0,
         }
@@ -191,6 +202,27 @@ impl PairState {
         }
     }
 
+    /// Remembers that `slots` composed `signal` for `side`, if nothing did before.
+    pub fn note_slots(&mut self, side: usize, signal: Signal, slots: SlotSet) {
+        let a = self.active.get_or_insert_with(Default::default);
+        let (side, signal) = (side as u8, signal as u8);
+        if !a.slots_of.iter().any(|e| e.0 == side && e.1 == signal) {
+            a.slots_of.push((side, signal, slots.0));
+        }
+    }
+
+    /// The slots that first composed `signal` for `side`, if any did.
+    pub fn slots_of(&self, side: usize, signal: Signal) -> SlotSet {
+        self.active
+            .as_ref()
+            .and_then(|a| {
+                a.slots_of
+                    .iter()
+                    .find(|e| usize::from(e.0) == side && e.1 == signal as u8)
+            })
+            .map_or(SlotSet::EMPTY, |e| SlotSet(e.2))
+    }
+
     /// Keeps `e` as evidence, evicting the oldest reference that is not the first one
     /// of some (side, signal) when the list is full.
     pub fn add_evidence(&mut self, e: EvidenceRef) {
@@ -218,6 +250,36 @@ impl PairState {
             .enumerate()
             .max_by_key(|(i, n)| (**n, usize::MAX - i))?;
         (*n > 0).then_some(i)
+    }
+}
+
+/// Per-signal arrays are stored as sequences, so that a signal added later reads older
+/// state back with zeros for it.
+mod per_signal {
+    use super::SIGNAL_COUNT;
+    use serde::{de::Error, Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<T: Serialize, S: Serializer>(
+        a: &[[T; SIGNAL_COUNT]; 2],
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        (&a[0][..], &a[1][..]).serialize(s)
+    }
+
+    pub fn deserialize<'de, T, D>(d: D) -> Result<[[T; SIGNAL_COUNT]; 2], D::Error>
+    where
+        T: Deserialize<'de> + Copy + Default,
+        D: Deserializer<'de>,
+    {
+        let (a, b): (Vec<T>, Vec<T>) = Deserialize::deserialize(d)?;
+        let mut out = [[T::default(); SIGNAL_COUNT]; 2];
+        for (side, v) in [a, b].into_iter().enumerate() {
+            if v.len() > SIGNAL_COUNT {
+                return Err(D::Error::custom("more signals than this version knows"));
+            }
+            out[side][..v.len()].copy_from_slice(&v);
+        }
+        Ok(out)
     }
 }
 

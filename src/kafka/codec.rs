@@ -5,6 +5,7 @@
 use crate::detect::alert::Alert;
 use crate::detect::event::{Event, Limits};
 use crate::detect::state::{PairKey, PairState};
+use crate::detect::state_v1::PairStateV1;
 use crate::proto::{event_from_proto, pb};
 use prost::Message as _;
 use rdkafka::message::{Header, Headers, OwnedHeaders};
@@ -18,7 +19,9 @@ pub const OFFSET_HEADER: &str = "pairwatch-offset";
 /// Changelog header: the pair's tenant hash ([`PairState::tenant`], decimal), which
 /// the serialised state does not hold. Absent (an older writer): tenant unknown (0).
 pub const TENANT_HEADER: &str = "pairwatch-tenant-hash";
-const CHANGELOG_VERSION: u8 = 1;
+const CHANGELOG_VERSION: u8 = 2;
+/// Records of the state's first stored form ([`PairStateV1`]), still read.
+const CHANGELOG_V1: u8 = 1;
 /// Dead-letter reason of an input record larger than a dead letter may be.
 pub const RECORD_TOO_LARGE: &str = "record_too_large";
 /// Dead-letter headers of a record too large to carry whole: the size of its value and
@@ -411,11 +414,16 @@ pub fn decode_state(
     let key = PairKey(u128::from_be_bytes(key));
     match payload {
         Some(p) if !p.is_empty() => {
-            if p[0] != CHANGELOG_VERSION {
-                return Err(format!("changelog record of unknown version {}", p[0]));
-            }
-            let (offset, mut state): (i64, PairState) =
-                bincode::deserialize(&p[1..]).map_err(|e| format!("changelog record: {e}"))?;
+            let bad = |e: bincode::Error| format!("changelog record: {e}");
+            let (offset, mut state): (i64, PairState) = match p[0] {
+                CHANGELOG_VERSION => bincode::deserialize(&p[1..]).map_err(bad)?,
+                CHANGELOG_V1 => {
+                    let (offset, v1): (i64, PairStateV1) =
+                        bincode::deserialize(&p[1..]).map_err(bad)?;
+                    (offset, v1.into())
+                }
+                v => return Err(format!("changelog record of unknown version {v}")),
+            };
             state.tenant = headers
                 .and_then(|h| h.iter().find(|h| h.key == TENANT_HEADER))
                 .and_then(|h| h.value)
@@ -618,5 +626,16 @@ mod tests {
         assert_eq!((t.offset, t.state), (78, None));
         assert!(decode_state(Some(b"short"), None, Some(&h)).is_err());
         assert!(decode_state(Some(&changelog_key(&k)), Some(&[9, 1]), none).is_err());
+    }
+
+    #[test]
+    fn changelog_records_of_the_first_state_form_still_read() {
+        let (k, _) = PairKey::of("t", "a", "b");
+        let mut s = PairState::new(1000);
+        s.record(0, Signal::ImageRequest.bit(), 2000);
+        let mut v1 = vec![CHANGELOG_V1];
+        bincode::serialize_into(&mut v1, &(5i64, PairStateV1::of(&s))).unwrap();
+        let r = decode_state(Some(&changelog_key(&k)), Some(&v1), None::<&OwnedHeaders>).unwrap();
+        assert_eq!((r.offset, r.state), (5, Some(s)));
     }
 }

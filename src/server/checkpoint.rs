@@ -5,16 +5,19 @@
 //! number of parts, then per shard a length-prefixed bincode list of
 //! `(PairKey, tenant hash, PairState)`, and a CRC32 of everything before it.
 //!
-//! Version 02 (entries `(PairKey, PairState)`, before per-tenant event time) is still
-//! read: its pairs come back with tenant 0 (unknown) until their next event.
+//! Earlier versions are still read: 03 (the state in its first stored form,
+//! [`PairStateV1`]) and 02 (entries `(PairKey, PairStateV1)`, before per-tenant event
+//! time: its pairs come back with tenant 0, unknown, until their next event).
 
 use crate::detect::state::{PairKey, PairState};
+use crate::detect::state_v1::PairStateV1;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::Path;
 
-const MAGIC: &[u8; 8] = b"PWCKPT03";
-/// The previous format, still read.
+const MAGIC: &[u8; 8] = b"PWCKPT04";
+/// Earlier formats, still read.
+const MAGIC_V3: &[u8; 8] = b"PWCKPT03";
 const MAGIC_V2: &[u8; 8] = b"PWCKPT02";
 const FILE: &str = "checkpoint.bin";
 const TMP: &str = "checkpoint.tmp";
@@ -78,9 +81,10 @@ pub fn read(dir: &Path) -> io::Result<Option<Restored>> {
     if buf.len() < 36 {
         return Err(corrupt("not a pairwatch checkpoint (or another version)"));
     }
-    let v2 = match &buf[..8] {
-        m if m == MAGIC => false,
-        m if m == MAGIC_V2 => true,
+    let version = match &buf[..8] {
+        m if m == MAGIC => 4,
+        m if m == MAGIC_V3 => 3,
+        m if m == MAGIC_V2 => 2,
         _ => return Err(corrupt("not a pairwatch checkpoint (or another version)")),
     };
     let (body, crc) = buf.split_at(buf.len() - 4);
@@ -105,21 +109,39 @@ pub fn read(dir: &Path) -> io::Result<Option<Restored>> {
             .checked_add(len)
             .and_then(|end| body.get(at..end))
             .ok_or_else(|| corrupt("truncated part"))?;
-        if v2 {
-            let mut decoded: Vec<(PairKey, PairState)> =
-                bincode::deserialize(part).map_err(|e| corrupt(&e.to_string()))?;
-            pairs.append(&mut decoded);
-        } else {
+        decode_part(version, part, &mut pairs)?;
+        at += len;
+    }
+    Ok(Some(Restored { seq, aux, pairs }))
+}
+
+/// Appends the pairs of one part written in format `version`.
+fn decode_part(version: u8, part: &[u8], pairs: &mut Vec<(PairKey, PairState)>) -> io::Result<()> {
+    let bad = |e: bincode::Error| corrupt(&e.to_string());
+    match version {
+        2 => {
+            let decoded: Vec<(PairKey, PairStateV1)> = bincode::deserialize(part).map_err(bad)?;
+            pairs.extend(decoded.into_iter().map(|(k, s)| (k, s.into())));
+        }
+        3 => {
+            let decoded: Vec<(PairKey, u64, PairStateV1)> =
+                bincode::deserialize(part).map_err(bad)?;
+            pairs.extend(decoded.into_iter().map(|(k, tenant, s)| {
+                let mut s: PairState = s.into();
+                s.tenant = tenant;
+                (k, s)
+            }));
+        }
+        _ => {
             let decoded: Vec<(PairKey, u64, PairState)> =
-                bincode::deserialize(part).map_err(|e| corrupt(&e.to_string()))?;
+                bincode::deserialize(part).map_err(bad)?;
             pairs.extend(decoded.into_iter().map(|(k, tenant, mut s)| {
                 s.tenant = tenant;
                 (k, s)
             }));
         }
-        at += len;
     }
-    Ok(Some(Restored { seq, aux, pairs }))
+    Ok(())
 }
 
 #[cfg(test)]
@@ -143,8 +165,14 @@ mod tests {
         s1.record(1, Signal::MoneyDemand.bit(), 3000);
         s1.users = [7, 8];
         let s2 = PairState::new(5000);
-        // What a version 02 writer stored: `(PairKey, PairState)` entries.
-        let v2_part = |pairs: &[(PairKey, PairState)]| bincode::serialize(pairs).unwrap();
+        // What a version 02 writer stored: `(PairKey, PairStateV1)` entries.
+        let v2_part = |pairs: &[(PairKey, PairState)]| {
+            let old: Vec<_> = pairs
+                .iter()
+                .map(|(k, s)| (*k, PairStateV1::of(s)))
+                .collect();
+            bincode::serialize(&old).unwrap()
+        };
         let parts = vec![v2_part(&[(k1, s1.clone())]), v2_part(&[(k2, s2.clone())])];
         write_as(MAGIC_V2, &dir, 9, 3, &parts).unwrap();
         assert_eq!(&std::fs::read(dir.join(FILE)).unwrap()[..8], b"PWCKPT02");
@@ -156,13 +184,27 @@ mod tests {
     }
 
     #[test]
-    fn the_current_format_keeps_each_pairs_tenant() {
+    fn a_version_03_checkpoint_still_loads_with_its_tenants() {
         let dir = temp_dir("v3");
+        let (k, _) = PairKey::of("t", "a", "b");
+        let mut s = PairState::new(1000);
+        s.record(0, Signal::Flattery.bit(), 2000);
+        s.tenant = tenant_hash("t");
+        let part = bincode::serialize(&vec![(k, s.tenant, PairStateV1::of(&s))]).unwrap();
+        write_as(MAGIC_V3, &dir, 4, 0, &[part]).unwrap();
+        let back = read(&dir).unwrap().unwrap();
+        assert_eq!(back.pairs, vec![(k, s)]);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_current_format_keeps_each_pairs_tenant() {
+        let dir = temp_dir("v4");
         let (k, _) = PairKey::of("t", "a", "b");
         let mut s = PairState::new(1000);
         s.tenant = tenant_hash("t");
         write(&dir, 1, 0, &[encode_pairs([(&k, &s)].into_iter())]).unwrap();
-        assert_eq!(&std::fs::read(dir.join(FILE)).unwrap()[..8], b"PWCKPT03");
+        assert_eq!(&std::fs::read(dir.join(FILE)).unwrap()[..8], b"PWCKPT04");
         let back = read(&dir).unwrap().unwrap();
         assert_eq!(back.pairs[0].1.tenant, tenant_hash("t"));
         assert_eq!(back.pairs, vec![(k, s)]);

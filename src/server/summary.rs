@@ -32,6 +32,11 @@ pub fn pair_summary(tenant: &str, a: &str, b: &str, state: &PairState) -> pb::Pa
                         last_at: Some(ts(
                             state.first_contact + act.last_s[i][s as usize] as i64 * SECOND
                         )),
+                        slots: state
+                            .slots_of(i, s)
+                            .iter()
+                            .map(|x| x.as_str().to_string())
+                            .collect(),
                     });
                 }
             }
