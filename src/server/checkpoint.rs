@@ -15,7 +15,8 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::Path;
 
-const MAGIC: &[u8; 8] = b"PWCKPT04";
+/// The current format's magic (with its version).
+pub const MAGIC: &[u8; 8] = b"PWCKPT04";
 /// Earlier formats, still read.
 const MAGIC_V3: &[u8; 8] = b"PWCKPT03";
 const MAGIC_V2: &[u8; 8] = b"PWCKPT02";
