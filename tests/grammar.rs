@@ -74,12 +74,30 @@ fn a_threat_split_over_consecutive_messages_counts_and_a_reply_ends_the_run() {
     ]);
     assert_eq!(best(&split, Pattern::Sextortion), Some(Priority::P0));
     // The same words with the target answering in between are two separate messages,
-    // not one threat: "posted" and "your whole class" never share a run.
-    let interrupted = conversation(&[
-        (&ADULT, &TEEN, "the match video gets posted tonight"),
-        (&TEEN, &ADULT, "cool"),
-        (&ADULT, &TEEN, "to your whole class, congrats"),
-    ]);
+    // not one threat: "posted" and "your whole class" never share a run (were they read
+    // as one, the earlier recording claim would make it a P0 sextortion). The claim
+    // comes half an hour before, so that it is in no run with them.
+    let interrupted = replay_lines(
+        &[
+            msg(
+                "i1",
+                &at(0),
+                ADULT,
+                TEEN,
+                "i kept everything from the video call",
+            ),
+            msg(
+                "i2",
+                &at(30),
+                ADULT,
+                TEEN,
+                "the match video gets posted tonight",
+            ),
+            msg("i3", &at(31), TEEN, ADULT, "cool"),
+            msg("i4", &at(32), ADULT, TEEN, "to your whole class, congrats"),
+        ]
+        .join("\n"),
+    );
     assert!(interrupted.is_empty(), "{interrupted:?}");
 }
 

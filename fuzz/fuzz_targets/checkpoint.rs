@@ -11,8 +11,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pairwatch::server::checkpoint::{encode_pairs, read, MAGIC};
-use pairwatch_fuzz::{checkpoint_bytes, with_crc};
+use pairwatch::server::checkpoint::{encode_pairs, file_bytes, read, MAGIC};
+use pairwatch_fuzz::with_crc;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -42,7 +42,7 @@ fn check(file: &[u8], crc_ok: bool) {
             assert_eq!((r.seq, r.aux), (u64_at(8), u64_at(16)));
             // Written again (current format, one part), read back the same.
             let part = encode_pairs(r.pairs.iter().map(|(k, s)| (k, s)));
-            let again = checkpoint_bytes(MAGIC, r.seq, r.aux, &[&part]);
+            let again = file_bytes(MAGIC, r.seq, r.aux, &[&part]);
             std::fs::write(dir().join("checkpoint.bin"), &again).expect("write checkpoint.bin");
             let back = read(dir())
                 .expect("own checkpoint refused")

@@ -103,23 +103,6 @@ pub fn wal_record(seq: u64, kind: u8, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A checkpoint file as the module doc lays it out: magic, position, auxiliary
-/// position, number of parts, length-prefixed parts, CRC32 of all that.
-pub fn checkpoint_bytes(magic: &[u8; 8], seq: u64, aux: u64, parts: &[&[u8]]) -> Vec<u8> {
-    let mut buf = Vec::new();
-    buf.extend_from_slice(magic);
-    buf.extend_from_slice(&seq.to_le_bytes());
-    buf.extend_from_slice(&aux.to_le_bytes());
-    buf.extend_from_slice(&(parts.len() as u64).to_le_bytes());
-    for p in parts {
-        buf.extend_from_slice(&(p.len() as u64).to_le_bytes());
-        buf.extend_from_slice(p);
-    }
-    let crc = crc32fast::hash(&buf);
-    buf.extend_from_slice(&crc.to_le_bytes());
-    buf
-}
-
 /// `bytes` with a CRC32 of them appended (what a checkpoint ends with), so that the
 /// fuzzer's inputs get past the checksum to the parser behind it.
 pub fn with_crc(bytes: &[u8]) -> Vec<u8> {

@@ -170,12 +170,20 @@ pub struct Composition {
     pub slots: SlotSet,
 }
 
-/// What a message's run composed: the signals, and for each the slots of the first
-/// composition that made it.
+/// What a message's run composed: each signal with the slots of the first composition
+/// that made it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Composed {
-    pub signals: SignalSet,
     pub via: Vec<(Signal, SlotSet)>,
+}
+
+impl Composed {
+    /// The signals composed.
+    pub fn signals(&self) -> SignalSet {
+        self.via
+            .iter()
+            .fold(SignalSet::EMPTY, |set, (s, _)| set.union(s.bit()))
+    }
 }
 
 /// The compositions of a pack.
@@ -243,7 +251,6 @@ impl Grammar {
     /// message holds them alone: a threat split over three messages counts once, on the
     /// message that completes it; a threat restated in full counts again.
     pub fn compose(&self, before: SlotSet, run: SlotSet, message: SlotSet, out: &mut Composed) {
-        out.signals = SignalSet::EMPTY;
         out.via.clear();
         if message.is_empty() {
             return;
@@ -251,8 +258,7 @@ impl Grammar {
         for c in &self.compositions {
             let holds = run.contains_all(c.slots)
                 && (!before.contains_all(c.slots) || message.contains_all(c.slots));
-            if holds && !out.signals.contains(c.signal) {
-                out.signals.insert(c.signal);
+            if holds && !out.via.iter().any(|(s, _)| *s == c.signal) {
                 out.via.push((c.signal, c.slots));
             }
         }
@@ -308,19 +314,19 @@ slots = ["RECORDING", "MATERIAL"]
         let share = set(&[Slot::Share]);
         let both = set(&[Slot::Share, Slot::Audience]);
         g.compose(SlotSet::EMPTY, share, share, &mut out);
-        assert!(out.signals.is_empty());
+        assert!(out.signals().is_empty());
         g.compose(share, both, set(&[Slot::Audience]), &mut out);
-        assert_eq!(out.signals, Signal::ThreatToDistribute.bit());
+        assert_eq!(out.signals(), Signal::ThreatToDistribute.bit());
         assert_eq!(out.via, vec![(Signal::ThreatToDistribute, both)]);
         // A third message with only an audience word adds nothing new...
         g.compose(both, both, set(&[Slot::Audience]), &mut out);
-        assert!(out.signals.is_empty());
+        assert!(out.signals().is_empty());
         // ...but a threat restated whole counts again.
         g.compose(both, both, both, &mut out);
-        assert_eq!(out.signals, Signal::ThreatToDistribute.bit());
+        assert_eq!(out.signals(), Signal::ThreatToDistribute.bit());
         // A message with no slot composes nothing.
         g.compose(both, both, SlotSet::EMPTY, &mut out);
-        assert!(out.signals.is_empty());
+        assert!(out.signals().is_empty());
     }
 
     #[test]

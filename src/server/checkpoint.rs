@@ -34,18 +34,25 @@ pub fn write(dir: &Path, seq: u64, aux: u64, parts: &[Vec<u8>]) -> io::Result<u6
     write_as(MAGIC, dir, seq, aux, parts)
 }
 
-fn write_as(magic: &[u8; 8], dir: &Path, seq: u64, aux: u64, parts: &[Vec<u8>]) -> io::Result<u64> {
-    let mut buf = Vec::with_capacity(parts.iter().map(|p| p.len() + 8).sum::<usize>() + 32);
+/// A checkpoint file's bytes in the layout of the module doc, under `magic`.
+pub fn file_bytes<P: AsRef<[u8]>>(magic: &[u8; 8], seq: u64, aux: u64, parts: &[P]) -> Vec<u8> {
+    let size = parts.iter().map(|p| p.as_ref().len() + 8).sum::<usize>() + 36;
+    let mut buf = Vec::with_capacity(size);
     buf.extend_from_slice(magic);
     buf.extend_from_slice(&seq.to_le_bytes());
     buf.extend_from_slice(&aux.to_le_bytes());
     buf.extend_from_slice(&(parts.len() as u64).to_le_bytes());
     for p in parts {
-        buf.extend_from_slice(&(p.len() as u64).to_le_bytes());
-        buf.extend_from_slice(p);
+        buf.extend_from_slice(&(p.as_ref().len() as u64).to_le_bytes());
+        buf.extend_from_slice(p.as_ref());
     }
     let crc = crc32fast::hash(&buf);
     buf.extend_from_slice(&crc.to_le_bytes());
+    buf
+}
+
+fn write_as(magic: &[u8; 8], dir: &Path, seq: u64, aux: u64, parts: &[Vec<u8>]) -> io::Result<u64> {
+    let buf = file_bytes(magic, seq, aux, parts);
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(TMP);
     let mut f = File::create(&tmp)?;
