@@ -73,7 +73,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .compile(&[ingest]);
 
     println!("cargo:rerun-if-changed=rules");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Read at run time: a build script compiled in another checkout (a shared target
+    // directory) must list this checkout's rules.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR")?;
+    let root = Path::new(&manifest_dir);
     let mut files = Vec::new();
     for sub in ["lexicon", "notices"] {
         println!("cargo:rerun-if-changed=rules/{sub}");
