@@ -56,6 +56,8 @@ pub struct Engine {
     /// `ReloadRules` loads only directories under this one; empty: only `rules_dir`.
     pub rules_root: String,
     pub pair_ttl: String,
+    /// How often `serve` passes standing alerts' deadlines on the wall clock.
+    pub deadline_clock: String,
     pub time_zone: String,
     pub tenant_time_zones: BTreeMap<String, String>,
     pub default_language: String,
@@ -337,6 +339,7 @@ impl Default for Config {
                 rules_dir: String::new(),
                 rules_root: String::new(),
                 pair_ttl: "30d".into(),
+                deadline_clock: "2s".into(),
                 time_zone: "UTC".into(),
                 tenant_time_zones: BTreeMap::new(),
                 default_language: "en".into(),
@@ -549,6 +552,7 @@ impl Config {
             ("server.shutdown_grace", &self.server.shutdown_grace),
             ("kafka.restore_timeout", &self.kafka.restore_timeout),
             ("engine.pair_ttl", &self.engine.pair_ttl),
+            ("engine.deadline_clock", &self.engine.deadline_clock),
             ("limits.max_future_skew", &self.limits.max_future_skew),
             ("shards.ingest_queue_wait", &self.shards.ingest_queue_wait),
             (

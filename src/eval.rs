@@ -7,11 +7,12 @@
 use crate::detect::alert::Alert;
 use crate::detect::engine::Engine;
 use crate::detect::event::{Event, Limits};
+use crate::detect::flag::RedFlag;
 use crate::detect::lexicon::MAX_LANGUAGES;
 use crate::detect::rules::Priority;
 use crate::detect::time::MINUTE;
 use serde::Deserialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::BufRead;
 
 /// One line of a labels file.
@@ -51,6 +52,8 @@ struct PairOutcome {
     /// (messages seen, minutes since first event) at the first alert of each priority or above.
     first_alert: [Option<(u32, i64)>; 4],
     suspects: Vec<String>,
+    /// The red flags any of the pair's alerts or updates carried.
+    flags: BTreeSet<String>,
     /// Function words matched per side (side 0: the smaller user id) and language.
     lang_hits: [[u8; MAX_LANGUAGES]; 2],
 }
@@ -88,6 +91,10 @@ pub struct Report {
     pub by_language: BTreeMap<String, LanguageStats>,
     /// Alerts by pattern and priority on negatives (false alarms) and positives.
     pub alerts_by_pattern: BTreeMap<(String, String), (usize, usize)>,
+    /// Per red flag: pairs whose alerts (or updates) carried it, positives and negatives.
+    pub flags: BTreeMap<String, (usize, usize)>,
+    /// Updates of standing alerts, by kind.
+    pub updates: BTreeMap<String, usize>,
     pub unlabelled_alerts: usize,
 }
 
@@ -187,6 +194,20 @@ impl Report {
         for (rule, (pos, neg)) in &self.rule_fires {
             let _ = writeln!(s, "{rule:<40}  {pos:>17}  {neg:>12}");
         }
+        let _ = writeln!(
+            s,
+            "\nred flag (pairs with an alert carrying it)  positives  negatives"
+        );
+        for f in RedFlag::ALL {
+            let (pos, neg) = self.flags.get(f.as_str()).copied().unwrap_or_default();
+            let _ = writeln!(s, "{:<42}  {pos:>9}  {neg:>9}", f.as_str());
+        }
+        if !self.updates.is_empty() {
+            let _ = writeln!(s, "\nupdates of standing alerts");
+            for (kind, n) in &self.updates {
+                let _ = writeln!(s, "{kind:<20}  {n:>9}");
+            }
+        }
         if self.unlabelled_alerts > 0 {
             let _ = writeln!(
                 s,
@@ -276,6 +297,19 @@ pub fn evaluate<R: BufRead>(
             outcome.lang_hits = state.lang_hits;
         }
         for a in alerts.drain(..) {
+            // An update may be of another pair than the event's (a deadline passed).
+            let id = pair_id(&a.tenant, &a.suspect.user_id, &a.target.user_id);
+            let Some(outcome) = pairs.get_mut(&id) else {
+                continue;
+            };
+            outcome.flags.extend(a.red_flags.iter().cloned());
+            if let Some(u) = &a.update {
+                *report
+                    .updates
+                    .entry(u.kind.as_str().to_string())
+                    .or_default() += 1;
+                continue;
+            }
             let pi = a.priority as usize;
             outcome.best = Some(outcome.best.map_or(a.priority, |b| b.min(a.priority)));
             for slot in &mut outcome.first_alert[pi..] {
@@ -307,6 +341,14 @@ pub fn evaluate<R: BufRead>(
                 }
             } else if !positive && hit {
                 report.false_alarms[i] += 1;
+            }
+        }
+        for f in outcome.iter().flat_map(|o| &o.flags) {
+            let e = report.flags.entry(f.clone()).or_default();
+            if positive {
+                e.0 += 1;
+            } else {
+                e.1 += 1;
             }
         }
         let lang = engine

@@ -3,7 +3,7 @@
 //!
 //! Modules, in data-flow order:
 //! - [`detect`]: the pure detection core (event contract, normalisation, lexicons and
-//!   slot grammars, deadlines, pair state, rules, notices, alerts, the engine). No I/O.
+//!   slot grammars, deadlines, pair state, rules, red flags, notices, alerts and their updates, the engine). No I/O.
 //! - [`proto`]: the protobuf contract (`proto/pairwatch/v1`), conversions to and from events and alerts.
 //! - [`pack_dir`]: reading a rule pack directory from disk.
 //! - [`config`]: service configuration (defaults, file, environment).

@@ -3,6 +3,7 @@
 //! values only (reason codes, categories, priorities, patterns, rule ids, shard
 //! numbers), never a user or pair id. Hot-path handles are resolved once.
 
+use crate::detect::alert::UpdateKind;
 use crate::detect::rules::{Pattern, Priority};
 use crate::detect::signal::Signal;
 use prometheus::{
@@ -16,6 +17,7 @@ pub struct Metrics {
     rejected: IntCounterVec,
     pub signals: Vec<IntCounter>,
     alerts: IntCounterVec,
+    updates: IntCounterVec,
     decisions: IntCounterVec,
     pub processing_seconds: Histogram,
     pub event_to_alert_seconds: Histogram,
@@ -212,6 +214,18 @@ impl Metrics {
                 alerts.with_label_values(&[p.as_str(), pat.as_str()]);
             }
         }
+        let updates = counter_vec(
+            "pairwatch_alerts_updates_total",
+            "Updates of standing alerts (a red flag changed), by kind.",
+            &["kind"],
+        );
+        for k in [
+            UpdateKind::DeadlinePassed,
+            UpdateKind::StillInContact,
+            UpdateKind::ContactEnded,
+        ] {
+            updates.with_label_values(&[k.as_str()]);
+        }
         let mut m = Metrics {
             events_accepted: counter(
                 "pairwatch_ingest_events_total",
@@ -224,6 +238,7 @@ impl Metrics {
             ),
             signals,
             alerts,
+            updates,
             decisions: counter_vec(
                 "pairwatch_moderation_decisions_total",
                 "Moderator decisions, by rule and decision.",
@@ -429,6 +444,10 @@ impl Metrics {
         self.alerts
             .with_label_values(&[a.priority.as_str(), a.pattern.as_str()])
             .inc();
+    }
+
+    pub fn update(&self, kind: UpdateKind) {
+        self.updates.with_label_values(&[kind.as_str()]).inc();
     }
 
     pub fn set_open(&self, counts: [i64; 4]) {

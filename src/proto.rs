@@ -2,7 +2,7 @@
 //! conversions. A `ChatEvent` is turned into a [`RawEvent`] and validated by the same
 //! code as JSON, so both forms accept and reject exactly the same events.
 
-use crate::detect::alert::{Alert, Side};
+use crate::detect::alert::{Alert, AlertUpdate, KnownOffender, Side, UpdateKind};
 use crate::detect::event::{
     Event, EventError, Limits, RawAction, RawAttachment, RawCall, RawEvent, RawMessage, RawUser,
 };
@@ -83,6 +83,13 @@ fn raw_user(u: pb::UserRef, created_field: &'static str) -> Result<RawUser, Even
             .map(|t| event_time(created_field, t))
             .transpose()?,
         locale: Some(u.locale).filter(|l| !l.is_empty()),
+        relationship: match u.relationship {
+            0 => None,
+            n => {
+                let name = pb::Relationship::try_from(n).ok().map(|r| r.as_str_name());
+                Some(enum_name("RELATIONSHIP_", name, n))
+            }
+        },
     })
 }
 
@@ -162,6 +169,11 @@ fn proto_user(u: &RawUser) -> pb::UserRef {
         age_band: pb::AgeBand::from_str_name(&format!("AGE_BAND_{band}")).map_or(0, |b| b as i32),
         account_created_at: u.account_created_at.as_deref().and_then(timestamp_str),
         locale: u.locale.clone().unwrap_or_default(),
+        relationship: u
+            .relationship
+            .as_deref()
+            .and_then(|r| pb::Relationship::from_str_name(&format!("RELATIONSHIP_{r}")))
+            .map_or(0, |r| r as i32),
     }
 }
 
@@ -230,6 +242,7 @@ impl From<&Alert> for pb::Alert {
                 .map_or(0, |b| b as i32),
             account_created_at: None,
             locale: String::new(),
+            relationship: 0,
         };
         let priority = match a.priority {
             Priority::P0 => pb::Priority::P0,
@@ -288,6 +301,27 @@ impl From<&Alert> for pb::Alert {
             recommended_actions: a.recommended_actions.clone(),
             engine_version: a.engine_version.clone(),
             rules_version: a.rules_version.clone(),
+            red_flags: a.red_flags.clone(),
+            still_in_contact: a.still_in_contact,
+            deadline_passed: a.deadline_passed,
+            known_offender: a.known_offender.as_ref().map(|k| pb::KnownOffender {
+                relationship: k
+                    .relationship
+                    .as_deref()
+                    .and_then(|r| pb::Relationship::from_str_name(&format!("RELATIONSHIP_{r}")))
+                    .map_or(0, |r| r as i32),
+                friends: k.friends,
+                known_for_days: k.known_for_days,
+                summary: k.summary.clone(),
+            }),
+            update: a.update.as_ref().map(|u| pb::AlertUpdate {
+                kind: match u.kind {
+                    UpdateKind::DeadlinePassed => pb::UpdateKind::DeadlinePassed,
+                    UpdateKind::StillInContact => pb::UpdateKind::StillInContact,
+                    UpdateKind::ContactEnded => pb::UpdateKind::ContactEnded,
+                } as i32,
+                at: timestamp_str(&u.at),
+            }),
         }
     }
 }
@@ -372,6 +406,30 @@ pub fn alert_from_proto(a: &pb::Alert) -> Result<Alert, String> {
         recommended_actions: a.recommended_actions.clone(),
         engine_version: a.engine_version.clone(),
         rules_version: a.rules_version.clone(),
+        red_flags: a.red_flags.clone(),
+        still_in_contact: a.still_in_contact,
+        deadline_passed: a.deadline_passed,
+        known_offender: a.known_offender.as_ref().map(|k| KnownOffender {
+            relationship: pb::Relationship::try_from(k.relationship)
+                .ok()
+                .filter(|r| *r != pb::Relationship::Unspecified)
+                .map(|r| enum_str(Some(r.as_str_name()), "RELATIONSHIP_")),
+            friends: k.friends,
+            known_for_days: k.known_for_days,
+            summary: k.summary.clone(),
+        }),
+        update: match &a.update {
+            None => None,
+            Some(u) => Some(AlertUpdate {
+                kind: match pb::UpdateKind::try_from(u.kind) {
+                    Ok(pb::UpdateKind::DeadlinePassed) => UpdateKind::DeadlinePassed,
+                    Ok(pb::UpdateKind::StillInContact) => UpdateKind::StillInContact,
+                    Ok(pb::UpdateKind::ContactEnded) => UpdateKind::ContactEnded,
+                    _ => return Err(format!("alert update of unknown kind {}", u.kind)),
+                },
+                at: opt_time(&u.at),
+            }),
+        },
     })
 }
 

@@ -16,6 +16,8 @@ pub struct Summary {
     pub rejected: u64,
     pub alerts: u64,
     pub alerts_by_priority: [u64; 4],
+    /// Updates of standing alerts (same alert id, a red flag changed).
+    pub updates: u64,
     pub pairs: usize,
 }
 
@@ -24,8 +26,8 @@ impl std::fmt::Display for Summary {
         let [p0, p1, p2, p3] = self.alerts_by_priority;
         write!(
             f,
-            "replay: {} events, {} rejected, {} alerts (P0 {p0}, P1 {p1}, P2 {p2}, P3 {p3}), {} pairs tracked",
-            self.events, self.rejected, self.alerts, self.pairs
+            "replay: {} events, {} rejected, {} alerts (P0 {p0}, P1 {p1}, P2 {p2}, P3 {p3}), {} updates, {} pairs tracked",
+            self.events, self.rejected, self.alerts, self.updates, self.pairs
         )
     }
 }
@@ -165,8 +167,12 @@ pub fn replay<R: BufRead>(
         alerts.clear();
         engine.process(&event, &mut alerts);
         for a in &alerts {
-            summary.alerts += 1;
-            summary.alerts_by_priority[a.priority as usize] += 1;
+            if a.update.is_some() {
+                summary.updates += 1;
+            } else {
+                summary.alerts += 1;
+                summary.alerts_by_priority[a.priority as usize] += 1;
+            }
             on_alert(a)?;
         }
     }

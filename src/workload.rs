@@ -211,6 +211,7 @@ impl Workload {
             age_band: band,
             account_created_at: None,
             locale: None,
+            relationship: None,
         }
     }
 

@@ -89,16 +89,22 @@ async fn publish(grpc: u16, lines: &[String]) {
     assert!(acks.results.iter().all(|a| a.accepted));
 }
 
+/// The ids of the alerts in the log (not its updates: the wall clock passes these
+/// conversations' deadlines whenever it ticks), after checking that no line, alert or
+/// update, is there twice.
 fn logged_ids(dir: &Path) -> Vec<String> {
-    std::fs::read_to_string(dir.join("alerts.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["alert_id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
+    let lines: Vec<pairwatch::detect::alert::Alert> =
+        std::fs::read_to_string(dir.join("alerts.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+    let keys: std::collections::HashSet<String> = lines.iter().map(|a| a.stream_key()).collect();
+    assert_eq!(keys.len(), lines.len(), "a line was logged twice");
+    lines
+        .into_iter()
+        .filter(|a| a.update.is_none())
+        .map(|a| a.alert_id)
         .collect()
 }
 

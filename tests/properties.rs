@@ -9,7 +9,8 @@
 //!   the checksum as it was is refused.
 
 use pairwatch::detect::event::{
-    AgeBand, AttachmentKind, Body, ContactAction, Event, Limits, Message, SafetyAction, UserRef,
+    AgeBand, AttachmentKind, Body, ContactAction, Event, Limits, Message, Relationship,
+    SafetyAction, UserRef,
 };
 use pairwatch::detect::normalize::{normalize, Normalized};
 use pairwatch::detect::signal::Signal;
@@ -43,13 +44,17 @@ fn user() -> impl Strategy<Value = UserRef> {
         prop::sample::select(AgeBand::ALL.to_vec()),
         prop::option::of(0..=MAX_TIME),
         prop::option::of("[a-z]{2}(-[A-Z]{2})?"),
+        prop::option::of(prop::sample::select(Relationship::ALL.to_vec())),
     )
-        .prop_map(|(user_id, age_band, account_created_at, locale)| UserRef {
-            user_id,
-            age_band,
-            account_created_at,
-            locale,
-        })
+        .prop_map(
+            |(user_id, age_band, account_created_at, locale, relationship)| UserRef {
+                user_id,
+                age_band,
+                account_created_at,
+                locale,
+                relationship,
+            },
+        )
 }
 
 fn attachment() -> impl Strategy<Value = AttachmentKind> {

@@ -25,6 +25,12 @@ struct Expect {
     suspect: Option<String>,
     #[serde(default)]
     deadline: bool,
+    /// Red flags that some alert (or update) of the pattern must carry.
+    #[serde(default)]
+    flags: Vec<String>,
+    /// Update kinds that must appear, in this order, among the pattern's updates.
+    #[serde(default)]
+    updates: Vec<String>,
     /// Why the engine does not meet this expectation yet.
     known_miss: Option<String>,
 }
@@ -36,7 +42,10 @@ fn dir() -> &'static Path {
 fn check(name: &str, e: &Expect, alerts: &[Alert]) -> Result<(), String> {
     let summary: Vec<String> = alerts
         .iter()
-        .map(|a| format!("{} {}", a.priority, a.pattern.as_str()))
+        .map(|a| match &a.update {
+            None => format!("{} {}", a.priority, a.pattern.as_str()),
+            Some(u) => format!("update {} {}", a.pattern.as_str(), u.kind.as_str()),
+        })
         .collect();
     match e.expect.as_str() {
         "quiet" => match alerts.iter().find(|a| a.priority <= Priority::P2) {
@@ -75,6 +84,21 @@ fn check(name: &str, e: &Expect, alerts: &[Alert]) -> Result<(), String> {
             }
             if e.deadline && !hit.iter().any(|a| a.respond_by.is_some()) {
                 return Err(format!("{name}: expected an alert with respond_by"));
+            }
+            let of_pattern = || alerts.iter().filter(|a| a.pattern == pattern);
+            for f in &e.flags {
+                if !of_pattern().any(|a| a.red_flags.contains(f)) {
+                    return Err(format!("{name}: expected the red flag {f} on an alert"));
+                }
+            }
+            let updates: Vec<&str> = of_pattern()
+                .filter_map(|a| a.update.as_ref().map(|u| u.kind.as_str()))
+                .collect();
+            if !e.updates.is_empty() && updates != e.updates {
+                return Err(format!(
+                    "{name}: expected the updates {:?}, got {updates:?}",
+                    e.updates
+                ));
             }
             Ok(())
         }
@@ -204,6 +228,34 @@ fn the_readme_examples_behave_as_documented() {
                 .iter()
                 .all(|e| e.excerpt.chars().count() <= 200)
     );
+    // The red flags: the girl kept answering, the deadline passed, then she blocked.
+    let updates: Vec<_> = alerts
+        .iter()
+        .filter_map(|a| a.update.as_ref().map(|u| (a.pattern, u.kind)))
+        .collect();
+    use pairwatch::detect::alert::UpdateKind::*;
+    assert_eq!(
+        updates,
+        vec![
+            (Pattern::Grooming, StillInContact),
+            (Pattern::Sextortion, DeadlinePassed),
+            (Pattern::Sextortion, ContactEnded),
+            (Pattern::Grooming, ContactEnded),
+        ]
+    );
+    let passed = alerts
+        .iter()
+        .find(|a| a.deadline_passed)
+        .expect("deadline passed");
+    let shortened = alerts
+        .iter()
+        .rfind(|a| a.update.is_none() && a.respond_by.is_some())
+        .unwrap();
+    assert_eq!(
+        passed.alert_id, shortened.alert_id,
+        "the same alert, updated"
+    );
+    assert!(passed.victim_notice.text.contains("pas trop tard"));
     let quiet = common::replay_lines(
         &std::fs::read_to_string(root.join("examples/harmless_fr.jsonl")).unwrap(),
     );

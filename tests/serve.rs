@@ -33,6 +33,9 @@ fn config(dir: &Path) -> Config {
     c.auth.ingest_tokens = vec![INGEST.into()];
     c.auth.moderator_tokens = vec![MODERATOR.into()];
     c.auth.admin_tokens = vec![ADMIN.into()];
+    // These conversations are dated in the past: the wall clock would pass their
+    // deadlines at its first tick. The test of that sets its own period.
+    c.engine.deadline_clock = "1h".into();
     c
 }
 
@@ -90,6 +93,17 @@ async fn get_teen_pair(
         user_b: "u-scam".into(),
     };
     admin.get_pair(authed(req, ADMIN)).await
+}
+
+/// Every open alert, as a moderator lists them.
+async fn open_alerts(
+    alerts: &mut pb::alert_service_client::AlertServiceClient<Channel>,
+) -> pb::ListOpenResponse {
+    alerts
+        .list_open(authed(pb::ListOpenRequest::default(), MODERATOR))
+        .await
+        .unwrap()
+        .into_inner()
 }
 
 async fn publish(ch: Channel, events: Vec<pb::ChatEvent>) -> Vec<pb::PublishAck> {
@@ -162,11 +176,7 @@ async fn publish_a_sextortion_and_receive_the_p0_alert_then_resume_from_a_cursor
         .unwrap();
     assert_eq!(again.cursor, second.cursor);
     // Open alerts: one per pair and pattern, the latest.
-    let open = alerts
-        .list_open(authed(pb::ListOpenRequest::default(), MODERATOR))
-        .await
-        .unwrap()
-        .into_inner();
+    let open = open_alerts(&mut alerts).await;
     assert_eq!(open.alerts.len(), 1);
     assert_eq!(open.alerts[0].cursor, second.cursor);
     // The alert log on disk.
@@ -198,6 +208,66 @@ async fn publish_a_sextortion_and_receive_the_p0_alert_then_resume_from_a_cursor
     }
     // No user id ever appears in the metrics.
     assert!(!metrics.contains("u-scam") && !metrics.contains("u-teen"));
+    server.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wall_clock_passes_a_silent_pairs_deadline_and_the_stream_carries_the_update() {
+    let dir = data_dir("deadline-clock");
+    let mut c = config(&dir);
+    c.engine.deadline_clock = "200ms".into();
+    let server = start(c, Default::default()).await.unwrap();
+    let ch = channel(&server).await;
+    let mut alerts = pb::alert_service_client::AlertServiceClient::new(ch.clone());
+    let mut live = alerts
+        .subscribe(authed(
+            pb::SubscribeRequest {
+                from_beginning: true,
+                ..Default::default()
+            },
+            MODERATOR,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    // The countdown ran out on 2026-03-01 at 21:07; no event comes after it.
+    assert!(publish(ch.clone(), sextortion())
+        .await
+        .iter()
+        .all(|a| a.accepted));
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        let next = tokio::time::timeout(Duration::from_secs(10), live.next())
+            .await
+            .expect("the update comes within a few ticks")
+            .unwrap()
+            .unwrap();
+        got.push(next);
+    }
+    let (deadline, update) = (got[1].alert.clone().unwrap(), got[2].alert.clone().unwrap());
+    assert!(deadline.respond_by.is_some() && !deadline.deadline_passed);
+    assert_eq!(update.alert_id, deadline.alert_id, "the same alert");
+    assert!(got[2].cursor > got[1].cursor, "a new cursor");
+    assert!(update.deadline_passed);
+    let u = update.update.expect("an update");
+    assert_eq!(u.kind, pb::UpdateKind::DeadlinePassed as i32);
+    assert_eq!(u.at, deadline.respond_by);
+    assert!(update.red_flags.contains(&"DEADLINE_PASSED".to_string()));
+    // The open alert is the updated one.
+    let open = open_alerts(&mut alerts).await;
+    assert_eq!(open.alerts.len(), 1);
+    assert_eq!(open.alerts[0].cursor, got[2].cursor);
+    assert!(open.alerts[0].alert.as_ref().unwrap().deadline_passed);
+    // Once only, however many ticks pass.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let log = std::fs::read_to_string(dir.join("alerts.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 3, "{log}");
+    wait_metric(
+        &server,
+        "pairwatch_alerts_updates_total{kind=\"DEADLINE_PASSED\"} 1",
+    )
+    .await;
     server.stop().await.unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -480,7 +550,7 @@ async fn the_client_publishes_the_readme_example_and_prints_its_alerts() {
         pairwatch::client::publish(ch.clone(), None, input, pairwatch::replay::MAX_LINE_BYTES)
             .await
             .unwrap();
-    assert_eq!((done.accepted, done.rejected), (16, 0));
+    assert_eq!((done.accepted, done.rejected), (18, 0));
     let req = pb::SubscribeRequest {
         from_beginning: true,
         ..Default::default()
@@ -494,18 +564,24 @@ async fn the_client_publishes_the_readme_example_and_prints_its_alerts() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     server.stop().await.unwrap();
     let out = String::from_utf8(printer.await.unwrap().unwrap()).unwrap();
-    let alerts: Vec<serde_json::Value> = out
+    let lines: Vec<serde_json::Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(alerts.len(), 4, "{out}");
+    // As the README tells: four alerts and four updates, in the order of the replay.
+    let alerts: Vec<&serde_json::Value> =
+        lines.iter().filter(|l| l.get("update").is_none()).collect();
+    assert_eq!((alerts.len(), lines.len()), (4, 8), "{out}");
     assert_eq!(alerts[3]["priority"], "P0");
     assert_eq!(alerts[3]["pattern"], "SEXTORTION");
-    assert_eq!(alerts[3]["cursor"], 4);
+    assert_eq!(alerts[3]["cursor"], 5);
     assert_eq!(alerts[3]["victim_notice"]["language"], "fr");
-    // The alert log on disk holds the same alerts.
+    assert_eq!(lines[5]["update"]["kind"], "DEADLINE_PASSED");
+    assert_eq!(lines[5]["alert_id"], alerts[3]["alert_id"]);
+    assert_eq!(lines[5]["cursor"], 6);
+    // The alert log on disk holds the same lines.
     let log = std::fs::read_to_string(dir.join("alerts.jsonl")).unwrap();
-    assert_eq!(log.lines().count(), 4);
+    assert_eq!(log.lines().count(), 8);
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -4,22 +4,22 @@
 //! pair's state, evaluate the escalation rules, and emit alerts that are new, of higher
 //! priority, or carry a new deadline.
 
-use crate::detect::alert::{excerpt, Alert, AlertContext};
+use crate::detect::alert::{excerpt, Alert, AlertContext, AlertUpdate, UpdateKind};
 use crate::detect::deadline::find_deadline;
-use crate::detect::event::{AgeBand, AttachmentKind, Body, Event, SafetyAction};
+use crate::detect::event::{AgeBand, AttachmentKind, Body, Event, SafetyAction, UserRef};
 use crate::detect::grammar::{Composed, Grammar, SlotRun, SlotSet};
 use crate::detect::lexicon::Hits;
 use crate::detect::normalize::{normalize, Normalized};
 use crate::detect::pack::RulePack;
-use crate::detect::rules::{Facts, Verdict};
+use crate::detect::rules::{Facts, Pattern, Verdict};
 use crate::detect::signal::{Signal, SignalSet};
 use crate::detect::state::{
-    tenant_hash, user_hash, EvidenceRef, PairKey, PairState, PairStore, Raised,
+    tenant_hash, user_hash, EvidenceRef, PairKey, PairState, PairStore, Raised, RaisedAlert,
 };
-use crate::detect::time::{Millis, DAY, MINUTE};
+use crate::detect::time::{format_rfc3339, Millis, DAY, MINUTE};
 use jiff::tz::TimeZone;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// Longest excerpt quoted in evidence, in characters.
@@ -95,7 +95,14 @@ pub struct EngineStats {
     pub late_events: u64,
     /// Signals found, by signal.
     pub signals: [u64; crate::detect::signal::SIGNAL_COUNT],
+    /// Updates of standing alerts (a deadline passed, the target still in contact or no
+    /// longer).
+    pub updates: u64,
 }
+
+/// The standing alerts' deadlines of one tenant, earliest first: (deadline, pair,
+/// pattern). Entries whose alert changed since are skipped when they come due.
+type Deadlines = BTreeSet<(Millis, PairKey, u8)>;
 
 pub struct Engine {
     pack: Arc<RulePack>,
@@ -106,15 +113,25 @@ pub struct Engine {
     hits: Hits,
     composed: Composed,
     verdicts: Vec<Verdict>,
+    /// Deadlines of standing alerts, per tenant hash: derived from the pairs' state, not
+    /// stored.
+    deadlines: HashMap<u64, Deadlines>,
+    /// Pairs other than the event's that the last call changed (a deadline passed).
+    passed: Vec<PairKey>,
 }
 
 struct PairFacts<'a> {
     state: &'a PairState,
+    /// The fact `KNOWN_CONTACT`, computed for the event's time.
+    known: bool,
 }
 
 impl Facts for PairFacts<'_> {
     fn count(&self, side: usize, s: Signal) -> u16 {
-        self.state.count(side, s)
+        match s {
+            Signal::KnownContact => u16::from(self.known),
+            _ => self.state.count(side, s),
+        }
     }
     fn age(&self, side: usize, as_target: bool) -> crate::detect::event::AgeClass {
         let band = self.state.bands[side];
@@ -138,6 +155,8 @@ impl Engine {
             hits: Hits::default(),
             composed: Composed::default(),
             verdicts: Vec::new(),
+            deadlines: HashMap::new(),
+            passed: Vec::new(),
         }
     }
 
@@ -204,7 +223,79 @@ impl Engine {
 
     /// Puts back a pair from a checkpoint.
     pub fn restore_pair(&mut self, key: PairKey, state: PairState) {
+        if let Some(a) = state.active.as_deref() {
+            for (p, r) in a.raised.iter().enumerate() {
+                if let Some(d) = r.as_ref().and_then(pending_deadline) {
+                    let due = self.deadlines.entry(state.tenant).or_default();
+                    due.insert((d, key, p as u8));
+                }
+            }
+        }
         self.store.insert(key, state);
+    }
+
+    /// The pairs whose deadline the last call to [`Engine::process`] or
+    /// [`Engine::pass_deadlines`] passed: their state changed, whatever pair the event
+    /// was of (a store of record, such as the Kafka changelog, writes them again).
+    pub fn passed_pairs(&self) -> &[PairKey] {
+        &self.passed
+    }
+
+    /// Passes, for every tenant, the deadlines of standing alerts that `now` is past:
+    /// the wall clock's turn, for a service whose events have stopped. Updates go to
+    /// `out`.
+    pub fn pass_deadlines(&mut self, now: Millis, out: &mut Vec<Alert>) {
+        self.passed.clear();
+        let tenants: Vec<u64> = self.deadlines.keys().copied().collect();
+        for t in tenants {
+            self.pass_tenant_deadlines(t, now, out);
+        }
+    }
+
+    /// Marks the deadlines of `tenant`'s standing alerts that `now` is past, and emits
+    /// the same alerts again with `deadline_passed` (an update, `DEADLINE_PASSED`).
+    fn pass_tenant_deadlines(&mut self, tenant: u64, now: Millis, out: &mut Vec<Alert>) {
+        let Some(due) = self.deadlines.get_mut(&tenant) else {
+            return;
+        };
+        while let Some(&(d, key, p)) = due.first() {
+            if d >= now {
+                break;
+            }
+            due.pop_first();
+            let Some(state) = self.store.get_mut(&key) else {
+                continue;
+            };
+            let Some(r) = state
+                .active
+                .as_mut()
+                .and_then(|a| a.raised[usize::from(p)].as_mut())
+                .filter(|r| pending_deadline(r) == Some(d))
+            else {
+                continue;
+            };
+            r.deadline_passed = true;
+            let raised = r.clone();
+            self.passed.push(key);
+            let ctx = AlertContext {
+                pack: &self.pack,
+                default_language: &self.config.default_language,
+                now,
+            };
+            let pattern = Pattern::ALL[usize::from(p)];
+            out.extend(update(
+                &ctx,
+                state,
+                pattern,
+                &raised,
+                UpdateKind::DeadlinePassed,
+                d,
+            ));
+            self.stats.updates += 1;
+        }
+        if due.is_empty() {
+            self.deadlines.remove(&tenant);
+        }
     }
 
     /// Erases every pair of `user_id`; returns how many pairs were removed.
@@ -224,6 +315,7 @@ impl Engine {
     /// here; without it, as in replay, they only move their own tenant's time.)
     pub fn process(&mut self, ev: &Event, out: &mut Vec<Alert>) -> PairKey {
         self.stats.events += 1;
+        self.passed.clear();
         let tenant = tenant_hash(&ev.tenant);
         let (key, sender_side) = PairKey::of(&ev.tenant, &ev.sender.user_id, &ev.recipient.user_id);
         if self.store.is_late(tenant, ev.sent_at) {
@@ -232,6 +324,9 @@ impl Engine {
         }
         if self.process_pair(ev, key, tenant, sender_side, out) {
             self.stats.pairs_expired += self.store.advance(tenant, ev.sent_at) as u64;
+        }
+        if let Some(now) = self.store.watermark(tenant) {
+            self.pass_tenant_deadlines(tenant, now, out);
         }
         key
     }
@@ -260,6 +355,11 @@ impl Engine {
         state.last_seen = state.last_seen.max(ev.sent_at);
         state.bands[sender_side] = ev.sender.age_band;
         state.bands[recipient_side] = ev.recipient.age_band;
+        if let Some(r) = ev.sender.relationship.or(ev.recipient.relationship) {
+            state.relationship = Some(r);
+        }
+        // The patterns whose standing alert names the sender as its target.
+        let as_target = standing_as_target(state, sender_side);
 
         let mut signals = SignalSet::EMPTY;
         let mut evidence: Option<(String, SignalSet)> = None;
@@ -348,7 +448,21 @@ impl Engine {
             }
             Body::Safety(SafetyAction::Block) => signals.insert(Signal::Blocked),
             Body::Safety(SafetyAction::Report) => signals.insert(Signal::Reported),
-            Body::Call { .. } | Body::Contact(_) | Body::Safety(SafetyAction::Mute) => {}
+            Body::Contact(action) => state.note_contact(*action),
+            Body::Call { .. } | Body::Safety(SafetyAction::Mute) => {}
+        }
+        // A target that answers after an alert is still in contact; one that blocks or
+        // reports is no longer.
+        let contact = match &ev.body {
+            _ if as_target.is_empty() => None,
+            Body::Message(_) | Body::Call { .. } => Some(true),
+            Body::Safety(SafetyAction::Block | SafetyAction::Report) => Some(false),
+            Body::Contact(_) | Body::Safety(SafetyAction::Mute) => None,
+        };
+        match contact {
+            Some(true) => signals.insert(Signal::StillInContact),
+            Some(false) => state.clear(sender_side, Signal::StillInContact),
+            None => {}
         }
         if signals.is_empty() {
             return true;
@@ -368,21 +482,22 @@ impl Engine {
             });
         }
         let since = ev.sent_at - state.first_contact;
+        let known = state.known(&self.pack.rules.known, ev.sent_at);
         self.pack
             .rules
-            .evaluate(&PairFacts { state }, since, &mut self.verdicts);
+            .evaluate(&PairFacts { state, known }, since, &mut self.verdicts);
         let ctx = AlertContext {
-            event: ev,
-            sender_side,
             pack: &self.pack,
             default_language: &self.config.default_language,
+            now: ev.sent_at,
         };
+        let mut raised_now = [false; Pattern::ALL.len()];
         for v in &self.verdicts {
             let active = state.active.get_or_insert_with(Default::default);
             // Only patterns whose rules read the suspect's deadline carry it.
             let respond_by =
                 active.deadline[v.suspect].filter(|_| v.read[0].contains(Signal::Deadline));
-            let slot = &mut active.raised[v.pattern as usize];
+            let slot = &active.raised[v.pattern as usize];
             let is_new = match slot {
                 None => true,
                 Some(r) => {
@@ -393,23 +508,131 @@ impl Engine {
             if !is_new {
                 continue;
             }
-            let priority = slot.map_or(v.priority, |r| r.priority.min(v.priority));
-            let kept = match (respond_by, slot.and_then(|r| r.respond_by)) {
+            let priority = slot
+                .as_ref()
+                .map_or(v.priority, |r| r.priority.min(v.priority));
+            let kept = match (respond_by, slot.as_ref().and_then(|r| r.respond_by)) {
                 (Some(d), Some(a)) if a >= ev.sent_at => Some(d.min(a)),
                 (d, a) => d.or(a),
             };
             // A priority rise lifts a false-positive suppression.
-            *slot = Some(Raised {
+            let raised = Raised {
                 priority,
                 respond_by: kept,
                 suppressed: false,
-            });
-            let mut verdict = v.clone();
-            verdict.priority = priority;
-            out.push(ctx.build(state, &verdict, respond_by));
+                still_in_contact: state.count(1 - v.suspect, Signal::StillInContact) > 0,
+                deadline_passed: respond_by.is_some_and(|d| d < ev.sent_at),
+                alert: Some(Box::new(raised_alert(ev, sender_side, v, respond_by))),
+            };
+            if let Some(d) = pending_deadline(&raised) {
+                let due = self.deadlines.entry(tenant).or_default();
+                due.insert((d, key, v.pattern as u8));
+            }
+            if let Some(a) = raised.alert.as_deref() {
+                out.push(ctx.build(state, v.pattern, &raised, a));
+            }
+            state.active.get_or_insert_with(Default::default).raised[v.pattern as usize] =
+                Some(raised);
+            raised_now[v.pattern as usize] = true;
             self.stats.alerts += 1;
         }
+        // The standing alerts that learnt the target is (or is no longer) in contact,
+        // without a new alert to say it: an update of each.
+        let Some(in_contact) = contact else {
+            return true;
+        };
+        for p in as_target {
+            let Some(r) = state
+                .active
+                .as_mut()
+                .and_then(|a| a.raised[p as usize].as_mut())
+                .filter(|r| !raised_now[p as usize] && r.still_in_contact != in_contact)
+            else {
+                continue;
+            };
+            r.still_in_contact = in_contact;
+            let raised = r.clone();
+            let kind = if in_contact {
+                UpdateKind::StillInContact
+            } else {
+                UpdateKind::ContactEnded
+            };
+            out.extend(update(&ctx, state, p, &raised, kind, ev.sent_at));
+            self.stats.updates += 1;
+        }
         true
+    }
+}
+
+/// The patterns of `state` whose standing alert (not judged a false positive) names
+/// `side` as its target.
+fn standing_as_target(state: &PairState, side: usize) -> Vec<Pattern> {
+    let Some(a) = state.active.as_deref() else {
+        return Vec::new();
+    };
+    Pattern::ALL
+        .into_iter()
+        .filter(|p| {
+            a.raised[*p as usize].as_ref().is_some_and(|r| {
+                !r.suppressed
+                    && r.alert
+                        .as_ref()
+                        .is_some_and(|x| usize::from(x.suspect) != side)
+            })
+        })
+        .collect()
+}
+
+/// The deadline of a standing alert that has not passed yet (none if a moderator judged
+/// it a false positive).
+fn pending_deadline(r: &Raised) -> Option<Millis> {
+    if r.deadline_passed || r.suppressed {
+        return None;
+    }
+    r.alert.as_ref().and_then(|a| a.respond_by)
+}
+
+/// `raised` restated, as an update of `kind` at `at`.
+fn update(
+    ctx: &AlertContext,
+    state: &PairState,
+    pattern: Pattern,
+    raised: &Raised,
+    kind: UpdateKind,
+    at: Millis,
+) -> Option<Alert> {
+    let mut alert = ctx.build(state, pattern, raised, raised.alert.as_deref()?);
+    alert.update = Some(AlertUpdate {
+        kind,
+        at: format_rfc3339(at),
+    });
+    Some(alert)
+}
+
+/// What the alert of verdict `v`, triggered by `ev`, needs to be built again.
+fn raised_alert(
+    ev: &Event,
+    sender_side: usize,
+    v: &Verdict,
+    respond_by: Option<Millis>,
+) -> RaisedAlert {
+    let by_side = |side: usize| -> &UserRef {
+        if side == sender_side {
+            &ev.sender
+        } else {
+            &ev.recipient
+        }
+    };
+    RaisedAlert {
+        tenant: ev.tenant.as_str().into(),
+        users: [0, 1].map(|side| by_side(side).user_id.as_str().into()),
+        locales: [0, 1].map(|side| by_side(side).locale.as_deref().map(Into::into)),
+        trigger_event_id: ev.event_id.as_str().into(),
+        triggered_at: ev.sent_at,
+        suspect: v.suspect as u8,
+        respond_by,
+        rules: v.rules.clone(),
+        read: v.read,
     }
 }
 
@@ -465,13 +688,14 @@ fn allowed_languages(hits: &Hits, state: &PairState, side: usize) -> u8 {
 }
 
 /// A deadline is new when there was none, when it is earlier than the one already
-/// alerted (more urgent), or when the one already alerted has passed. A countdown
-/// restated later ("you have 30 minutes, I said") is not news to moderators.
+/// alerted (more urgent), or when it is a later one set after the one already alerted
+/// passed. A countdown restated ("you have 30 minutes, I said") is not news to
+/// moderators, nor is the same deadline once passed (an update says that).
 fn new_deadline(deadline: Option<Millis>, alerted: Option<Millis>, now: Millis) -> bool {
     match (deadline, alerted) {
         (None, _) => false,
         (Some(_), None) => true,
-        (Some(d), Some(a)) => d < a || a < now,
+        (Some(d), Some(a)) => d < a || (a < now && d > a),
     }
 }
 
@@ -501,7 +725,7 @@ fn is_age_claim(norm: &Normalized, hits: &Hits, claim: Signal) -> bool {
 mod tests {
     use super::*;
     use crate::detect::event::Limits;
-    use crate::detect::time::{format_rfc3339, parse_rfc3339, HOUR};
+    use crate::detect::time::{parse_rfc3339, HOUR};
 
     fn engine() -> Engine {
         let pack = Arc::new(RulePack::embedded().expect("embedded pack"));
@@ -608,5 +832,174 @@ mod tests {
         e.process(&msg("e1", "A", t0 + HOUR, "s", "v", "salut"), &mut out);
         let p = e.pair("A", "s", "v").unwrap();
         assert_eq!((p.tenant, p.first_contact), (tenant_hash("A"), t0));
+    }
+
+    /// An event of tenant `T` from `from` to `to` with `body` (JSON), the sender an
+    /// adult and the recipient 14.
+    fn event(id: &str, at: Millis, from: &str, to: &str, body: serde_json::Value) -> Event {
+        let mut line = serde_json::json!({
+            "event_id": id, "tenant": "T", "sent_at": format_rfc3339(at),
+            "sender": {"user_id": from, "age_band": if from == "s" { "ADULT" } else { "AGE_13_15" }},
+            "recipient": {"user_id": to, "age_band": if to == "s" { "ADULT" } else { "AGE_13_15" }},
+        });
+        for (k, v) in body.as_object().unwrap() {
+            line[k] = v.clone();
+        }
+        Event::from_json(&line.to_string(), &Limits::default()).expect("valid event")
+    }
+
+    fn text(t: &str) -> serde_json::Value {
+        serde_json::json!({"message": {"text": t, "attachments": []}})
+    }
+
+    /// A sextortion with a one-hour countdown, from `t0`; returns the alerts.
+    fn sextortion_with_countdown(e: &mut Engine, t0: Millis) -> Vec<Alert> {
+        let mut out = Vec::new();
+        let image =
+            serde_json::json!({"message": {"text": "", "attachments": [{"kind": "IMAGE"}]}});
+        e.process(&event("e1", t0, "s", "v", text("send me a pic")), &mut out);
+        e.process(&event("e2", t0 + MINUTE, "v", "s", image), &mut out);
+        let threat = "i saved it. pay me 200 or your whole school sees it. you have 1 hour";
+        e.process(
+            &event("e3", t0 + 2 * MINUTE, "s", "v", text(threat)),
+            &mut out,
+        );
+        out
+    }
+
+    #[test]
+    fn the_wall_clock_passes_a_deadline_once_with_the_same_alert_id() {
+        let mut e = engine();
+        let t0 = parse_rfc3339("2026-03-01T20:00:00Z").unwrap();
+        let alerts = sextortion_with_countdown(&mut e, t0);
+        let last = alerts.last().expect("an alert");
+        let respond_by = parse_rfc3339(last.respond_by.as_deref().expect("a deadline")).unwrap();
+        assert!(last.red_flags.contains(&"DEADLINE".to_string()));
+        let mut out = Vec::new();
+        e.pass_deadlines(respond_by - 1, &mut out);
+        assert!(out.is_empty(), "not yet");
+        e.pass_deadlines(respond_by + 1, &mut out);
+        assert_eq!(out.len(), 1);
+        let u = &out[0];
+        assert_eq!(u.alert_id, last.alert_id);
+        assert!(u.deadline_passed);
+        assert_eq!(
+            u.update.as_ref().map(|u| (u.kind, u.at.clone())),
+            Some((UpdateKind::DeadlinePassed, format_rfc3339(respond_by)))
+        );
+        assert!(u.red_flags.contains(&"DEADLINE_PASSED".to_string()));
+        assert!(!u.red_flags.contains(&"DEADLINE".to_string()));
+        assert!(u.victim_notice.text.len() > last.victim_notice.text.len());
+        // Once only, whatever passes it again (the clock, or the tenant's events).
+        e.pass_deadlines(respond_by + HOUR, &mut out);
+        e.process(
+            &event("x1", respond_by + HOUR, "a", "b", text("hi")),
+            &mut out,
+        );
+        assert_eq!(out.len(), 1);
+        assert_eq!(e.stats().updates, 1);
+    }
+
+    #[test]
+    fn a_restored_pair_still_has_its_deadline_passed_and_a_dismissed_alert_does_not() {
+        let t0 = parse_rfc3339("2026-03-01T20:00:00Z").unwrap();
+        let mut first = engine();
+        let alerts = sextortion_with_countdown(&mut first, t0);
+        let id = alerts.last().unwrap().alert_id.clone();
+        let pairs: Vec<(PairKey, PairState)> =
+            first.pairs_iter().map(|(k, s)| (*k, s.clone())).collect();
+        let mut restored = engine();
+        let mut dismissed = engine();
+        for (k, s) in pairs {
+            restored.restore_pair(k, s.clone());
+            dismissed.restore_pair(k, s);
+        }
+        assert!(dismissed.suppress("T", "s", "v", Pattern::Sextortion));
+        let (mut out, mut none) = (Vec::new(), Vec::new());
+        restored.pass_deadlines(t0 + 3 * HOUR, &mut out);
+        dismissed.pass_deadlines(t0 + 3 * HOUR, &mut none);
+        assert_eq!(
+            out.iter().map(|a| &a.alert_id).collect::<Vec<_>>(),
+            vec![&id]
+        );
+        assert!(none.is_empty(), "a false positive takes no update");
+    }
+
+    #[test]
+    fn a_target_that_answers_is_still_in_contact_until_it_blocks() {
+        let mut e = engine();
+        let t0 = parse_rfc3339("2026-03-01T20:00:00Z").unwrap();
+        let alerts = sextortion_with_countdown(&mut e, t0);
+        let id = alerts.last().unwrap().alert_id.clone();
+        let mut out = Vec::new();
+        let reply = text("ok ok i will pay");
+        e.process(
+            &event("e4", t0 + 3 * MINUTE, "v", "s", reply.clone()),
+            &mut out,
+        );
+        let kinds = |out: &[Alert]| -> Vec<_> {
+            out.iter()
+                .map(|a| (a.alert_id.clone(), a.update.as_ref().map(|u| u.kind)))
+                .collect()
+        };
+        // Already P0: no new alert, the same alert updated.
+        assert_eq!(
+            kinds(&out),
+            vec![(id.clone(), Some(UpdateKind::StillInContact))]
+        );
+        assert!(out[0].still_in_contact);
+        out.clear();
+        e.process(&event("e5", t0 + 4 * MINUTE, "v", "s", reply), &mut out);
+        assert!(out.is_empty(), "said once");
+        let block = serde_json::json!({"safety": {"action": "BLOCK"}});
+        e.process(&event("e6", t0 + 5 * MINUTE, "v", "s", block), &mut out);
+        assert_eq!(kinds(&out), vec![(id, Some(UpdateKind::ContactEnded))]);
+        assert!(!out[0].still_in_contact);
+        assert_eq!(
+            e.pair("T", "s", "v")
+                .unwrap()
+                .count(0, Signal::StillInContact),
+            0
+        );
+    }
+
+    #[test]
+    fn friends_for_a_week_or_a_relationship_hint_make_a_known_offender() {
+        let t0 = parse_rfc3339("2026-03-01T20:00:00Z").unwrap();
+        let accept = serde_json::json!({"contact": {"action": "FRIEND_ACCEPT"}});
+        let known = |e: &Engine, at: Millis| {
+            e.pair("T", "s", "v")
+                .unwrap()
+                .known(&e.pack.rules.known, at)
+        };
+        let mut e = engine();
+        e.process(&event("c1", t0, "v", "s", accept), &mut Vec::new());
+        assert!(!known(&e, t0 + 6 * DAY));
+        assert!(known(&e, t0 + 7 * DAY));
+        // Without the friend list, two months of talk.
+        let mut e = engine();
+        e.process(&event("m1", t0, "s", "v", text("hi")), &mut Vec::new());
+        assert!(!known(&e, t0 + 59 * DAY));
+        assert!(known(&e, t0 + 60 * DAY));
+        // A relationship hint at once; the alert says it.
+        let mut e = engine();
+        let mut hinted = event("h1", t0, "s", "v", text("send me a pic"));
+        hinted.recipient.relationship = Some(crate::detect::event::Relationship::Family);
+        let mut out = Vec::new();
+        e.process(&hinted, &mut out);
+        assert!(known(&e, t0));
+        let alerts = sextortion_with_countdown(&mut e, t0 + MINUTE);
+        let k = alerts
+            .last()
+            .unwrap()
+            .known_offender
+            .clone()
+            .expect("known");
+        assert_eq!(k.relationship.as_deref(), Some("FAMILY"));
+        assert_eq!(
+            k.summary,
+            "known to the target: FAMILY according to the platform"
+        );
+        assert!(alerts.last().unwrap().recommended_actions[0].contains("knows the target"));
     }
 }

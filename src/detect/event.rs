@@ -67,6 +67,8 @@ pub struct UserRef {
     pub account_created_at: Option<Millis>,
     /// BCP 47 tag as given, e.g. `fr-FR`.
     pub locale: Option<String>,
+    /// What this user is to the other user of the event, as the platform knows it.
+    pub relationship: Option<Relationship>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,6 +85,27 @@ pub enum ContactAction {
     FriendRequest,
     FriendAccept,
     Follow,
+}
+
+/// A platform's hint of how the two users know each other (family link, friend list,
+/// same school or team). Any of them makes the offender someone the target knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Relationship {
+    Family,
+    Friend,
+    Schoolmate,
+    Teammate,
+    Acquaintance,
+}
+
+impl Relationship {
+    pub const ALL: [Relationship; 5] = [
+        Relationship::Family,
+        Relationship::Friend,
+        Relationship::Schoolmate,
+        Relationship::Teammate,
+        Relationship::Acquaintance,
+    ];
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -107,6 +130,7 @@ macro_rules! named_enum {
 }
 named_enum!(AttachmentKind { Image => "IMAGE", Video => "VIDEO", Audio => "AUDIO", Link => "LINK", File => "FILE" });
 named_enum!(ContactAction { FriendRequest => "FRIEND_REQUEST", FriendAccept => "FRIEND_ACCEPT", Follow => "FOLLOW" });
+named_enum!(Relationship { Family => "FAMILY", Friend => "FRIEND", Schoolmate => "SCHOOLMATE", Teammate => "TEAMMATE", Acquaintance => "ACQUAINTANCE" });
 named_enum!(SafetyAction { Block => "BLOCK", Report => "REPORT", Mute => "MUTE" });
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -300,6 +324,8 @@ pub struct RawUser {
     pub account_created_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locale: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relationship: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -444,18 +470,20 @@ impl RawEvent {
 
 impl RawUser {
     fn validate(self, side: &'static str, limits: &Limits) -> Result<UserRef, EventError> {
-        let (id_field, band_field, created_field, locale_field) = match side {
+        let (id_field, band_field, created_field, locale_field, relationship_field) = match side {
             "sender" => (
                 "sender.user_id",
                 "sender.age_band",
                 "sender.account_created_at",
                 "sender.locale",
+                "sender.relationship",
             ),
             _ => (
                 "recipient.user_id",
                 "recipient.age_band",
                 "recipient.account_created_at",
                 "recipient.locale",
+                "recipient.relationship",
             ),
         };
         let user_id = required_id(id_field, self.user_id, limits.max_id_bytes)?;
@@ -472,11 +500,20 @@ impl RawUser {
             Some(t) => Some(timestamp(created_field, &t)?),
         };
         let locale = optional_id(locale_field, self.locale, 35)?;
+        let relationship = match self.relationship.filter(|s| !s.is_empty()) {
+            None => None,
+            Some(r) => Some(Relationship::parse(&r).ok_or(EventError::UnknownValue {
+                field: relationship_field,
+                value: r,
+                expected: "FAMILY, FRIEND, SCHOOLMATE, TEAMMATE, ACQUAINTANCE",
+            })?),
+        };
         Ok(UserRef {
             user_id,
             age_band,
             account_created_at,
             locale,
+            relationship,
         })
     }
 }
@@ -558,6 +595,7 @@ impl Event {
             age_band: Some(u.age_band.as_str().to_string()),
             account_created_at: u.account_created_at.map(format_rfc3339),
             locale: u.locale.clone(),
+            relationship: u.relationship.map(|r| r.as_str().to_string()),
         };
         let action = |s: &str| RawAction {
             action: s.to_string(),
@@ -625,6 +663,14 @@ mod tests {
         assert_eq!(e.tenant, "game-eu");
         assert_eq!(e.sender.age_band, AgeBand::Adult);
         assert_eq!(e.recipient.locale.as_deref(), Some("fr-FR"));
+        assert_eq!(e.recipient.relationship, None);
+        let hinted = OK.replace(
+            r#""locale":"fr-FR""#,
+            r#""locale":"fr-FR","relationship":"FAMILY""#,
+        );
+        let h = Event::from_json(&hinted, &Limits::default()).unwrap();
+        assert_eq!(h.recipient.relationship, Some(Relationship::Family));
+        assert!(h.to_json().contains(r#""relationship":"FAMILY""#));
         assert_eq!(
             e.body,
             Body::Message(Message {
@@ -700,6 +746,14 @@ mod tests {
             (
                 Box::new(|v| v["message"] = serde_json::json!({"text": "", "attachments": []})),
                 EventError::EmptyMessage,
+            ),
+            (
+                Box::new(|v| v["sender"]["relationship"] = "COUSIN".into()),
+                EventError::UnknownValue {
+                    field: "sender.relationship",
+                    value: "COUSIN".into(),
+                    expected: "FAMILY, FRIEND, SCHOOLMATE, TEAMMATE, ACQUAINTANCE",
+                },
             ),
             (
                 Box::new(|v| v["message"]["attachments"][0]["kind"] = "GIF".into()),

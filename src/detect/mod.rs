@@ -9,9 +9,10 @@
 //!   per message.
 //! - [`grammar`]: slots (small word classes per language) combined into signals.
 //! - [`deadline`]: countdowns and clock times read into an absolute deadline.
-//! - [`state`]: per-pair state, bounded, with event-time expiry ([`state_v1`]: the
-//!   form earlier versions stored, read back on restore).
+//! - [`state`]: per-pair state, bounded, with event-time expiry ([`state_past`]: the
+//!   forms earlier versions stored, read back on restore).
 //! - [`rules`]: escalation rules and priority caps, evaluated per pair.
+//! - [`flag`]: the helpline red flags an alert carries.
 //! - [`notice`]: victim safety notices per language.
 //! - [`error`]: the one error type of a rule pack, with file and line.
 //! - [`pack`]: rule packs (lexicons + rules + notices) built and validated together.
@@ -28,6 +29,7 @@ pub mod digest;
 pub mod engine;
 pub mod error;
 pub mod event;
+pub mod flag;
 pub mod grammar;
 pub mod lexicon;
 pub mod normalize;
@@ -36,5 +38,5 @@ pub mod pack;
 pub mod rules;
 pub mod signal;
 pub mod state;
-pub mod state_v1;
+pub mod state_past;
 pub mod time;

@@ -3,6 +3,7 @@
 //! The platform shows the notice to the target, in the target's language.
 
 use crate::detect::error::PackError;
+use crate::detect::flag::RedFlag;
 use crate::detect::rules::{Pattern, RuleSet};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -16,6 +17,9 @@ pub const FALLBACK_LANGUAGE: &str = "en";
 struct NoticeFile {
     language: Spanned<String>,
     pattern: BTreeMap<Spanned<String>, NoticeSpec>,
+    /// Sentences added to any pattern's notice when the alert carries a red flag.
+    #[serde(default)]
+    flag: BTreeMap<Spanned<String>, NoticeSpec>,
 }
 
 #[derive(Deserialize)]
@@ -27,6 +31,7 @@ struct NoticeSpec {
 #[derive(Clone, Debug, Default)]
 pub struct Notices {
     by_language: BTreeMap<String, BTreeMap<Pattern, String>>,
+    flags: BTreeMap<String, BTreeMap<RedFlag, String>>,
 }
 
 impl Notices {
@@ -44,27 +49,10 @@ impl Notices {
                 format!("language {lang:?} has another notice file"),
             ));
         }
-        let mut texts = BTreeMap::new();
-        for (k, v) in spec.pattern {
-            match Pattern::parse(k.get_ref()) {
-                Some(p) if !v.text.trim().is_empty() => {
-                    texts.insert(p, v.text.trim().to_string());
-                }
-                Some(_) => errors.push(PackError::at(
-                    file,
-                    src,
-                    k.span().start,
-                    "empty notice text",
-                )),
-                None => errors.push(PackError::at(
-                    file,
-                    src,
-                    k.span().start,
-                    format!("unknown pattern {:?}", k.get_ref()),
-                )),
-            }
-        }
-        self.by_language.insert(lang, texts);
+        let texts = texts_of(spec.pattern, Pattern::parse, "pattern", file, src, errors);
+        let flags = texts_of(spec.flag, RedFlag::parse, "red flag", file, src, errors);
+        self.by_language.insert(lang.clone(), texts);
+        self.flags.insert(lang, flags);
     }
 
     /// Every language must have a notice for every pattern the rules can raise, and
@@ -88,16 +76,58 @@ impl Notices {
         }
     }
 
-    /// The notice for `pattern` in `language` if there is one, else in the fallback.
-    pub fn get(&self, language: &str, pattern: Pattern) -> Option<(&str, &str)> {
+    /// The notice for `pattern` in `language` if there is one, else in the fallback,
+    /// with the sentences of that language for each of `flags` that has some.
+    pub fn get(
+        &self,
+        language: &str,
+        pattern: Pattern,
+        flags: &[RedFlag],
+    ) -> Option<(&str, String)> {
         [language, FALLBACK_LANGUAGE].into_iter().find_map(|l| {
-            self.by_language
-                .get_key_value(l)
-                .and_then(|(k, texts)| texts.get(&pattern).map(|t| (k.as_str(), t.as_str())))
+            let (lang, texts) = self.by_language.get_key_value(l)?;
+            let mut text = texts.get(&pattern)?.clone();
+            let extra = self.flags.get(l);
+            for f in flags {
+                if let Some(t) = extra.and_then(|e| e.get(f)) {
+                    text.push(' ');
+                    text.push_str(t);
+                }
+            }
+            Some((lang.as_str(), text))
         })
     }
 
     pub fn has_language(&self, language: &str) -> bool {
         self.by_language.contains_key(language)
     }
+}
+
+/// The texts of a `[pattern.X]` or `[flag.X]` table, by key; unknown keys and empty
+/// texts are errors.
+fn texts_of<K: Ord>(
+    specs: BTreeMap<Spanned<String>, NoticeSpec>,
+    parse: impl Fn(&str) -> Option<K>,
+    what: &str,
+    file: &str,
+    src: &str,
+    errors: &mut Vec<PackError>,
+) -> BTreeMap<K, String> {
+    let mut texts = BTreeMap::new();
+    for (k, v) in specs {
+        let at = k.span().start;
+        match parse(k.get_ref()) {
+            Some(key) if !v.text.trim().is_empty() => {
+                texts.insert(key, v.text.trim().to_string());
+            }
+            Some(_) => errors.push(PackError::at(file, src, at, "empty notice text")),
+            None => errors.push(PackError::at(
+                file,
+                src,
+                at,
+                format!("unknown {what} {:?}", k.get_ref()),
+            )),
+        }
+    }
+    texts
 }

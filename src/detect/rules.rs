@@ -7,6 +7,7 @@
 
 use crate::detect::error::PackError;
 use crate::detect::event::AgeClass;
+use crate::detect::flag::RedFlag;
 use crate::detect::signal::{Signal, SignalSet};
 use crate::detect::time::{parse_duration, Millis};
 use serde::Deserialize;
@@ -166,6 +167,25 @@ pub struct Cap {
     pub unless: Vec<Cond>,
 }
 
+/// When the two sides of a pair count as knowing each other (the fact `KNOWN_CONTACT`):
+/// the platform says so (a relationship hint), or they are friends on the platform and
+/// have talked for `friends_for`, or they have talked for `talked_for` (from the pair's
+/// first event).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KnownPolicy {
+    pub friends_for: Millis,
+    pub talked_for: Millis,
+}
+
+impl Default for KnownPolicy {
+    fn default() -> Self {
+        KnownPolicy {
+            friends_for: 7 * crate::detect::time::DAY,
+            talked_for: 60 * crate::detect::time::DAY,
+        }
+    }
+}
+
 /// The compiled escalation rules of a pack.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuleSet {
@@ -173,6 +193,9 @@ pub struct RuleSet {
     pub caps: Vec<Cap>,
     /// Recommended moderator actions per pattern.
     pub actions: BTreeMap<Pattern, Vec<String>>,
+    /// Actions put first when an alert carries a red flag.
+    pub flag_actions: BTreeMap<RedFlag, Vec<String>>,
+    pub known: KnownPolicy,
 }
 
 /// What a rule reads: the counts of each side, the age class of each side.
@@ -351,6 +374,16 @@ struct FileSpec {
     cap: Vec<CapSpec>,
     #[serde(default)]
     actions: BTreeMap<Spanned<String>, Vec<String>>,
+    #[serde(default)]
+    flag_actions: BTreeMap<Spanned<String>, Vec<String>>,
+    known: Option<KnownSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KnownSpec {
+    friends_for: Spanned<String>,
+    talked_for: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -620,6 +653,35 @@ impl RuleSet {
                 ),
             }
         }
+        let mut flag_actions = BTreeMap::new();
+        for (k, v) in &spec.flag_actions {
+            match RedFlag::parse(k.get_ref()) {
+                Some(f) => {
+                    flag_actions.insert(f, v.clone());
+                }
+                None => err(
+                    k.span().start,
+                    format!(
+                        "unknown red flag {:?} in [flag_actions] ({})",
+                        k.get_ref(),
+                        RedFlag::names()
+                    ),
+                ),
+            }
+        }
+        let mut known = KnownPolicy::default();
+        if let Some(k) = &spec.known {
+            let mut duration =
+                |d: &Spanned<String>, into: &mut Millis| match parse_duration(d.get_ref()) {
+                    Some(v) => *into = v,
+                    None => err(
+                        d.span().start,
+                        format!("bad duration {:?} (e.g. 7d, 60d)", d.get_ref()),
+                    ),
+                };
+            duration(&k.friends_for, &mut known.friends_for);
+            duration(&k.talked_for, &mut known.talked_for);
+        }
         for p in Pattern::ALL {
             if rules.iter().any(|r: &Rule| r.pattern == p) && !actions.contains_key(&p) {
                 errors.push(PackError::file(
@@ -635,6 +697,8 @@ impl RuleSet {
             rules,
             caps,
             actions,
+            flag_actions,
+            known,
         })
     }
 }

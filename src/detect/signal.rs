@@ -47,9 +47,19 @@ pub enum Signal {
     /// Romance and age-gap talk: "are you single", "do you like older guys", "age is just a
     /// number".
     RomanceProbe,
+    /// The speaker gives in: "ok I'll send it", "I paid", "je vais payer".
+    Compliance,
+    // Facts again.
+    /// The side went on answering (a message, media, a call) after an alert named it the
+    /// target; its count is cleared when it blocks or reports the suspect.
+    StillInContact,
+    /// The two sides know each other (a platform relationship hint, friends on the
+    /// platform for a while, or months of talk): computed when rules read it, never
+    /// counted.
+    KnownContact,
 }
 
-pub const SIGNAL_COUNT: usize = 28;
+pub const SIGNAL_COUNT: usize = 31;
 
 impl Signal {
     pub const ALL: [Signal; SIGNAL_COUNT] = [
@@ -81,6 +91,9 @@ impl Signal {
         Signal::Reported,
         Signal::AdultAgeClaim,
         Signal::RomanceProbe,
+        Signal::Compliance,
+        Signal::StillInContact,
+        Signal::KnownContact,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -113,6 +126,9 @@ impl Signal {
             Signal::Reported => "REPORTED",
             Signal::AdultAgeClaim => "ADULT_AGE_CLAIM",
             Signal::RomanceProbe => "ROMANCE_PROBE",
+            Signal::Compliance => "COMPLIANCE",
+            Signal::StillInContact => "STILL_IN_CONTACT",
+            Signal::KnownContact => "KNOWN_CONTACT",
         }
     }
 
@@ -122,7 +138,9 @@ impl Signal {
 
     /// Whether lexicon files may list phrases for this signal.
     pub fn is_lexical(self) -> bool {
-        (self as u8) <= Signal::SafetyTalk as u8 || (self as u8) >= Signal::AdultAgeClaim as u8
+        let i = self as u8;
+        i <= Signal::SafetyTalk as u8
+            || (Signal::AdultAgeClaim as u8..=Signal::Compliance as u8).contains(&i)
     }
 
     pub fn bit(self) -> SignalSet {
@@ -173,6 +191,9 @@ mod tests {
         assert!(!Signal::MediaSent.is_lexical());
         assert!(!Signal::Reported.is_lexical());
         assert!(Signal::RomanceProbe.is_lexical());
+        assert!(Signal::Compliance.is_lexical());
+        assert!(!Signal::StillInContact.is_lexical());
+        assert!(!Signal::KnownContact.is_lexical());
         assert_eq!(Signal::parse("NOPE"), None);
     }
 

@@ -12,10 +12,10 @@
 //! Pairs of unknown tenant (restored from an old checkpoint) go by a legacy clock of
 //! their own (see [`PairStore`]).
 
-use crate::detect::event::AgeBand;
+use crate::detect::event::{AgeBand, ContactAction, Relationship};
 use crate::detect::grammar::SlotSet;
 use crate::detect::lexicon::MAX_LANGUAGES;
-use crate::detect::rules::{Pattern, Priority};
+use crate::detect::rules::{KnownPolicy, Pattern, Priority};
 use crate::detect::signal::{Signal, SignalSet, SIGNAL_COUNT};
 use crate::detect::time::{Millis, SECOND};
 use serde::{Deserialize, Serialize};
@@ -89,13 +89,41 @@ pub struct EvidenceRef {
     pub sha256: [u8; 32],
 }
 
-/// The last alert raised for one pattern.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The last alert raised for one pattern, and the facts learnt since.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Raised {
     pub priority: Priority,
+    /// The deadline kept for the pattern: the earliest one still ahead.
     pub respond_by: Option<Millis>,
     /// A moderator judged the alert a false positive: only a higher priority re-alerts.
     pub suppressed: bool,
+    /// The target went on answering after the alert; cleared by its block or report.
+    pub still_in_contact: bool,
+    /// Event time (in `serve`, also the wall clock) passed the alert's `respond_by`.
+    pub deadline_passed: bool,
+    /// The alert as raised, to restate it in an update; `None` in state stored by a
+    /// version without updates.
+    pub alert: Option<Box<RaisedAlert>>,
+}
+
+/// What the engine needs to build a raised alert again, with the same id: who, where,
+/// which event triggered it, which rules fired.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaisedAlert {
+    pub tenant: Box<str>,
+    /// User ids by side.
+    pub users: [Box<str>; 2],
+    /// Locales by side, as the platform gave them.
+    pub locales: [Option<Box<str>>; 2],
+    pub trigger_event_id: Box<str>,
+    pub triggered_at: Millis,
+    /// Side of the suspect.
+    pub suspect: u8,
+    /// The alert's `respond_by`.
+    pub respond_by: Option<Millis>,
+    pub rules: Vec<String>,
+    /// Signals the fired rules read, per side (suspect, target).
+    pub read: [SignalSet; 2],
 }
 
 /// The part of a pair's state that exists once a signal was seen.
@@ -124,7 +152,7 @@ impl Default for Active {
             last_s: [[0; SIGNAL_COUNT]; 2],
             deadline: [None; 2],
             evidence: Vec::new(),
-            raised: [None; Pattern::ALL.len()],
+            raised: Default::default(),
             slots_of: Vec::new(),
         }
     }
@@ -143,6 +171,10 @@ pub struct PairState {
     /// The slots seen in the current run of one side's consecutive messages
     /// ([`SlotRun`], packed).
     pub run: u32,
+    /// The latest relationship hint of the platform, from either side.
+    pub relationship: Option<Relationship>,
+    /// The contact actions seen between the two sides ([`ContactAction`] bits).
+    pub contact: u8,
     pub active: Option<Box<Active>>,
     /// [`tenant_hash`] of the pair's tenant; 0 while unknown (restored from an old
     /// checkpoint, set again by the pair's next event). Not part of the serialised form
@@ -162,6 +194,8 @@ impl PairState {
             lang_hits: [[0; MAX_LANGUAGES]; 2],
             recent: [0; RECENT_IDS],
             run: 0,
+            relationship: None,
+            contact: 0,
             active: None,
             tenant: 0,
         }
@@ -199,6 +233,14 @@ impl PairState {
             }
             a.counts[side][i] = a.counts[side][i].saturating_add(1);
             a.last_s[side][i] = rel;
+        }
+    }
+
+    /// Forgets the count of `signal` for `side` (a target that blocked the suspect is no
+    /// longer in contact).
+    pub fn clear(&mut self, side: usize, s: Signal) {
+        if let Some(a) = self.active.as_mut() {
+            a.counts[side][s as usize] = 0;
         }
     }
 
@@ -242,6 +284,23 @@ impl PairState {
         a.evidence.push(e);
     }
 
+    /// Whether the two sides know each other at `now` (the fact `KNOWN_CONTACT`).
+    pub fn known(&self, policy: &KnownPolicy, now: Millis) -> bool {
+        let talked = now - self.first_contact;
+        self.relationship.is_some()
+            || (self.had_contact(ContactAction::FriendAccept) && talked >= policy.friends_for)
+            || talked >= policy.talked_for
+    }
+
+    /// Remembers a contact action between the two sides (a friend request, accepted).
+    pub fn note_contact(&mut self, action: ContactAction) {
+        self.contact |= 1 << action as u8;
+    }
+
+    pub fn had_contact(&self, action: ContactAction) -> bool {
+        self.contact & 1 << action as u8 != 0
+    }
+
     /// Guess of the side's language: index of the language with most matches.
     pub fn language_of(&self, side: usize) -> Option<usize> {
         let hits = &self.lang_hits[side];
@@ -255,7 +314,7 @@ impl PairState {
 
 /// Per-signal arrays are stored as sequences, so that a signal added later reads older
 /// state back with zeros for it.
-mod per_signal {
+pub(crate) mod per_signal {
     use super::SIGNAL_COUNT;
     use serde::{de::Error, Deserialize, Deserializer, Serialize, Serializer};
 

@@ -5,7 +5,7 @@
 use crate::detect::alert::Alert;
 use crate::detect::event::{Event, Limits};
 use crate::detect::state::{PairKey, PairState};
-use crate::detect::state_v1::PairStateV1;
+use crate::detect::state_past::{PairStateV1, PairStateV2};
 use crate::proto::{event_from_proto, pb};
 use prost::Message as _;
 use rdkafka::message::{Header, Headers, OwnedHeaders};
@@ -19,8 +19,10 @@ pub const OFFSET_HEADER: &str = "pairwatch-offset";
 /// Changelog header: the pair's tenant hash ([`PairState::tenant`], decimal), which
 /// the serialised state does not hold. Absent (an older writer): tenant unknown (0).
 pub const TENANT_HEADER: &str = "pairwatch-tenant-hash";
-const CHANGELOG_VERSION: u8 = 2;
-/// Records of the state's first stored form ([`PairStateV1`]), still read.
+const CHANGELOG_VERSION: u8 = 3;
+/// Records of the state's earlier stored forms ([`PairStateV2`], [`PairStateV1`]), still
+/// read.
+const CHANGELOG_V2: u8 = 2;
 const CHANGELOG_V1: u8 = 1;
 /// Dead-letter reason of an input record larger than a dead letter may be.
 pub const RECORD_TOO_LARGE: &str = "record_too_large";
@@ -349,17 +351,22 @@ pub fn dead_letter<'a>(
 /// Headers on an alert record, for routing without parsing the JSON.
 pub fn alert_headers(a: &Alert) -> OwnedHeaders {
     let mut h = OwnedHeaders::new();
+    let update = a.update.as_ref().map(|u| u.kind.as_str());
     for (k, v) in [
-        (CONTENT_TYPE, JSON),
-        ("pairwatch-alert-id", a.alert_id.as_str()),
-        ("pairwatch-priority", a.priority.as_str()),
-        ("pairwatch-pattern", a.pattern.as_str()),
-        ("pairwatch-tenant", a.tenant.as_str()),
+        (CONTENT_TYPE, Some(JSON)),
+        ("pairwatch-alert-id", Some(a.alert_id.as_str())),
+        ("pairwatch-priority", Some(a.priority.as_str())),
+        ("pairwatch-pattern", Some(a.pattern.as_str())),
+        ("pairwatch-tenant", Some(a.tenant.as_str())),
+        // On an update only: what changed (`DEADLINE_PASSED`, ...).
+        ("pairwatch-update", update),
     ] {
-        h = h.insert(Header {
-            key: k,
-            value: Some(v),
-        });
+        if let Some(v) = v {
+            h = h.insert(Header {
+                key: k,
+                value: Some(v),
+            });
+        }
     }
     h
 }
@@ -417,6 +424,11 @@ pub fn decode_state(
             let bad = |e: bincode::Error| format!("changelog record: {e}");
             let (offset, mut state): (i64, PairState) = match p[0] {
                 CHANGELOG_VERSION => bincode::deserialize(&p[1..]).map_err(bad)?,
+                CHANGELOG_V2 => {
+                    let (offset, v2): (i64, PairStateV2) =
+                        bincode::deserialize(&p[1..]).map_err(bad)?;
+                    (offset, v2.into())
+                }
                 CHANGELOG_V1 => {
                     let (offset, v1): (i64, PairStateV1) =
                         bincode::deserialize(&p[1..]).map_err(bad)?;
@@ -636,6 +648,10 @@ mod tests {
         let mut v1 = vec![CHANGELOG_V1];
         bincode::serialize_into(&mut v1, &(5i64, PairStateV1::of(&s))).unwrap();
         let r = decode_state(Some(&changelog_key(&k)), Some(&v1), None::<&OwnedHeaders>).unwrap();
-        assert_eq!((r.offset, r.state), (5, Some(s)));
+        assert_eq!((r.offset, r.state), (5, Some(s.clone())));
+        let mut v2 = vec![CHANGELOG_V2];
+        bincode::serialize_into(&mut v2, &(6i64, PairStateV2::of(&s))).unwrap();
+        let r = decode_state(Some(&changelog_key(&k)), Some(&v2), None::<&OwnedHeaders>).unwrap();
+        assert_eq!((r.offset, r.state), (6, Some(s)));
     }
 }

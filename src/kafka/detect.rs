@@ -139,6 +139,9 @@ impl Part {
                 self.engine.process(&event, &mut self.alerts)
             };
             self.touched.insert(key, offset);
+            for k in self.engine.passed_pairs() {
+                self.touched.insert(*k, offset);
+            }
             self.outbox.extend(
                 self.alerts
                     .drain(..)
@@ -287,6 +290,10 @@ fn produce_alert(
         Some(codec::alert_headers(a)),
         Kind::Alert,
     )?;
+    if let Some(u) = &a.update {
+        metrics.update(u.kind);
+        return Ok(());
+    }
     metrics.alert(a);
     if let Some(sent) = m.timestamp().to_millis() {
         let ms = (crate::detect::time::now_millis() - sent).max(0);

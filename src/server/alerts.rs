@@ -2,8 +2,11 @@
 //! moderators' decisions (`decisions.jsonl`), the open alerts, and the live feed.
 //!
 //! Each log line is the alert's JSON (the contract) plus a `cursor` field, its position
-//! in the log. The log skips alert ids it already holds, so replaying the write-ahead
-//! log after a crash never duplicates an alert.
+//! in the log. An update (a red flag changed: `deadline_passed`, `still_in_contact`) is
+//! a line of its own, the same alert id with a new cursor; it stands for the alert from
+//! then on. The log skips lines it already holds (by [`Alert::stream_key`]), so
+//! replaying the write-ahead log after a crash never duplicates a line, and drops updates
+//! of alerts a moderator already decided.
 
 use crate::detect::alert::Alert;
 use crate::detect::rules::{Pattern, Priority};
@@ -157,7 +160,7 @@ impl AlertBook {
                 Some((cursor, alert)) => {
                     // A line written twice (a retry after a write whose cut failed) is
                     // one alert.
-                    if !book.ids.contains(&alert.alert_id) {
+                    if !book.ids.contains(&alert.stream_key()) {
                         book.remember(cursor, Arc::new(alert));
                     }
                     at += n;
@@ -203,21 +206,33 @@ impl AlertBook {
 
     fn remember(&mut self, cursor: u64, alert: Arc<Alert>) {
         self.next_cursor = self.next_cursor.max(cursor + 1);
-        self.ids.insert(alert.alert_id.clone());
+        self.ids.insert(alert.stream_key());
         let logged = Logged { cursor, alert };
-        self.open.insert(open_key(&logged.alert), logged.clone());
+        let key = open_key(&logged.alert);
+        // An update stands for its alert only while that alert is the pair's open one.
+        let stands = logged.alert.update.is_none()
+            || self
+                .open
+                .get(&key)
+                .is_some_and(|o| o.alert.alert_id == logged.alert.alert_id);
+        if stands {
+            self.open.insert(key, logged.clone());
+        }
         self.history.push_back(logged);
         if self.history.len() > self.memory {
             if let Some(old) = self.history.pop_front() {
-                self.ids.remove(&old.alert.alert_id);
+                self.ids.remove(&old.alert.stream_key());
             }
         }
     }
 
-    /// Queues an alert for the log unless its id is already there or queued. Queued
-    /// alerts are written, in order, by [`AlertBook::write_pending`].
+    /// Queues an alert (or an update) for the log unless its line is already there or
+    /// queued, or it updates an alert a moderator already decided. Queued alerts are
+    /// written, in order, by [`AlertBook::write_pending`].
     pub fn queue(&mut self, alert: Alert) {
-        if self.ids.contains(&alert.alert_id) || !self.pending_ids.insert(alert.alert_id.clone()) {
+        let key = alert.stream_key();
+        let decided = alert.update.is_some() && self.decided.contains_key(&alert.alert_id);
+        if decided || self.ids.contains(&key) || !self.pending_ids.insert(key) {
             return;
         }
         self.pending.push_back(alert);
@@ -241,7 +256,7 @@ impl AlertBook {
             let Some(alert) = self.pending.pop_front() else {
                 break;
             };
-            self.pending_ids.remove(&alert.alert_id);
+            self.pending_ids.remove(&alert.stream_key());
             self.remember(cursor, Arc::new(alert));
             written.extend(self.history.back().cloned());
         }
@@ -416,7 +431,7 @@ impl AlertBook {
         self.history.retain(|l| !involves(&l.alert));
         self.open.retain(|_, l| !involves(&l.alert));
         self.pending.retain(|a| !involves(a));
-        self.pending_ids = self.pending.iter().map(|a| a.alert_id.clone()).collect();
+        self.pending_ids = self.pending.iter().map(|a| a.stream_key()).collect();
         // The log on disk holds more than memory: filter it line by line.
         let path = self.dir.join(ALERTS_FILE);
         let tmp = self.dir.join("alerts.jsonl.tmp");
@@ -450,7 +465,7 @@ impl AlertBook {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::alert::{AlertUser, VictimNotice};
+    use crate::detect::alert::{AlertUpdate, AlertUser, UpdateKind, VictimNotice};
 
     fn alert(id: &str, suspect: &str, target: &str) -> Alert {
         let user = |u: &str| AlertUser {
@@ -468,6 +483,11 @@ mod tests {
             triggered_at: "2026-01-01T00:00:00Z".into(),
             first_contact_at: "2026-01-01T00:00:00Z".into(),
             respond_by: None,
+            red_flags: vec![],
+            still_in_contact: false,
+            deadline_passed: false,
+            known_offender: None,
+            update: None,
             rules: vec![],
             signals: vec![],
             evidence: vec![],
@@ -511,6 +531,76 @@ mod tests {
         assert!(!log.contains("u-x"));
         let reopened = AlertBook::open(&dir).unwrap();
         assert_eq!(reopened.last_cursor(), 4);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn update_of(a: &Alert, kind: UpdateKind, at: &str) -> Alert {
+        let mut u = a.clone();
+        u.deadline_passed = kind == UpdateKind::DeadlinePassed;
+        u.update = Some(AlertUpdate {
+            kind,
+            at: at.into(),
+        });
+        u
+    }
+
+    #[test]
+    fn an_update_is_a_new_line_of_the_same_alert_once_and_not_after_a_decision() {
+        let dir = std::env::temp_dir().join(format!("pw-book-upd-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut book = AlertBook::open(&dir).unwrap();
+        let a = alert("a1", "s", "v");
+        book.queue(a.clone());
+        let passed = update_of(&a, UpdateKind::DeadlinePassed, "2026-01-01T01:00:00Z");
+        book.queue(passed.clone());
+        // The same update again (the wall clock and event time both saw it; or a
+        // replay after a crash) is one line.
+        book.queue(passed.clone());
+        let (written, err) = book.write_pending();
+        assert!(err.is_none());
+        assert_eq!(written.len(), 2);
+        assert_eq!(
+            (written[0].cursor, written[1].cursor),
+            (1, 2),
+            "a new cursor"
+        );
+        assert_eq!(written[1].alert.alert_id, "a1");
+        book.queue(passed.clone());
+        assert!(book.write_pending().0.is_empty());
+        // The open alert is the updated one: the desk shows the deadline passed.
+        let open = book.list_open(Priority::P3, None, 10);
+        assert_eq!(open.len(), 1);
+        assert!(open[0].alert.deadline_passed);
+        assert_eq!(open[0].cursor, 2);
+        // An update of an alert that a newer alert of the pair replaced does not stand
+        // for the pair.
+        let newer = alert("a2", "s", "v");
+        book.queue(newer);
+        book.queue(update_of(
+            &a,
+            UpdateKind::StillInContact,
+            "2026-01-01T02:00:00Z",
+        ));
+        assert_eq!(book.write_pending().0.len(), 2);
+        let open = book.list_open(Priority::P3, None, 10);
+        assert_eq!(open[0].alert.alert_id, "a2");
+        // Once decided, an alert takes no update.
+        book.resolve("a2", Decision::Confirmed, "m", "2026-01-01T03:00:00Z")
+            .unwrap();
+        let a2 = book.get("a2").unwrap().alert.as_ref().clone();
+        book.queue(update_of(
+            &a2,
+            UpdateKind::DeadlinePassed,
+            "2026-01-01T04:00:00Z",
+        ));
+        assert!(book.write_pending().0.is_empty());
+        book.sync().unwrap();
+        // Read back: the same lines, the same open alert, no line twice.
+        let mut reopened = AlertBook::open(&dir).unwrap();
+        assert_eq!(reopened.last_cursor(), 4);
+        assert!(reopened.list_open(Priority::P3, None, 10).is_empty());
+        reopened.queue(passed);
+        assert!(reopened.write_pending().0.is_empty());
         let _ = std::fs::remove_dir_all(dir);
     }
 }

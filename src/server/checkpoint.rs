@@ -5,19 +5,21 @@
 //! number of parts, then per shard a length-prefixed bincode list of
 //! `(PairKey, tenant hash, PairState)`, and a CRC32 of everything before it.
 //!
-//! Earlier versions are still read: 03 (the state in its first stored form,
-//! [`PairStateV1`]) and 02 (entries `(PairKey, PairStateV1)`, before per-tenant event
-//! time: its pairs come back with tenant 0, unknown, until their next event).
+//! Earlier versions are still read: 04 (the state in its second stored form,
+//! [`PairStateV2`]), 03 (its first stored form, [`PairStateV1`]) and 02 (entries
+//! `(PairKey, PairStateV1)`, before per-tenant event time: its pairs come back with
+//! tenant 0, unknown, until their next event).
 
 use crate::detect::state::{PairKey, PairState};
-use crate::detect::state_v1::PairStateV1;
+use crate::detect::state_past::{PairStateV1, PairStateV2};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::Path;
 
 /// The current format's magic (with its version).
-pub const MAGIC: &[u8; 8] = b"PWCKPT04";
+pub const MAGIC: &[u8; 8] = b"PWCKPT05";
 /// Earlier formats, still read.
+const MAGIC_V4: &[u8; 8] = b"PWCKPT04";
 const MAGIC_V3: &[u8; 8] = b"PWCKPT03";
 const MAGIC_V2: &[u8; 8] = b"PWCKPT02";
 const FILE: &str = "checkpoint.bin";
@@ -90,7 +92,8 @@ pub fn read(dir: &Path) -> io::Result<Option<Restored>> {
         return Err(corrupt("not a pairwatch checkpoint (or another version)"));
     }
     let version = match &buf[..8] {
-        m if m == MAGIC => 4,
+        m if m == MAGIC => 5,
+        m if m == MAGIC_V4 => 4,
         m if m == MAGIC_V3 => 3,
         m if m == MAGIC_V2 => 2,
         _ => return Err(corrupt("not a pairwatch checkpoint (or another version)")),
@@ -133,6 +136,15 @@ fn decode_part(version: u8, part: &[u8], pairs: &mut Vec<(PairKey, PairState)>) 
         }
         3 => {
             let decoded: Vec<(PairKey, u64, PairStateV1)> =
+                bincode::deserialize(part).map_err(bad)?;
+            pairs.extend(decoded.into_iter().map(|(k, tenant, s)| {
+                let mut s: PairState = s.into();
+                s.tenant = tenant;
+                (k, s)
+            }));
+        }
+        4 => {
+            let decoded: Vec<(PairKey, u64, PairStateV2)> =
                 bincode::deserialize(part).map_err(bad)?;
             pairs.extend(decoded.into_iter().map(|(k, tenant, s)| {
                 let mut s: PairState = s.into();
@@ -206,13 +218,30 @@ mod tests {
     }
 
     #[test]
-    fn the_current_format_keeps_each_pairs_tenant() {
+    fn a_version_04_checkpoint_still_loads_without_the_new_facts() {
         let dir = temp_dir("v4");
         let (k, _) = PairKey::of("t", "a", "b");
         let mut s = PairState::new(1000);
+        s.record(1, Signal::RecordingClaim.bit(), 2000);
+        s.run = 0x0102;
         s.tenant = tenant_hash("t");
+        let part = bincode::serialize(&vec![(k, s.tenant, PairStateV2::of(&s))]).unwrap();
+        write_as(MAGIC_V4, &dir, 8, 0, &[part]).unwrap();
+        let back = read(&dir).unwrap().unwrap();
+        assert_eq!(back.pairs, vec![(k, s)]);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_current_format_keeps_each_pairs_tenant() {
+        let dir = temp_dir("v5");
+        let (k, _) = PairKey::of("t", "a", "b");
+        let mut s = PairState::new(1000);
+        s.tenant = tenant_hash("t");
+        s.relationship = Some(crate::detect::event::Relationship::Family);
+        s.note_contact(crate::detect::event::ContactAction::FriendAccept);
         write(&dir, 1, 0, &[encode_pairs([(&k, &s)].into_iter())]).unwrap();
-        assert_eq!(&std::fs::read(dir.join(FILE)).unwrap()[..8], b"PWCKPT04");
+        assert_eq!(&std::fs::read(dir.join(FILE)).unwrap()[..8], b"PWCKPT05");
         let back = read(&dir).unwrap().unwrap();
         assert_eq!(back.pairs[0].1.tenant, tenant_hash("t"));
         assert_eq!(back.pairs, vec![(k, s)]);

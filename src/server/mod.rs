@@ -538,6 +538,9 @@ async fn start_backend(
         limits,
         max_batch,
         engine,
+        deadline_clock: std::time::Duration::from_millis(
+            Config::duration(&config.engine.deadline_clock).max(1) as u64,
+        ),
     };
     let m = metrics.clone();
     let (pipeline, threads) =

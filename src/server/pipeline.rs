@@ -16,6 +16,7 @@ use crate::detect::event::{Event, Limits};
 use crate::detect::pack::RulePack;
 use crate::detect::rules::Pattern;
 use crate::detect::state::{PairKey, PairState};
+use crate::detect::time::Millis;
 use crate::metrics::{Metrics, Store};
 use crate::proto::{event_from_proto, pb};
 use prost::Message;
@@ -98,6 +99,8 @@ enum ShardMsg {
         reply: oneshot::Sender<Option<PairState>>,
     },
     Reload(Arc<RulePack>),
+    /// The wall clock, in milliseconds: standing alerts' deadlines it is past are passed.
+    Clock(Millis),
     Stop,
 }
 
@@ -160,6 +163,10 @@ pub struct Settings {
     pub limits: Limits,
     pub max_batch: usize,
     pub engine: EngineConfig,
+    /// How often the wall clock passes standing alerts' deadlines (events pass them too,
+    /// on event time, but a deadline must pass even when the pair and its tenant fall
+    /// silent).
+    pub deadline_clock: std::time::Duration,
 }
 
 /// The shard owning an event's pair.
@@ -306,6 +313,12 @@ pub fn start(
         "state restored"
     );
 
+    let clock_shards = shards.clone();
+    let period = settings.deadline_clock;
+    // Not joined: it ends by itself once the shards stop.
+    std::thread::Builder::new()
+        .name("deadline-clock".into())
+        .spawn(move || clock_loop(clock_shards, period))?;
     let (commands, command_rx) = mpsc::channel::<Command>(settings.ingest_queue);
     let log_shards = shards.clone();
     let log_writer = writer_tx;
@@ -402,6 +415,20 @@ impl Shards {
 
     fn all(&self, msg: impl Fn() -> ShardMsg) {
         (0..self.len()).for_each(|s| self.send(s, msg()));
+    }
+
+    /// Sends to every shard; false once every shard has stopped.
+    fn all_alive(&self, msg: impl Fn() -> ShardMsg) -> bool {
+        let mut alive = false;
+        for (s, tx) in self.senders.iter().enumerate() {
+            self.depth[s].inc();
+            if tx.send(msg()).is_ok() {
+                alive = true;
+            } else {
+                self.depth[s].dec();
+            }
+        }
+        alive
     }
 }
 
@@ -558,12 +585,7 @@ fn shard_loop(
                 metrics
                     .processing_seconds
                     .observe(t.elapsed().as_secs_f64());
-                for a in alerts.drain(..) {
-                    let _ = writer.send(WriterMsg::Alert {
-                        alert: Box::new(a),
-                        received,
-                    });
-                }
+                to_writer(&writer, &mut alerts, received);
                 n += 1;
                 if n % 256 == 0 {
                     pairs_gauge.set(engine.pairs() as i64);
@@ -596,7 +618,33 @@ fn shard_loop(
                 let _ = reply.send(engine.pair(&tenant, &a, &b).cloned());
             }
             ShardMsg::Reload(pack) => engine.set_pack(pack),
+            ShardMsg::Clock(now) => {
+                engine.pass_deadlines(now, &mut alerts);
+                to_writer(&writer, &mut alerts, None);
+            }
             ShardMsg::Stop => break,
+        }
+    }
+}
+
+/// Hands a shard's alerts, in order, to the alert writer.
+fn to_writer(writer: &SyncSender<WriterMsg>, alerts: &mut Vec<Alert>, received: Option<Instant>) {
+    for a in alerts.drain(..) {
+        let _ = writer.send(WriterMsg::Alert {
+            alert: Box::new(a),
+            received,
+        });
+    }
+}
+
+/// Sends the wall clock to every shard each `period`, until the shards stop. The engine
+/// never reads a clock: this thread is its clock.
+fn clock_loop(shards: Shards, period: std::time::Duration) {
+    loop {
+        std::thread::sleep(period);
+        let now = crate::detect::time::now_millis();
+        if !shards.all_alive(|| ShardMsg::Clock(now)) {
+            return;
         }
     }
 }
@@ -642,7 +690,7 @@ fn writer_loop(
                     alert,
                     received: at,
                 } => {
-                    if let Some(at) = at {
+                    if let Some(at) = at.filter(|_| alert.update.is_none()) {
                         received.insert(alert.alert_id.clone(), at);
                     }
                     book.write()
@@ -741,6 +789,17 @@ fn write_alerts(
     let durable = b.is_durable();
     drop(b);
     for logged in written {
+        if let Some(u) = &logged.alert.update {
+            metrics.update(u.kind);
+            tracing::info!(
+                alert_id = %logged.alert.alert_id,
+                kind = u.kind.as_str(),
+                cursor = logged.cursor,
+                "alert updated"
+            );
+            let _ = feed.send(logged);
+            continue;
+        }
         metrics.alert(&logged.alert);
         if let Some(at) = received.remove(&logged.alert.alert_id) {
             metrics

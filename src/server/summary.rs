@@ -57,6 +57,7 @@ pub fn pair_summary(tenant: &str, a: &str, b: &str, state: &PairState) -> pb::Pa
                 .iter()
                 .filter_map(|p| {
                     act.raised[*p as usize]
+                        .as_ref()
                         .map(|r| format!("{}:{}", p.as_str(), r.priority.as_str()))
                 })
                 .collect()
