@@ -43,12 +43,25 @@ trait Broker: Sync {
     fn client(&self) -> Vec<(&'static str, &'static str)>;
 }
 
+/// The Kafka tests run one at a time, each holding this lock through its broker handle.
+/// Two at once on two cores (one with a tansu broker) starve each other's clients; under
+/// that starvation an exactly-once stage stalled after an aborted batch (seen on the
+/// test of undeliverable dead letters, before and after the red flags: noted in
+/// ARCHITECTURE.md, "What is not built yet").
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 struct Mock {
     producer: BaseProducer,
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Mock {
     fn new() -> Mock {
+        let serial = serial();
         let producer: BaseProducer = ClientConfig::new()
             .set("test.mock.num.brokers", "3")
             .create()
@@ -60,7 +73,10 @@ impl Mock {
             assert!(!raw.is_null());
             rdkafka::bindings::rd_kafka_mock_group_initial_rebalance_delay_ms(raw, 0);
         }
-        Mock { producer }
+        Mock {
+            producer,
+            _serial: serial,
+        }
     }
 
     fn cluster(&self) -> MockCluster<'_, DefaultProducerContext> {
@@ -88,6 +104,7 @@ impl Broker for Mock {
 struct Real {
     bootstrap: String,
     child: Option<Child>,
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Drop for Real {
@@ -125,10 +142,12 @@ fn tansu_binary() -> PathBuf {
 
 impl Real {
     fn new() -> Real {
+        let serial = serial();
         if let Ok(b) = std::env::var("KAFKA_BOOTSTRAP") {
             return Real {
                 bootstrap: b,
                 child: None,
+                _serial: serial,
             };
         }
         let port = common::free_port();
@@ -153,6 +172,7 @@ impl Real {
         Real {
             bootstrap: format!("127.0.0.1:{port}"),
             child: Some(child),
+            _serial: serial,
         }
     }
 }
@@ -425,11 +445,27 @@ impl<'a> Setup<'a> {
     /// Waits until the changelog holds exactly `want`.
     fn wait_state(&self, want: &HashMap<PairKey, PairState>) {
         let deadline = Instant::now() + WAIT;
-        while self.changelog_state() != *want {
-            assert!(
-                Instant::now() < deadline,
-                "the changelog never reached the expected state"
-            );
+        loop {
+            let got = self.changelog_state();
+            if got == *want {
+                return;
+            }
+            if Instant::now() >= deadline {
+                let missing = want.keys().filter(|k| !got.contains_key(k)).count();
+                let extra = got.keys().filter(|k| !want.contains_key(k)).count();
+                let differ: Vec<_> = want
+                    .iter()
+                    .filter_map(|(k, w)| got.get(k).filter(|g| *g != w).map(|g| (k, g, w)))
+                    .collect();
+                let first = differ
+                    .first()
+                    .map(|(k, g, w)| format!("{k:?}:\ngot  {g:?}\nwant {w:?}"));
+                panic!(
+                    "the changelog never reached the expected state: {missing} pairs missing, \
+                     {extra} extra, {} differ; first: {first:?}",
+                    differ.len()
+                );
+            }
             std::thread::sleep(Duration::from_millis(300));
         }
     }
@@ -2185,11 +2221,13 @@ async fn real_broker_restarted_empty_stops_the_instance_cleanly() {
         eprintln!("skipped: needs a broker of its own to restart (KAFKA_BOOTSTRAP is set)");
         return;
     }
+    let serial = serial();
     let port = common::free_port();
     let mut tansu = Tansu::start(port);
     let broker = Real {
         bootstrap: format!("127.0.0.1:{port}"),
         child: None,
+        _serial: serial,
     };
     let s = Setup::new(&broker, "r-broker-restart");
     let env = s.env("a");

@@ -213,16 +213,23 @@ impl AlertContext<'_> {
             .unwrap_or_else(|| self.default_language.to_string())
     }
 
-    /// The red flags of the alert `raised` for `raised_alert`.
-    fn red_flags(&self, state: &PairState, raised: &Raised, a: &RaisedAlert) -> Vec<RedFlag> {
-        let target = 1 - a.suspect as usize;
-        let known = state.known(&self.pack.rules.known, self.now);
+    /// The red flags of the alert of `pattern` that `raised` records.
+    fn red_flags(
+        &self,
+        state: &PairState,
+        pattern: Pattern,
+        raised: &Raised,
+        a: &RaisedAlert,
+    ) -> Vec<RedFlag> {
+        let target = 1 - a.suspect_side();
+        let offence = pattern.has_offender();
+        let known = offence && state.known(&self.pack.rules.known, self.now);
         RedFlag::ALL
             .into_iter()
             .filter(|f| match f {
                 RedFlag::SelfHarm => state.count(target, Signal::SelfHarm) > 0,
                 RedFlag::KnownOffender => known,
-                RedFlag::StillInContact => raised.still_in_contact,
+                RedFlag::StillInContact => offence && raised.still_in_contact,
                 RedFlag::Deadline => a.respond_by.is_some() && !raised.deadline_passed,
                 RedFlag::DeadlinePassed => raised.deadline_passed,
             })
@@ -264,7 +271,7 @@ impl AlertContext<'_> {
         raised: &Raised,
         a: &RaisedAlert,
     ) -> Alert {
-        let suspect = a.suspect as usize;
+        let suspect = a.suspect_side();
         let target = 1 - suspect;
         let active = state.active.as_deref();
         let at = |rel: u32| format_rfc3339(state.first_contact + rel as i64 * SECOND);
@@ -321,7 +328,7 @@ impl AlertContext<'_> {
                 sha256: hex(&e.sha256),
             })
             .collect();
-        let red_flags = self.red_flags(state, raised, a);
+        let red_flags = self.red_flags(state, pattern, raised, a);
         let language = self.language(state, a, target);
         let (lang, text) = self
             .pack

@@ -19,7 +19,7 @@ use crate::detect::state::{
 use crate::detect::time::{format_rfc3339, Millis, DAY, MINUTE};
 use jiff::tz::TimeZone;
 use sha2::{Digest, Sha256};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 /// Longest excerpt quoted in evidence, in characters.
@@ -115,7 +115,7 @@ pub struct Engine {
     verdicts: Vec<Verdict>,
     /// Deadlines of standing alerts, per tenant hash: derived from the pairs' state, not
     /// stored.
-    deadlines: HashMap<u64, Deadlines>,
+    deadlines: BTreeMap<u64, Deadlines>,
     /// Pairs other than the event's that the last call changed (a deadline passed).
     passed: Vec<PairKey>,
 }
@@ -155,7 +155,7 @@ impl Engine {
             hits: Hits::default(),
             composed: Composed::default(),
             verdicts: Vec::new(),
-            deadlines: HashMap::new(),
+            deadlines: BTreeMap::new(),
             passed: Vec::new(),
         }
     }
@@ -277,10 +277,12 @@ impl Engine {
             r.deadline_passed = true;
             let raised = r.clone();
             self.passed.push(key);
+            // As of the deadline (or the pair's last event after it), whoever noticed it
+            // and when: the same update from event time and from the wall clock.
             let ctx = AlertContext {
                 pack: &self.pack,
                 default_language: &self.config.default_language,
-                now,
+                now: d.max(state.last_seen),
             };
             let pattern = Pattern::ALL[usize::from(p)];
             out.extend(update(
@@ -454,15 +456,16 @@ impl Engine {
         // A target that answers after an alert is still in contact; one that blocks or
         // reports is no longer.
         let contact = match &ev.body {
+            Body::Safety(SafetyAction::Block | SafetyAction::Report) => {
+                state.clear(sender_side, Signal::StillInContact);
+                Some(false)
+            }
             _ if as_target.is_empty() => None,
             Body::Message(_) | Body::Call { .. } => Some(true),
-            Body::Safety(SafetyAction::Block | SafetyAction::Report) => Some(false),
             Body::Contact(_) | Body::Safety(SafetyAction::Mute) => None,
         };
-        match contact {
-            Some(true) => signals.insert(Signal::StillInContact),
-            Some(false) => state.clear(sender_side, Signal::StillInContact),
-            None => {}
+        if contact == Some(true) {
+            signals.insert(Signal::StillInContact);
         }
         if signals.is_empty() {
             return true;
@@ -515,6 +518,7 @@ impl Engine {
                 (Some(d), Some(a)) if a >= ev.sent_at => Some(d.min(a)),
                 (d, a) => d.or(a),
             };
+            let replaced = slot.as_ref().and_then(pending_deadline);
             // A priority rise lifts a false-positive suppression.
             let raised = Raised {
                 priority,
@@ -524,8 +528,13 @@ impl Engine {
                 deadline_passed: respond_by.is_some_and(|d| d < ev.sent_at),
                 alert: Some(Box::new(raised_alert(ev, sender_side, v, respond_by))),
             };
-            if let Some(d) = pending_deadline(&raised) {
-                let due = self.deadlines.entry(tenant).or_default();
+            let due = self.deadlines.entry(tenant).or_default();
+            if let Some(old) = replaced {
+                due.remove(&(old, key, v.pattern as u8));
+            }
+            // A deadline past the pair's expiry would outlive the pair: not indexed.
+            let horizon = ev.sent_at.saturating_add(self.config.pair_ttl);
+            if let Some(d) = pending_deadline(&raised).filter(|d| *d <= horizon) {
                 due.insert((d, key, v.pattern as u8));
             }
             if let Some(a) = raised.alert.as_deref() {
@@ -564,20 +573,18 @@ impl Engine {
     }
 }
 
-/// The patterns of `state` whose standing alert (not judged a false positive) names
-/// `side` as its target.
+/// The patterns of `state` with an offender whose standing alert (not judged a false
+/// positive) names `side` as its target.
 fn standing_as_target(state: &PairState, side: usize) -> Vec<Pattern> {
     let Some(a) = state.active.as_deref() else {
         return Vec::new();
     };
     Pattern::ALL
         .into_iter()
+        .filter(|p| p.has_offender())
         .filter(|p| {
             a.raised[*p as usize].as_ref().is_some_and(|r| {
-                !r.suppressed
-                    && r.alert
-                        .as_ref()
-                        .is_some_and(|x| usize::from(x.suspect) != side)
+                !r.suppressed && r.alert.as_ref().is_some_and(|x| x.suspect_side() != side)
             })
         })
         .collect()
@@ -1001,5 +1008,90 @@ mod tests {
             "known to the target: FAMILY according to the platform"
         );
         assert!(alerts.last().unwrap().recommended_actions[0].contains("knows the target"));
+    }
+
+    #[test]
+    fn a_self_harm_watch_between_friends_carries_no_offence_flags() {
+        let mut e = engine();
+        let t0 = parse_rfc3339("2026-03-01T20:00:00Z").unwrap();
+        let mut out = Vec::new();
+        let mut first = event("f1", t0, "v", "w", text("salut ça va"));
+        first.recipient.relationship = Some(crate::detect::event::Relationship::Friend);
+        e.process(&first, &mut out);
+        let sad = text("i want to die, i can't take it anymore");
+        e.process(&event("f2", t0 + MINUTE, "v", "w", sad), &mut out);
+        let watch = out.last().expect("a self-harm watch");
+        assert_eq!(watch.pattern, Pattern::SelfHarmRisk);
+        assert_eq!(watch.red_flags, vec!["SELF_HARM".to_string()]);
+        assert!(watch.known_offender.is_none());
+        // The friend answering is no "still in contact" for a self-harm watch.
+        out.clear();
+        e.process(
+            &event("f3", t0 + 2 * MINUTE, "w", "v", text("hey i'm here")),
+            &mut out,
+        );
+        e.process(
+            &event("f4", t0 + 3 * MINUTE, "v", "w", text("thanks")),
+            &mut out,
+        );
+        assert!(out.iter().all(|a| a.update.is_none()), "{out:?}");
+    }
+
+    #[test]
+    fn a_block_clears_still_in_contact_even_on_a_dismissed_alert() {
+        let mut e = engine();
+        let t0 = parse_rfc3339("2026-03-01T20:00:00Z").unwrap();
+        sextortion_with_countdown(&mut e, t0);
+        let mut out = Vec::new();
+        e.process(
+            &event("r1", t0 + 3 * MINUTE, "v", "s", text("please no")),
+            &mut out,
+        );
+        assert_eq!(
+            e.pair("T", "s", "v")
+                .unwrap()
+                .count(1, Signal::StillInContact),
+            1
+        );
+        assert!(e.suppress("T", "s", "v", Pattern::Sextortion));
+        let block = serde_json::json!({"safety": {"action": "BLOCK"}});
+        e.process(&event("r2", t0 + 4 * MINUTE, "v", "s", block), &mut out);
+        assert_eq!(
+            e.pair("T", "s", "v")
+                .unwrap()
+                .count(1, Signal::StillInContact),
+            0
+        );
+    }
+
+    #[test]
+    fn the_deadline_index_keeps_one_entry_per_standing_alert_within_the_pair_ttl() {
+        let mut e = engine();
+        let t0 = parse_rfc3339("2026-03-01T20:00:00Z").unwrap();
+        let mut out = Vec::new();
+        let image =
+            serde_json::json!({"message": {"text": "", "attachments": [{"kind": "IMAGE"}]}});
+        e.process(&event("d1", t0, "s", "v", text("send me a pic")), &mut out);
+        e.process(&event("d2", t0 + MINUTE, "v", "s", image), &mut out);
+        let threat = "i saved it. pay me 200 or your whole school sees it";
+        e.process(
+            &event("d3", t0 + 2 * MINUTE, "s", "v", text(threat)),
+            &mut out,
+        );
+        let entries = |e: &Engine| e.deadlines.values().map(BTreeSet::len).sum::<usize>();
+        // A deadline past the pair's expiry outlives the pair: not kept.
+        let far = text("you have 9999 weeks");
+        e.process(&event("d4", t0 + 3 * MINUTE, "s", "v", far), &mut out);
+        assert_eq!(entries(&e), 0);
+        // Each earlier deadline replaces the alert and its entry.
+        for (i, n) in [3, 2, 1].into_iter().enumerate() {
+            let at = t0 + (4 + i as i64) * MINUTE;
+            let countdown = text(&format!("you have {n} hours"));
+            e.process(&event(&format!("d5{i}"), at, "s", "v", countdown), &mut out);
+            assert_eq!(entries(&e), 1, "after the {n}-hour countdown");
+        }
+        e.pass_deadlines(t0 + 2 * HOUR, &mut out);
+        assert_eq!(entries(&e), 0);
+        assert_eq!(e.stats().updates, 1);
     }
 }

@@ -84,6 +84,13 @@ impl Pattern {
     pub fn parse(s: &str) -> Option<Pattern> {
         Pattern::ALL.into_iter().find(|p| p.as_str() == s)
     }
+
+    /// Whether the pattern's suspect is an offender: the red flags of an offence
+    /// (`KNOWN_OFFENDER`, `STILL_IN_CONTACT`) apply. A self-harm watch is about the
+    /// target alone; the other side may be a friend.
+    pub fn has_offender(self) -> bool {
+        self != Pattern::SelfHarmRisk
+    }
 }
 
 /// Which side a condition reads, relative to the orientation being tried.

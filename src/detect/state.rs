@@ -126,6 +126,13 @@ pub struct RaisedAlert {
     pub read: [SignalSet; 2],
 }
 
+impl RaisedAlert {
+    /// The suspect's side, 0 or 1 (whatever a damaged record stored).
+    pub fn suspect_side(&self) -> usize {
+        usize::from(self.suspect & 1)
+    }
+}
+
 /// The part of a pair's state that exists once a signal was seen.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Active {
