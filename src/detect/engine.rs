@@ -528,14 +528,17 @@ impl Engine {
                 deadline_passed: respond_by.is_some_and(|d| d < ev.sent_at),
                 alert: Some(Box::new(raised_alert(ev, sender_side, v, respond_by))),
             };
-            let due = self.deadlines.entry(tenant).or_default();
-            if let Some(old) = replaced {
-                due.remove(&(old, key, v.pattern as u8));
-            }
             // A deadline past the pair's expiry would outlive the pair: not indexed.
             let horizon = ev.sent_at.saturating_add(self.config.pair_ttl);
-            if let Some(d) = pending_deadline(&raised).filter(|d| *d <= horizon) {
-                due.insert((d, key, v.pattern as u8));
+            let pending = pending_deadline(&raised).filter(|d| *d <= horizon);
+            if replaced.is_some() || pending.is_some() {
+                let due = self.deadlines.entry(tenant).or_default();
+                if let Some(old) = replaced {
+                    due.remove(&(old, key, v.pattern as u8));
+                }
+                if let Some(d) = pending {
+                    due.insert((d, key, v.pattern as u8));
+                }
             }
             if let Some(a) = raised.alert.as_deref() {
                 out.push(ctx.build(state, v.pattern, &raised, a));

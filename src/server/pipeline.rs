@@ -406,29 +406,19 @@ impl Shards {
     }
 
     /// Sends, waiting while the shard's queue is full (backpressure).
-    fn send(&self, shard: usize, msg: ShardMsg) {
+    /// Sends to a shard; false if it has stopped.
+    fn send(&self, shard: usize, msg: ShardMsg) -> bool {
         self.depth[shard].inc();
-        if self.senders[shard].send(msg).is_err() {
+        let sent = self.senders[shard].send(msg).is_ok();
+        if !sent {
             self.depth[shard].dec();
         }
-    }
-
-    fn all(&self, msg: impl Fn() -> ShardMsg) {
-        (0..self.len()).for_each(|s| self.send(s, msg()));
+        sent
     }
 
     /// Sends to every shard; false once every shard has stopped.
-    fn all_alive(&self, msg: impl Fn() -> ShardMsg) -> bool {
-        let mut alive = false;
-        for (s, tx) in self.senders.iter().enumerate() {
-            self.depth[s].inc();
-            if tx.send(msg()).is_ok() {
-                alive = true;
-            } else {
-                self.depth[s].dec();
-            }
-        }
-        alive
+    fn all(&self, msg: impl Fn() -> ShardMsg) -> bool {
+        (0..self.len()).fold(false, |alive, s| self.send(s, msg()) | alive)
     }
 }
 
@@ -518,10 +508,12 @@ fn log_loop(
                             );
                             metrics.events_accepted.inc();
                         }
-                        Route::Forget { user, reply } => shards.all(|| ShardMsg::Forget {
-                            user: user.clone(),
-                            reply: Some(reply.clone()),
-                        }),
+                        Route::Forget { user, reply } => {
+                            shards.all(|| ShardMsg::Forget {
+                                user: user.clone(),
+                                reply: Some(reply.clone()),
+                            });
+                        }
                         Route::Suppress(sup) => {
                             let shard =
                                 shard_of(&PairKey::of(&sup.tenant, &sup.a, &sup.b).0, shards.len());
@@ -643,7 +635,7 @@ fn clock_loop(shards: Shards, period: std::time::Duration) {
     loop {
         std::thread::sleep(period);
         let now = crate::detect::time::now_millis();
-        if !shards.all_alive(|| ShardMsg::Clock(now)) {
+        if !shards.all(|| ShardMsg::Clock(now)) {
             return;
         }
     }
