@@ -2,7 +2,27 @@
 //! engine in file order; labels say, per pair, whether it is a positive (with pattern
 //! and suspect) or a negative. Reports recall and false-alarm rate by priority
 //! threshold, time and messages to the first alert, per language (the language guessed
-//! from the suspect's messages; both sides' for a negative), and per-rule firing counts.
+//! from the suspect's messages; both sides' for a negative), per-rule firing counts, and
+//! the firings of the pack's shadow rules (`mode = "shadow"`: counted, never alerted).
+//!
+//! This file replays and scores one history ([`evaluate`]; [`evaluate_each`] runs
+//! several packs over one read of the events) and renders a [`Report`]. Beside it:
+//! - `compare`: `eval --compare DIR`, two packs side by side ([`compare()`], [`Comparison`]);
+//! - `sets`: several labelled sets in one run ([`pair_sets`], [`SetResult`]), their text
+//!   output ([`render_text`]) and the gates ([`Gates`], [`gate_failures`]);
+//! - `json`: `eval --format json`, the same figures as one JSON document ([`render_json`]).
+
+mod compare;
+mod json;
+mod sets;
+#[cfg(test)]
+mod tests;
+
+pub use compare::{compare, Comparison, PairChanges, RuleChange, RuleFiring};
+pub use json::render_json;
+pub use sets::{
+    gate_failures, pair_sets, render_text, set_name, EvalSet, Gates, Outcome, SetResult,
+};
 
 use crate::detect::alert::Alert;
 use crate::detect::engine::Engine;
@@ -12,7 +32,7 @@ use crate::detect::lexicon::MAX_LANGUAGES;
 use crate::detect::rules::Priority;
 use crate::detect::time::MINUTE;
 use serde::Deserialize;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::BufRead;
 
 /// One line of a labels file.
@@ -32,7 +52,8 @@ fn default_tenant() -> String {
     crate::detect::event::DEFAULT_TENANT.to_string()
 }
 
-type PairId = (String, String, String);
+/// A pair: (tenant, smaller user id, larger user id).
+pub type PairId = (String, String, String);
 
 fn pair_id(tenant: &str, a: &str, b: &str) -> PairId {
     if a <= b {
@@ -40,6 +61,11 @@ fn pair_id(tenant: &str, a: &str, b: &str) -> PairId {
     } else {
         (tenant.to_string(), b.to_string(), a.to_string())
     }
+}
+
+/// `tenant/user/user`: how reports name a pair (ids only, never message text).
+pub fn pair_name(id: &PairId) -> String {
+    format!("{}/{}/{}", id.0, id.1, id.2)
 }
 
 /// What happened on one pair during the replay.
@@ -56,6 +82,26 @@ struct PairOutcome {
     flags: BTreeSet<String>,
     /// Function words matched per side (side 0: the smaller user id) and language.
     lang_hits: [[u8; MAX_LANGUAGES]; 2],
+}
+
+/// A labelled pair's result, one per label line: kept so that time to alert can be
+/// measured at any threshold and two packs compared pair by pair.
+#[derive(Debug, Clone)]
+pub struct LabelledPair {
+    pub id: PairId,
+    pub positive: bool,
+    /// Most urgent priority of the pair's alerts.
+    pub best: Option<Priority>,
+    /// (messages seen, minutes since first event) at the first alert of each priority
+    /// or above, by threshold P0..P3.
+    pub first_alert: [Option<(u32, i64)>; 4],
+}
+
+impl LabelledPair {
+    /// Whether the pair had an alert at `p` or above.
+    pub fn alerted(&self, p: Priority) -> bool {
+        self.best.is_some_and(|b| b <= p)
+    }
 }
 
 /// Detection figures of one language (P2 or higher).
@@ -82,11 +128,14 @@ pub struct Report {
     pub false_alarms: [usize; 4],
     /// Per labelled pattern: (positives, detected at P2+).
     pub by_pattern: BTreeMap<String, (usize, usize)>,
-    /// Messages and minutes to the first P2+ alert of each detected positive.
-    pub messages_to_alert: Vec<u32>,
-    pub minutes_to_alert: Vec<i64>,
+    /// Each label line's pair and what happened on it, in label order.
+    pub labelled: Vec<LabelledPair>,
     /// How often each rule fired (alerts naming it), on positives and on negatives.
     pub rule_fires: BTreeMap<String, (usize, usize)>,
+    /// Per shadow rule: the labelled pairs it held on at least once, positives and
+    /// negatives. Per pair, not per event: a shadow rule raises no alert, so it holds
+    /// again on every later event of a pair whose facts still satisfy it.
+    pub shadow_fires: BTreeMap<String, (usize, usize)>,
     /// Per language guessed from the messages ("?" when none could be).
     pub by_language: BTreeMap<String, LanguageStats>,
     /// Alerts by pattern and priority on negatives (false alarms) and positives.
@@ -111,11 +160,24 @@ impl Report {
     pub fn false_alarm_rate(&self, p: Priority) -> f64 {
         ratio(self.false_alarms[p as usize], self.negatives)
     }
-    pub fn median_messages(&self) -> Option<u32> {
-        median(&self.messages_to_alert)
+    /// Median messages and minutes (since the pair's first event) to the first alert at
+    /// `p` or above, over the positives that had one.
+    pub fn first_alert_medians(&self, p: Priority) -> (Option<u32>, Option<i64>) {
+        let (messages, minutes): (Vec<u32>, Vec<i64>) = self
+            .labelled
+            .iter()
+            .filter(|l| l.positive)
+            .filter_map(|l| l.first_alert[p as usize])
+            .unzip();
+        (median(&messages), median(&minutes))
     }
+    /// Median messages to the first P2+ alert on a positive.
+    pub fn median_messages(&self) -> Option<u32> {
+        self.first_alert_medians(Priority::P2).0
+    }
+    /// Median minutes to the first P2+ alert on a positive.
     pub fn median_minutes(&self) -> Option<i64> {
-        median(&self.minutes_to_alert)
+        self.first_alert_medians(Priority::P2).1
     }
 
     /// Human-readable tables.
@@ -187,12 +249,9 @@ impl Report {
         for ((pat, pri), (pos, neg)) in &self.alerts_by_pattern {
             let _ = writeln!(s, "{:<32}  {pos:>12}  {neg:>12}", format!("{pat} {pri}"));
         }
-        let _ = writeln!(
-            s,
-            "\nrule                                    fired on positives  on negatives"
-        );
-        for (rule, (pos, neg)) in &self.rule_fires {
-            let _ = writeln!(s, "{rule:<40}  {pos:>17}  {neg:>12}");
+        render_fires(&mut s, "rule", &self.rule_fires);
+        if !self.shadow_fires.is_empty() {
+            render_fires(&mut s, "shadow rule", &self.shadow_fires);
         }
         let _ = writeln!(
             s,
@@ -216,6 +275,16 @@ impl Report {
             );
         }
         s
+    }
+}
+
+/// A "fired on positives / on negatives" table: of the rules' alerts, or of the shadow
+/// rules' pairs, laid out alike.
+fn render_fires(s: &mut String, title: &str, fires: &BTreeMap<String, (usize, usize)>) {
+    use std::fmt::Write;
+    let _ = writeln!(s, "\n{title:<40}fired on positives  on negatives");
+    for (rule, (pos, neg)) in fires {
+        let _ = writeln!(s, "{rule:<40}  {pos:>17}  {neg:>12}");
     }
 }
 
@@ -269,139 +338,269 @@ pub fn evaluate<R: BufRead>(
     labels: &[Label],
     engine: &mut Engine,
     limits: &Limits,
-    mut progress: impl FnMut(u64),
+    progress: impl FnMut(u64),
 ) -> Result<Report, String> {
-    let mut report = Report::default();
-    let mut pairs: HashMap<PairId, PairOutcome> = HashMap::new();
-    let mut fired: Vec<(PairId, Alert)> = Vec::new();
-    let mut alerts = Vec::new();
-    let mut read = 0u64;
+    let mut reports = evaluate_each(
+        events,
+        labels,
+        std::slice::from_mut(engine),
+        limits,
+        progress,
+    )?;
+    Ok(reports.remove(0))
+}
+
+/// Runs the events through each engine (one per rule pack, all fresh) and scores each
+/// one's alerts against `labels`: one report per engine, in order. The events are read
+/// and validated once and given to every engine, so the packs see the same history even
+/// when it comes from stdin.
+pub fn evaluate_each<R: BufRead>(
+    events: R,
+    labels: &[Label],
+    engines: &mut [Engine],
+    limits: &Limits,
+    mut progress: impl FnMut(u64),
+) -> Result<Vec<Report>, String> {
+    let mut replays: Vec<Replay> = engines.iter_mut().map(Replay::new).collect();
+    let (mut read, mut accepted, mut rejected) = (0u64, 0u64, 0u64);
     for line in events.lines() {
         let line = line.map_err(|e| e.to_string())?;
         read += line.len() as u64 + 1;
         progress(read);
         let Ok(ev) = Event::from_json(&line, limits) else {
-            report.rejected += 1;
+            rejected += 1;
             continue;
         };
-        report.events += 1;
+        accepted += 1;
+        for replay in &mut replays {
+            replay.feed(&ev);
+        }
+    }
+    Ok(replays
+        .into_iter()
+        .map(|replay| Report {
+            events: accepted,
+            rejected,
+            ..replay.score(labels)
+        })
+        .collect())
+}
+
+/// One engine's pass over a history: what happened on each pair, scored against the
+/// labels once the history is read (a label may come before or after its pair's events).
+struct Replay<'e> {
+    engine: &'e mut Engine,
+    pairs: HashMap<PairId, PairOutcome>,
+    /// Alerts (not updates), with their pair.
+    fired: Vec<(PairId, Alert)>,
+    /// Per shadow rule, the pairs it held on.
+    shadow: HashMap<String, HashSet<PairId>>,
+    /// Updates of standing alerts, by kind.
+    updates: BTreeMap<String, usize>,
+    /// Scratch space for each event's alerts.
+    alerts: Vec<Alert>,
+}
+
+impl<'e> Replay<'e> {
+    fn new(engine: &'e mut Engine) -> Self {
+        Replay {
+            engine,
+            pairs: HashMap::new(),
+            fired: Vec::new(),
+            shadow: HashMap::new(),
+            updates: BTreeMap::new(),
+            alerts: Vec::new(),
+        }
+    }
+
+    /// Gives one valid event to the engine and records what it raised.
+    fn feed(&mut self, ev: &Event) {
         let id = pair_id(&ev.tenant, &ev.sender.user_id, &ev.recipient.user_id);
-        let outcome = pairs.entry(id.clone()).or_insert_with(|| PairOutcome {
+        let outcome = self.pairs.entry(id.clone()).or_insert_with(|| PairOutcome {
             first_at: ev.sent_at,
             ..Default::default()
         });
         outcome.messages += 1;
-        alerts.clear();
-        let key = engine.process(&ev, &mut alerts);
-        if let Some(state) = engine.pair_by_key(&key) {
+        self.alerts.clear();
+        let key = self.engine.process(ev, &mut self.alerts);
+        if let Some(state) = self.engine.pair_by_key(&key) {
             outcome.lang_hits = state.lang_hits;
         }
-        for a in alerts.drain(..) {
+        self.record_shadow(&id);
+        self.record_alerts(ev.sent_at);
+    }
+
+    /// The shadow rules that held on the last event, against the event's pair.
+    fn record_shadow(&mut self, id: &PairId) {
+        for rule in self.engine.shadow_fired() {
+            match self.shadow.get_mut(rule) {
+                Some(pairs) => {
+                    if !pairs.contains(id) {
+                        pairs.insert(id.clone());
+                    }
+                }
+                None => {
+                    self.shadow
+                        .insert(rule.to_string(), HashSet::from([id.clone()]));
+                }
+            }
+        }
+    }
+
+    /// The last event's alerts and updates, against the pairs they name.
+    fn record_alerts(&mut self, sent_at: i64) {
+        for a in self.alerts.drain(..) {
             // An update may be of another pair than the event's (a deadline passed).
             let id = pair_id(&a.tenant, &a.suspect.user_id, &a.target.user_id);
-            let Some(outcome) = pairs.get_mut(&id) else {
+            let Some(outcome) = self.pairs.get_mut(&id) else {
                 continue;
             };
             outcome.flags.extend(a.red_flags.iter().cloned());
             if let Some(u) = &a.update {
-                *report
-                    .updates
-                    .entry(u.kind.as_str().to_string())
-                    .or_default() += 1;
+                *self.updates.entry(u.kind.as_str().to_string()).or_default() += 1;
                 continue;
             }
             let pi = a.priority as usize;
             outcome.best = Some(outcome.best.map_or(a.priority, |b| b.min(a.priority)));
             for slot in &mut outcome.first_alert[pi..] {
-                slot.get_or_insert((outcome.messages, (ev.sent_at - outcome.first_at) / MINUTE));
+                slot.get_or_insert((outcome.messages, (sent_at - outcome.first_at) / MINUTE));
             }
             outcome.suspects.push(a.suspect.user_id.clone());
-            fired.push((id.clone(), a));
+            self.fired.push((id, a));
         }
     }
-    let mut labelled: HashMap<PairId, &Label> = HashMap::new();
-    for l in labels {
-        labelled.insert(pair_id(&l.tenant, &l.pair[0], &l.pair[1]), l);
+
+    /// The report of this replay (all but the event counts, which the caller has).
+    fn score(self, labels: &[Label]) -> Report {
+        let mut report = Report {
+            updates: self.updates.clone(),
+            ..Report::default()
+        };
+        // Whether each labelled pair is a positive (the last label of a pair wins).
+        let mut positive: HashMap<PairId, bool> = HashMap::new();
+        for l in labels {
+            let pair = self.score_label(l, &mut report);
+            positive.insert(pair.id.clone(), pair.positive);
+            report.labelled.push(pair);
+        }
+        score_alerts(&self.fired, &positive, &mut report);
+        score_shadow(&self.shadow, &positive, &mut report);
+        report
+    }
+
+    /// Counts one label line: detection by threshold, flags, language, pattern.
+    fn score_label(&self, l: &Label, report: &mut Report) -> LabelledPair {
+        let id = pair_id(&l.tenant, &l.pair[0], &l.pair[1]);
         let positive = l.label == "POSITIVE";
+        let outcome = self.pairs.get(&id);
+        let pair = LabelledPair {
+            id,
+            positive,
+            best: outcome.and_then(|o| o.best),
+            first_alert: outcome.map(|o| o.first_alert).unwrap_or_default(),
+        };
         if positive {
             report.positives += 1;
         } else {
             report.negatives += 1;
         }
-        let outcome = pairs.get(&pair_id(&l.tenant, &l.pair[0], &l.pair[1]));
-        let best = outcome.and_then(|o| o.best);
+        let named =
+            outcome.is_some_and(|o| o.suspects.iter().any(|s| Some(s) == l.suspect.as_ref()));
         for p in Priority::ALL {
-            let hit = best.is_some_and(|b| b <= p);
             let i = p as usize;
-            if positive && hit {
-                report.detected[i] += 1;
-                if outcome.is_some_and(|o| o.suspects.iter().any(|s| Some(s) == l.suspect.as_ref()))
-                {
-                    report.suspect_right[i] += 1;
+            match (positive, pair.alerted(p)) {
+                (true, true) => {
+                    report.detected[i] += 1;
+                    report.suspect_right[i] += usize::from(named);
                 }
-            } else if !positive && hit {
-                report.false_alarms[i] += 1;
+                (false, true) => report.false_alarms[i] += 1,
+                (_, false) => {}
             }
         }
         for f in outcome.iter().flat_map(|o| &o.flags) {
-            let e = report.flags.entry(f.clone()).or_default();
-            if positive {
-                e.0 += 1;
-            } else {
-                e.1 += 1;
-            }
+            bump(report.flags.entry(f.clone()).or_default(), positive);
         }
-        let lang = engine
-            .languages()
-            .get(outcome.map_or(usize::MAX, |o| {
-                language_of(
-                    o,
-                    positive.then_some(l.suspect.as_deref()).flatten(),
-                    &l.pair,
-                )
-            }))
-            .cloned()
-            .unwrap_or_else(|| "?".into());
-        let by_lang = report.by_language.entry(lang).or_default();
-        let p2 = best.is_some_and(|b| b <= Priority::P2);
+        let first_p2 = pair.first_alert[Priority::P2 as usize];
+        let by_lang = report
+            .by_language
+            .entry(self.language(l, outcome))
+            .or_default();
+        let p2 = first_p2.is_some();
         if positive {
             by_lang.positives += 1;
             by_lang.detected += usize::from(p2);
+            by_lang.messages_to_alert.extend(first_p2.map(|(m, _)| m));
+            let pat = l.pattern.clone().unwrap_or_else(|| "?".into());
+            let entry = report.by_pattern.entry(pat).or_default();
+            entry.0 += 1;
+            entry.1 += usize::from(p2);
         } else {
             by_lang.negatives += 1;
             by_lang.false_alarms += usize::from(p2);
         }
-        if positive {
-            let pat = l.pattern.clone().unwrap_or_else(|| "?".into());
-            let entry = report.by_pattern.entry(pat).or_default();
-            entry.0 += 1;
-            if let Some((m, min)) = outcome.and_then(|o| o.first_alert[Priority::P2 as usize]) {
-                entry.1 += 1;
-                by_lang.messages_to_alert.push(m);
-                report.messages_to_alert.push(m);
-                report.minutes_to_alert.push(min);
-            }
-        }
+        pair
     }
-    for (id, a) in &fired {
-        let Some(l) = labelled.get(id) else {
+
+    /// The language of a labelled pair's messages: the suspect's for a positive, both
+    /// sides' for a negative; "?" when none could be guessed.
+    fn language(&self, l: &Label, outcome: Option<&PairOutcome>) -> String {
+        let positive = l.label == "POSITIVE";
+        let index = outcome.map_or(usize::MAX, |o| {
+            language_of(
+                o,
+                positive.then_some(l.suspect.as_deref()).flatten(),
+                &l.pair,
+            )
+        });
+        self.engine
+            .languages()
+            .get(index)
+            .cloned()
+            .unwrap_or_else(|| "?".into())
+    }
+}
+
+/// Adds one to the positives' or the negatives' count.
+fn bump(e: &mut (usize, usize), positive: bool) {
+    if positive {
+        e.0 += 1;
+    } else {
+        e.1 += 1;
+    }
+}
+
+/// Rule firings and alerts by pattern, on labelled pairs; alerts on other pairs counted.
+fn score_alerts(fired: &[(PairId, Alert)], positive: &HashMap<PairId, bool>, report: &mut Report) {
+    for (id, a) in fired {
+        let Some(&positive) = positive.get(id) else {
             report.unlabelled_alerts += 1;
             continue;
         };
-        let positive = l.label == "POSITIVE";
-        let bump = |e: &mut (usize, usize)| if positive { e.0 += 1 } else { e.1 += 1 };
         for r in &a.rules {
-            bump(report.rule_fires.entry(r.clone()).or_default());
+            bump(report.rule_fires.entry(r.clone()).or_default(), positive);
         }
-        bump(
-            report
-                .alerts_by_pattern
-                .entry((
-                    a.pattern.as_str().to_string(),
-                    a.priority.as_str().to_string(),
-                ))
-                .or_default(),
+        let key = (
+            a.pattern.as_str().to_string(),
+            a.priority.as_str().to_string(),
         );
+        bump(report.alerts_by_pattern.entry(key).or_default(), positive);
     }
-    Ok(report)
+}
+
+/// Shadow rule firings per labelled pair; firings on unlabelled pairs are not counted.
+fn score_shadow(
+    shadow: &HashMap<String, HashSet<PairId>>,
+    positive: &HashMap<PairId, bool>,
+    report: &mut Report,
+) {
+    for (rule, pairs) in shadow {
+        for id in pairs {
+            if let Some(&positive) = positive.get(id) {
+                bump(
+                    report.shadow_fires.entry(rule.clone()).or_default(),
+                    positive,
+                );
+            }
+        }
+    }
 }

@@ -20,7 +20,7 @@ struct Cli {
     command: Command,
 }
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 struct EngineArgs {
     /// Rule pack directory (lexicon/, escalation.toml, notices/); default: the pack built into the binary.
     #[arg(long, value_name = "DIR")]
@@ -103,11 +103,23 @@ enum Command {
     Eval {
         #[command(flatten)]
         engine: EngineArgs,
-        #[arg(long, value_name = "FILE")]
-        events: PathBuf,
-        #[arg(long, value_name = "FILE")]
-        labels: PathBuf,
-        /// Priority threshold for the two gates below: alerts at this priority or higher count.
+        /// Events of a labelled set. Repeat it with --labels to evaluate several sets (each
+        /// named by its file name without .events.jsonl), matched in the order given.
+        #[arg(long, value_name = "FILE", required = true)]
+        events: Vec<PathBuf>,
+        /// Labels of the set whose --events is at the same position.
+        #[arg(long, value_name = "FILE", required = true)]
+        labels: Vec<PathBuf>,
+        /// Also run the rule pack in DIR (the candidate) on the same events and report
+        /// what changes against the current pack (--rules, or the embedded one). The gates
+        /// then judge the candidate.
+        #[arg(long, value_name = "DIR")]
+        compare: Option<PathBuf>,
+        /// Output: text tables, or one JSON document on stdout.
+        #[arg(long, default_value = "text", value_parser = ["text", "json"])]
+        format: String,
+        /// Priority threshold for the gates below and for the pairs gained and lost under
+        /// --compare: alerts at this priority or higher count.
         #[arg(long, value_name = "P", default_value = "P2")]
         threshold: String,
         /// Exit with an error when recall on the positives is below this fraction.
@@ -239,9 +251,70 @@ enum RulesCommand {
         /// Rule pack directory; default: the pack built into the binary.
         #[arg(long, value_name = "DIR")]
         rules: Option<PathBuf>,
-        /// Texts to match; one line each from stdin when none is given.
+        /// A text classifier's label on the texts, NAME=SCORE (repeatable): shows the
+        /// lexicon category the pack reads from it (`SIGNAL=label`).
+        #[arg(long = "label", value_name = "NAME=SCORE")]
+        labels: Vec<String>,
+        /// A label of an attached image, NAME=SCORE (repeatable): shows whether the pack
+        /// reads it as nude media.
+        #[arg(long = "image-label", value_name = "NAME=SCORE")]
+        image_labels: Vec<String>,
+        /// The attached image matched this hash list.
+        #[arg(long, value_name = "LIST")]
+        hash_match: Option<String>,
+        /// Texts to match; one line each from stdin when none is given (and no image).
         texts: Vec<String>,
     },
+}
+
+/// Parses NAME=SCORE labels of `rules match`.
+fn parse_labels(args: &[String]) -> Result<Vec<pairwatch::detect::event::Label>> {
+    args.iter()
+        .map(|a| {
+            let (name, score) = a
+                .rsplit_once('=')
+                .with_context(|| format!("label {a:?} is not NAME=SCORE"))?;
+            let score: f32 = score
+                .parse()
+                .with_context(|| format!("label {a:?}: bad score"))?;
+            Ok(pairwatch::detect::event::Label {
+                name: name.to_string(),
+                score,
+            })
+        })
+        .collect()
+}
+
+/// What the pack reads from an image with these labels and hash match, for `rules match`:
+/// the evidence tag and the facts.
+fn match_image(
+    pack: &RulePack,
+    labels: Vec<pairwatch::detect::event::Label>,
+    hash_match: Option<String>,
+) -> String {
+    use pairwatch::detect::event::{Attachment, AttachmentKind, HashMatch};
+    use pairwatch::detect::signal::Signal;
+    let image = [Attachment {
+        kind: AttachmentKind::Image,
+        labels,
+        hash_match: hash_match.map(|list| HashMatch {
+            list: Some(list),
+            matched: true,
+        }),
+    }];
+    let facts = pack.rules.classifiers.media(&image);
+    let mut signals = vec![Signal::MediaSent.as_str()];
+    if facts.nude.is_some() {
+        signals.push(Signal::NudeMediaSent.as_str());
+    }
+    if facts.abuse.is_some() {
+        signals.push(Signal::KnownAbuseMaterial.as_str());
+    }
+    format!(
+        "{}\t[{}]",
+        facts.tag().unwrap_or_else(|| "[IMAGE]".into()),
+        signals.join(" ")
+    )
 }
 
 fn load_pack(dir: Option<&Path>) -> Result<RulePack> {
@@ -411,56 +484,43 @@ fn main() -> Result<()> {
             engine: args,
             events,
             labels,
+            compare,
+            format,
             threshold,
             min_recall,
             max_false_alarm_rate,
             max_median_messages,
         } => {
+            use pairwatch::eval;
             let threshold = pairwatch::detect::rules::Priority::parse(&threshold)
                 .with_context(|| format!("bad --threshold {threshold:?} (P0 to P3)"))?;
-            let mut engine = engine(&args)?;
-            let labels = pairwatch::eval::read_labels(open(&labels.to_string_lossy())?)
-                .map_err(anyhow::Error::msg)?;
-            let total = std::fs::metadata(&events).map(|m| m.len()).unwrap_or(0);
-            let mut bar = Progress::new(total);
-            let report = pairwatch::eval::evaluate(
-                open(&events.to_string_lossy())?,
-                &labels,
-                &mut engine,
-                &Limits::default(),
-                |n| bar.update(n),
-            )
-            .map_err(anyhow::Error::msg)?;
-            bar.finish();
-            print!("{}", report.render());
-            if let Some(min) = min_recall.filter(|_| report.positives > 0) {
-                let recall = report.recall(threshold);
-                if recall < min {
-                    bail!(
-                        "recall at {threshold}+ is {:.2}%, below the required {:.2}%",
-                        100.0 * recall,
-                        100.0 * min
-                    );
-                }
+            let sets = eval::pair_sets(&events, &labels).map_err(anyhow::Error::msg)?;
+            // The candidate runs with the same engine settings: only the rules differ.
+            let candidate = compare.map(|dir| EngineArgs {
+                rules: Some(dir),
+                ..args.clone()
+            });
+            let mut results = Vec::new();
+            for set in &sets {
+                // Fresh engines per set: a history's pairs and clocks must not leak into
+                // the next one.
+                let mut engines = vec![engine(&args)?];
+                engines.extend(candidate.as_ref().map(engine).transpose()?);
+                results.push(eval_set(set, &mut engines, threshold)?);
             }
-            if let Some(max) = max_median_messages.filter(|_| report.positives > 0) {
-                match report.median_messages() {
-                    Some(m) if m <= max => {}
-                    m => bail!(
-                        "median messages to the first P2+ alert is {}, above the allowed {max}",
-                        m.map_or("- (no alert)".into(), |m| m.to_string())
-                    ),
-                }
+            match format.as_str() {
+                "json" => println!("{}", eval::render_json(&results, threshold)),
+                _ => print!("{}", eval::render_text(&results)),
             }
-            if let Some(max) = max_false_alarm_rate.filter(|_| report.negatives > 0) {
-                let rate = report.false_alarm_rate(threshold);
-                if rate > max {
-                    bail!(
-                        "false alarms at {threshold}+ are {:.2}%, above the allowed {:.2}%",
-                        100.0 * rate,
-                        100.0 * max
-                    );
-                }
+            let gates = eval::Gates {
+                threshold,
+                min_recall,
+                max_false_alarm_rate,
+                max_median_messages,
+            };
+            let failures = eval::gate_failures(&results, &gates);
+            if !failures.is_empty() {
+                bail!("{}", failures.join("\n"));
             }
         }
         Command::Rules {
@@ -486,10 +546,25 @@ fn main() -> Result<()> {
             }
         },
         Command::Rules {
-            command: RulesCommand::Match { rules, texts },
+            command:
+                RulesCommand::Match {
+                    rules,
+                    labels,
+                    image_labels,
+                    hash_match,
+                    texts,
+                },
         } => {
             let pack = load_pack(rules.as_deref())?;
-            let texts = if texts.is_empty() {
+            let labels = parse_labels(&labels)?;
+            let image = !image_labels.is_empty() || hash_match.is_some();
+            if image {
+                println!(
+                    "{}",
+                    match_image(&pack, parse_labels(&image_labels)?, hash_match)
+                );
+            }
+            let texts = if texts.is_empty() && !image {
                 std::io::stdin()
                     .lock()
                     .lines()
@@ -520,6 +595,10 @@ fn main() -> Result<()> {
                         signals.push(format!("{}={}", signal.as_str(), slot_names(*slots)));
                     }
                 }
+                let (labelled, _) = pack.rules.classifiers.text_signals(&labels);
+                for signal in labelled.iter().filter(|s| !hits.signals.contains(*s)) {
+                    signals.push(format!("{}=label", signal.as_str()));
+                }
                 println!(
                     "{}\t[{}]\t{{{}}}",
                     norm.as_str().trim(),
@@ -530,6 +609,30 @@ fn main() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Runs one labelled set through `engines` (the current pack's, then the candidate's
+/// under --compare), with a progress bar on stderr.
+fn eval_set(
+    set: &pairwatch::eval::EvalSet,
+    engines: &mut [Engine],
+    threshold: pairwatch::detect::rules::Priority,
+) -> Result<pairwatch::eval::SetResult> {
+    let labels = pairwatch::eval::read_labels(open(&set.labels.to_string_lossy())?)
+        .map_err(anyhow::Error::msg)?;
+    let total = std::fs::metadata(&set.events).map(|m| m.len()).unwrap_or(0);
+    let mut bar = Progress::new(total);
+    let reports = pairwatch::eval::evaluate_each(
+        open(&set.events.to_string_lossy())?,
+        &labels,
+        engines,
+        &Limits::default(),
+        |n| bar.update(n),
+    )
+    .map_err(anyhow::Error::msg)?;
+    bar.finish();
+    pairwatch::eval::SetResult::from_reports(set.name.clone(), reports, threshold)
+        .map_err(anyhow::Error::msg)
 }
 
 fn mib(b: u64) -> f64 {

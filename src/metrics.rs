@@ -41,6 +41,9 @@ pub struct Metrics {
     pub duplicates: IntCounter,
     pub late_events: IntCounter,
     pub rules_reloads: IntCounterVec,
+    /// Firings of shadow rules (`mode = "shadow"`), by rule: what a rule on trial would
+    /// have alerted.
+    shadow_fired: IntCounterVec,
     build_info: IntGaugeVec,
     pub kafka: KafkaMetrics,
     /// Every metric family name, labelled or not, with or without samples yet.
@@ -117,11 +120,21 @@ pub fn sample_sum(text: &str, name: &str) -> f64 {
 
 /// Turns an engine's cumulative stats into counter increments (signals, duplicates,
 /// late events).
-#[derive(Default)]
 pub struct EngineCounters {
     signals: [u64; crate::detect::signal::SIGNAL_COUNT],
     duplicates: u64,
     late_events: u64,
+}
+
+// Per-signal arrays are longer than 32: no derived `Default`.
+impl Default for EngineCounters {
+    fn default() -> Self {
+        EngineCounters {
+            signals: [0; crate::detect::signal::SIGNAL_COUNT],
+            duplicates: 0,
+            late_events: 0,
+        }
+    }
 }
 
 impl EngineCounters {
@@ -330,6 +343,11 @@ impl Metrics {
                 "pairwatch_events_late_total",
                 "Events dropped as late: sent_at more than the pair TTL before their tenant's latest event time.",
             ),
+            shadow_fired: counter_vec(
+                "pairwatch_rules_shadow_fired_total",
+                "Events on which a shadow rule would have raised an alert, by rule (no alert is raised).",
+                &["rule"],
+            ),
             rules_reloads: counter_vec(
                 "pairwatch_rules_reloads_total",
                 "Rule reloads, by outcome.",
@@ -459,6 +477,13 @@ impl Metrics {
     pub fn decision(&self, rules: &[String], decision: &str) {
         for r in rules {
             self.decisions.with_label_values(&[r, decision]).inc();
+        }
+    }
+
+    /// Counts the shadow rules that held on an event.
+    pub fn shadow_fired<'a>(&self, rules: impl Iterator<Item = &'a str>) {
+        for r in rules {
+            self.shadow_fired.with_label_values(&[r]).inc();
         }
     }
 

@@ -4,7 +4,8 @@
 
 use crate::detect::alert::{Alert, AlertUpdate, KnownOffender, Side, UpdateKind};
 use crate::detect::event::{
-    Event, EventError, Limits, RawAction, RawAttachment, RawCall, RawEvent, RawMessage, RawUser,
+    Body, Event, EventError, Label, Limits, RawAction, RawAttachment, RawCall, RawEvent,
+    RawHashMatch, RawMessage, RawUser, Relationship, UserRef,
 };
 use crate::detect::rules::{Pattern, Priority};
 use crate::detect::time::{format_rfc3339, parse_rfc3339, Millis};
@@ -61,35 +62,19 @@ fn timestamp_str(s: &str) -> Option<prost_types::Timestamp> {
     parse_rfc3339(s).map(timestamp)
 }
 
-/// Proto enum value names without their type prefix, as in the JSON form; an unknown
-/// number becomes a name that validation rejects with the field and the value.
-fn enum_name(prefix: &str, name: Option<&str>, value: i32) -> String {
-    match name {
-        Some(n) => n.strip_prefix(prefix).unwrap_or(n).to_string(),
-        None => format!("<enum value {value}>"),
-    }
-}
-
+// Enum values pass to validation as their numbers in decimal, which it reads as it reads
+// them in protobuf's JSON form: an unknown number is refused naming the field and value.
 fn raw_user(u: pb::UserRef, created_field: &'static str) -> Result<RawUser, EventError> {
-    let band = pb::AgeBand::try_from(u.age_band)
-        .ok()
-        .map(|b| b.as_str_name());
     Ok(RawUser {
         user_id: Some(u.user_id),
-        age_band: Some(enum_name("AGE_BAND_", band, u.age_band)),
+        age_band: Some(u.age_band.to_string()),
         account_created_at: u
             .account_created_at
             .as_ref()
             .map(|t| event_time(created_field, t))
             .transpose()?,
         locale: Some(u.locale).filter(|l| !l.is_empty()),
-        relationship: match u.relationship {
-            0 => None,
-            n => {
-                let name = pb::Relationship::try_from(n).ok().map(|r| r.as_str_name());
-                Some(enum_name("RELATIONSHIP_", name, n))
-            }
-        },
+        relationship: Some(u.relationship.to_string()),
     })
 }
 
@@ -97,7 +82,7 @@ fn raw_user(u: pb::UserRef, created_field: &'static str) -> Result<RawUser, Even
 /// (nanos out of range, seconds outside years 1970 to 9999) is rejected here, before the
 /// other checks; everything else is validated by the same code as JSON.
 pub fn event_from_proto(e: pb::ChatEvent, limits: &Limits) -> Result<Event, EventError> {
-    use pb::chat_event::Body;
+    use pb::chat_event::Body as PbBody;
     let mut raw = RawEvent {
         event_id: Some(e.event_id),
         tenant: Some(e.tenant),
@@ -118,116 +103,92 @@ pub fn event_from_proto(e: pb::ChatEvent, limits: &Limits) -> Result<Event, Even
         ..RawEvent::default()
     };
     match e.body {
-        Some(Body::Message(m)) => {
+        Some(PbBody::Message(m)) => {
             raw.message = Some(RawMessage {
                 text: m.text,
                 attachments: m
                     .attachments
                     .into_iter()
-                    .map(|a| {
-                        let name = pb::AttachmentKind::try_from(a.kind)
-                            .ok()
-                            .map(|k| k.as_str_name());
-                        RawAttachment {
-                            kind: enum_name("ATTACHMENT_KIND_", name, a.kind),
-                        }
+                    .map(|a| RawAttachment {
+                        kind: a.kind.to_string(),
+                        labels: a.labels.into_iter().collect(),
+                        hash_match: a.hash_match.map(|h| RawHashMatch {
+                            list: Some(h.list),
+                            matched: h.matched,
+                        }),
                     })
                     .collect(),
+                labels: m.labels.into_iter().collect(),
             })
         }
-        Some(Body::Contact(c)) => {
-            let name = pb::ContactAction::try_from(c.action)
-                .ok()
-                .map(|k| k.as_str_name());
+        Some(PbBody::Contact(c)) => {
             raw.contact = Some(RawAction {
-                action: enum_name("CONTACT_ACTION_", name, c.action),
-            });
+                action: c.action.to_string(),
+            })
         }
-        Some(Body::Call(c)) => {
+        Some(PbBody::Call(c)) => {
             raw.call = Some(RawCall {
                 video: c.video,
                 duration_s: c.duration_s,
             })
         }
-        Some(Body::Safety(s)) => {
-            let name = pb::SafetyAction::try_from(s.action)
-                .ok()
-                .map(|k| k.as_str_name());
+        Some(PbBody::Safety(s)) => {
             raw.safety = Some(RawAction {
-                action: enum_name("SAFETY_ACTION_", name, s.action),
-            });
+                action: s.action.to_string(),
+            })
         }
         None => {}
     }
     raw.validate(limits)
 }
 
-fn proto_user(u: &RawUser) -> pb::UserRef {
-    let band = u.age_band.as_deref().unwrap_or("UNKNOWN");
+fn proto_user(u: &UserRef) -> pb::UserRef {
     pb::UserRef {
-        user_id: u.user_id.clone().unwrap_or_default(),
-        age_band: pb::AgeBand::from_str_name(&format!("AGE_BAND_{band}")).map_or(0, |b| b as i32),
-        account_created_at: u.account_created_at.as_deref().and_then(timestamp_str),
+        user_id: u.user_id.clone(),
+        age_band: u.age_band.number(),
+        account_created_at: u.account_created_at.map(timestamp),
         locale: u.locale.clone().unwrap_or_default(),
-        relationship: u
-            .relationship
-            .as_deref()
-            .and_then(|r| pb::Relationship::from_str_name(&format!("RELATIONSHIP_{r}")))
-            .map_or(0, |r| r as i32),
+        relationship: u.relationship.map_or(0, Relationship::number),
     }
+}
+
+fn proto_labels(labels: &[Label]) -> std::collections::HashMap<String, f32> {
+    labels.iter().map(|l| (l.name.clone(), l.score)).collect()
 }
 
 impl From<&Event> for pb::ChatEvent {
     fn from(e: &Event) -> Self {
-        use pb::chat_event::Body;
-        let raw = e.to_raw();
-        let action = |prefix: &str, a: &RawAction| -> i32 {
-            let name = format!("{prefix}{}", a.action);
-            match prefix {
-                "CONTACT_ACTION_" => {
-                    pb::ContactAction::from_str_name(&name).map_or(0, |v| v as i32)
-                }
-                _ => pb::SafetyAction::from_str_name(&name).map_or(0, |v| v as i32),
-            }
-        };
-        let body = if let Some(m) = &raw.message {
-            Body::Message(pb::MessageBody {
+        use pb::chat_event::Body as PbBody;
+        let body = match &e.body {
+            Body::Message(m) => PbBody::Message(pb::MessageBody {
                 text: m.text.clone(),
                 attachments: m
                     .attachments
                     .iter()
                     .map(|a| pb::Attachment {
-                        kind: pb::AttachmentKind::from_str_name(&format!(
-                            "ATTACHMENT_KIND_{}",
-                            a.kind
-                        ))
-                        .map_or(0, |k| k as i32),
+                        kind: a.kind.number(),
+                        labels: proto_labels(&a.labels),
+                        hash_match: a.hash_match.as_ref().map(|h| pb::HashMatch {
+                            list: h.list.clone().unwrap_or_default(),
+                            matched: h.matched,
+                        }),
                     })
                     .collect(),
-            })
-        } else if let Some(c) = &raw.contact {
-            Body::Contact(pb::ContactBody {
-                action: action("CONTACT_ACTION_", c),
-            })
-        } else if let Some(c) = &raw.call {
-            Body::Call(pb::CallBody {
-                video: c.video,
-                duration_s: c.duration_s,
-            })
-        } else {
-            Body::Safety(pb::SafetyBody {
-                action: raw
-                    .safety
-                    .as_ref()
-                    .map_or(0, |s| action("SAFETY_ACTION_", s)),
-            })
+                labels: proto_labels(&m.labels),
+            }),
+            Body::Contact(c) => PbBody::Contact(pb::ContactBody { action: c.number() }),
+            Body::Call { video, duration_s } => PbBody::Call(pb::CallBody {
+                video: *video,
+                duration_s: *duration_s,
+            }),
+            Body::Safety(s) => PbBody::Safety(pb::SafetyBody { action: s.number() }),
         };
         pb::ChatEvent {
             event_id: e.event_id.clone(),
             tenant: e.tenant.clone(),
             sent_at: Some(timestamp(e.sent_at)),
-            sender: raw.sender.as_ref().map(proto_user),
-            recipient: raw.recipient.as_ref().map(proto_user),
+            sender: Some(proto_user(&e.sender)),
+            recipient: Some(proto_user(&e.recipient)),
             conversation_id: e.conversation_id.clone().unwrap_or_default(),
             body: Some(body),
         }
@@ -255,6 +216,7 @@ impl From<&Alert> for pb::Alert {
             Pattern::SexualSolicitation => pb::Pattern::SexualSolicitation,
             Pattern::Grooming => pb::Pattern::Grooming,
             Pattern::SelfHarmRisk => pb::Pattern::SelfHarmRisk,
+            Pattern::KnownAbuseMaterial => pb::Pattern::KnownAbuseMaterial,
         };
         pb::Alert {
             alert_id: a.alert_id.clone(),
@@ -438,11 +400,12 @@ mod tests {
     use super::*;
     use prost::Message;
 
-    const EVENTS: [&str; 4] = [
+    const EVENTS: [&str; 5] = [
         r#"{"event_id":"e-1","tenant":"game-eu","sent_at":"2026-11-22T21:04:05.25Z","sender":{"user_id":"u-981","age_band":"ADULT","account_created_at":"2026-11-01T00:00:00Z"},"recipient":{"user_id":"u-112","age_band":"AGE_13_15","locale":"fr-FR"},"conversation_id":"dm","message":{"text":"t'as 1h","attachments":[{"kind":"IMAGE"},{"kind":"LINK"}]}}"#,
         r#"{"event_id":"e-2","tenant":"default","sent_at":"2026-11-22T21:04:05Z","sender":{"user_id":"a","age_band":"UNKNOWN"},"recipient":{"user_id":"b","age_band":"UNDER_13"},"contact":{"action":"FRIEND_ACCEPT"}}"#,
         r#"{"event_id":"e-3","tenant":"default","sent_at":"2026-11-22T21:04:05Z","sender":{"user_id":"a","age_band":"AGE_16_17"},"recipient":{"user_id":"b","age_band":"ADULT"},"call":{"video":true,"duration_s":42}}"#,
         r#"{"event_id":"e-4","tenant":"default","sent_at":"2026-11-22T21:04:05Z","sender":{"user_id":"a","age_band":"UNKNOWN"},"recipient":{"user_id":"b","age_band":"UNKNOWN"},"safety":{"action":"REPORT"}}"#,
+        r#"{"event_id":"e-5","tenant":"default","sent_at":"2026-11-22T21:04:05Z","sender":{"user_id":"a","age_band":"ADULT"},"recipient":{"user_id":"b","age_band":"AGE_13_15","relationship":"TEAMMATE"},"message":{"text":"","attachments":[{"kind":"IMAGE","labels":{"nudity":0.97,"weapon":0.0},"hash_match":{"list":"ncmec-hashes","matched":true}},{"kind":"VIDEO","hash_match":{"matched":false}}],"labels":{"grooming":0.91}}}"#,
     ];
 
     #[test]
@@ -494,7 +457,7 @@ mod tests {
         let mut pb = pb::ChatEvent::from(&Event::from_json(EVENTS[0], &limits).unwrap());
         pb.sender.as_mut().unwrap().age_band = 42;
         let err = event_from_proto(pb.clone(), &limits).unwrap_err();
-        assert_eq!(err.to_string(), "field `sender.age_band` has unknown value \"<enum value 42>\" (expected one of UNKNOWN, UNDER_13, AGE_13_15, AGE_16_17, ADULT)");
+        assert_eq!(err.to_string(), "field `sender.age_band` has unknown value \"42\" (expected one of UNKNOWN, UNDER_13, AGE_13_15, AGE_16_17, ADULT (or AGE_BAND_UNKNOWN..., or their numbers))");
         pb.sender.as_mut().unwrap().age_band = 0;
         pb.body = None;
         assert_eq!(
@@ -614,6 +577,95 @@ mod tests {
         assert_eq!(
             event_from_proto(e, &skewed).unwrap_err().reason(),
             "sent_at_in_future"
+        );
+    }
+
+    #[test]
+    fn protobuf_enums_and_classifier_results_are_validated_like_json() {
+        use crate::detect::event::{AttachmentKind, HashMatch};
+        let limits = Limits::default();
+        let base = pb::ChatEvent::from(&Event::from_json(EVENTS[4], &limits).unwrap());
+        let with_message = |f: &dyn Fn(&mut pb::MessageBody)| {
+            let mut e = base.clone();
+            let Some(pb::chat_event::Body::Message(m)) = e.body.as_mut() else {
+                unreachable!("EVENTS[4] is a message")
+            };
+            f(m);
+            event_from_proto(e, &limits)
+        };
+        // Unspecified: an unknown kind, an unknown relationship.
+        let err = with_message(&|m| m.attachments[0].kind = 0).unwrap_err();
+        assert_eq!(
+            err,
+            EventError::UnknownValue {
+                field: "message.attachments.kind",
+                value: "0".into(),
+                expected: AttachmentKind::EXPECTED,
+            }
+        );
+        let mut e = base.clone();
+        e.recipient.as_mut().unwrap().relationship = 0;
+        assert_eq!(
+            event_from_proto(e, &limits).unwrap().recipient.relationship,
+            None
+        );
+        let mut e = base.clone();
+        e.body = Some(pb::chat_event::Body::Contact(pb::ContactBody { action: 0 }));
+        assert_eq!(
+            event_from_proto(e, &limits).unwrap_err().to_string(),
+            "field `contact.action` has unknown value \"0\" (expected one of FRIEND_REQUEST, FRIEND_ACCEPT, FOLLOW (or CONTACT_ACTION_FRIEND_REQUEST..., or their numbers))"
+        );
+        // Scores outside 0 to 1, NaN included, and bad names.
+        for score in [f32::NAN, f32::INFINITY, -0.5, 1.01] {
+            let err = with_message(&|m| {
+                m.labels.insert("grooming".into(), score);
+            })
+            .unwrap_err();
+            assert!(
+                matches!(&err, EventError::BadLabel { field: "message.labels", name, .. } if name == "grooming"),
+                "{err:?}"
+            );
+            assert_eq!(err.reason(), "bad_label");
+        }
+        let err = with_message(&|m| {
+            m.attachments[1].labels.insert("a\u{7}".into(), 0.5);
+        })
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "field `message.attachments.labels` has a bad label \"a\\u{7}\": the name contains a control character (U+0007) at byte 1"
+        );
+        let err = with_message(&|m| {
+            m.attachments[0].labels = (0..33).map(|i| (format!("l{i}"), 0.5)).collect();
+        })
+        .unwrap_err();
+        assert_eq!(
+            err,
+            EventError::TooManyLabels {
+                field: "message.attachments.labels",
+                len: 33,
+                max: 32,
+            }
+        );
+        // A hash match with an empty list id has no list; one that did not match is kept.
+        let e =
+            with_message(&|m| m.attachments[0].hash_match.as_mut().unwrap().list.clear()).unwrap();
+        let Body::Message(m) = &e.body else {
+            unreachable!()
+        };
+        let hash_matches: Vec<_> = m.attachments.iter().map(|a| a.hash_match.clone()).collect();
+        assert_eq!(
+            hash_matches,
+            [
+                Some(HashMatch {
+                    list: None,
+                    matched: true
+                }),
+                Some(HashMatch {
+                    list: None,
+                    matched: false
+                })
+            ]
         );
     }
 }

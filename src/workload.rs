@@ -3,7 +3,7 @@
 //! (grooming, sextortion with a countdown), message lengths like real chat (median about
 //! 40 bytes, long tail). The same seed gives the same stream.
 
-use crate::detect::event::{AgeBand, Body, Event, Message, UserRef};
+use crate::detect::event::{AgeBand, Attachment, AttachmentKind, Body, Event, Message, UserRef};
 use crate::detect::time::Millis;
 
 /// A small, fast, seedable PRNG (SplitMix64).
@@ -244,7 +244,7 @@ impl Workload {
             [AgeBand::Age13To15, AgeBand::Age13To15]
         };
         let attachments = if image {
-            vec![crate::detect::event::AttachmentKind::Image]
+            vec![Attachment::from(AttachmentKind::Image)]
         } else {
             vec![]
         };
@@ -255,7 +255,11 @@ impl Workload {
             sender: Self::user(pair, sender_side, bands[sender_side]),
             recipient: Self::user(pair, 1 - sender_side, bands[1 - sender_side]),
             conversation_id: None,
-            body: Body::Message(Message { text, attachments }),
+            body: Body::Message(Message {
+                text,
+                attachments,
+                labels: Vec::new(),
+            }),
         }
     }
 

@@ -9,8 +9,8 @@
 //!   the checksum as it was is refused.
 
 use pairwatch::detect::event::{
-    AgeBand, AttachmentKind, Body, ContactAction, Event, Limits, Message, Relationship,
-    SafetyAction, UserRef,
+    AgeBand, Attachment, AttachmentKind, Body, ContactAction, Event, HashMatch, Label, Limits,
+    Message, Relationship, SafetyAction, UserRef,
 };
 use pairwatch::detect::normalize::{normalize, Normalized};
 use pairwatch::detect::signal::Signal;
@@ -57,24 +57,55 @@ fn user() -> impl Strategy<Value = UserRef> {
         )
 }
 
-fn attachment() -> impl Strategy<Value = AttachmentKind> {
-    prop::sample::select(vec![
+/// Classifier labels as validation keeps them: sorted by name, unique. Scores are k/100:
+/// an f32 that JSON (shortest form that reads back to the same f32) and protobuf carry
+/// exactly, 0 and 1 included.
+fn labels() -> impl Strategy<Value = Vec<Label>> {
+    prop::collection::btree_map("[a-z][a-z0-9/_.-]{0,20}", 0..=100u32, 0..4).prop_map(|m| {
+        m.into_iter()
+            .map(|(name, k)| Label {
+                name,
+                score: k as f32 / 100.0,
+            })
+            .collect()
+    })
+}
+
+fn attachment() -> impl Strategy<Value = Attachment> {
+    let kind = prop::sample::select(vec![
         AttachmentKind::Image,
         AttachmentKind::Video,
         AttachmentKind::Audio,
         AttachmentKind::Link,
         AttachmentKind::File,
-    ])
+    ]);
+    let hash_match = (prop::option::of(id()), any::<bool>())
+        .prop_map(|(list, matched)| HashMatch { list, matched });
+    (kind, labels(), prop::option::of(hash_match)).prop_map(|(kind, labels, hash_match)| {
+        Attachment {
+            kind,
+            labels,
+            hash_match,
+        }
+    })
 }
 
 fn body() -> impl Strategy<Value = Body> {
     prop_oneof![
         // Any text, control characters and emoji included.
-        (any::<String>(), prop::collection::vec(attachment(), 0..4))
-            .prop_filter("a message has text or an attachment", |(t, a)| {
+        (
+            any::<String>(),
+            prop::collection::vec(attachment(), 0..4),
+            labels()
+        )
+            .prop_filter("a message has text or an attachment", |(t, a, _)| {
                 !(t.is_empty() && a.is_empty())
             })
-            .prop_map(|(text, attachments)| Body::Message(Message { text, attachments })),
+            .prop_map(|(text, attachments, labels)| Body::Message(Message {
+                text,
+                attachments,
+                labels
+            })),
         prop::sample::select(vec![
             ContactAction::FriendRequest,
             ContactAction::FriendAccept,
@@ -293,7 +324,8 @@ proptest! {
 
 // ---- Checkpoints --------------------------------------------------------------------
 
-/// A valid version 03 checkpoint with two parts, in the layout of `server::checkpoint`.
+/// A valid checkpoint of the current version with two parts, in the layout of
+/// `server::checkpoint`.
 fn valid_checkpoint() -> Vec<u8> {
     let (k1, _) = PairKey::of("t", "a", "b");
     let (k2, _) = PairKey::of("u", "c", "d");
@@ -307,7 +339,7 @@ fn valid_checkpoint() -> Vec<u8> {
         checkpoint::encode_pairs([(&k1, &s1)].into_iter()),
         checkpoint::encode_pairs([(&k2, &s2)].into_iter()),
     ];
-    let mut buf = b"PWCKPT03".to_vec();
+    let mut buf = checkpoint::MAGIC.to_vec();
     for n in [42u64, 7, parts.len() as u64] {
         buf.extend_from_slice(&n.to_le_bytes());
     }

@@ -31,6 +31,11 @@ struct Expect {
     /// Update kinds that must appear, in this order, among the pattern's updates.
     #[serde(default)]
     updates: Vec<String>,
+    /// Signals (lexicon categories or facts) that some alert of the pattern must list.
+    #[serde(default)]
+    signals: Vec<String>,
+    /// Text that some evidence excerpt of the pattern's alerts must contain.
+    evidence: Option<String>,
     /// Why the engine does not meet this expectation yet.
     known_miss: Option<String>,
 }
@@ -89,6 +94,16 @@ fn check(name: &str, e: &Expect, alerts: &[Alert]) -> Result<(), String> {
             for f in &e.flags {
                 if !of_pattern().any(|a| a.red_flags.contains(f)) {
                     return Err(format!("{name}: expected the red flag {f} on an alert"));
+                }
+            }
+            for s in &e.signals {
+                if !of_pattern().any(|a| a.signals.iter().any(|x| &x.category == s)) {
+                    return Err(format!("{name}: expected the signal {s} on an alert"));
+                }
+            }
+            if let Some(text) = &e.evidence {
+                if !of_pattern().any(|a| a.evidence.iter().any(|x| x.excerpt.contains(text))) {
+                    return Err(format!("{name}: expected evidence showing {text:?}"));
                 }
             }
             let updates: Vec<&str> = of_pattern()

@@ -463,6 +463,46 @@ async fn rules_reload_good_and_bad_forget_user_and_get_pair() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_rule_is_counted_in_metrics_and_raises_no_alert() {
+    let dir = data_dir("shadow");
+    let rules = dir.join("pack");
+    copy_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("rules"), &rules);
+    // On trial: a recording claim alone would be a P0.
+    let trial = "\n[[rule]]\nid = \"trial.recording_claim_alone\"\npattern = \"SEXTORTION\"\npriority = \"P0\"\nmode = \"shadow\"\nall = [\"suspect:RECORDING_CLAIM\"]\n";
+    let escalation = rules.join("escalation.toml");
+    let pack = std::fs::read_to_string(&escalation).unwrap();
+    std::fs::write(&escalation, format!("{pack}{trial}")).unwrap();
+    let mut c = config(&dir);
+    c.engine.rules_dir = rules.display().to_string();
+    let server = start(c, Default::default()).await.unwrap();
+    let ch = channel(&server).await;
+    // The claim without a demand: the live rules stay quiet, the shadow rule fires.
+    let s = ("u-scam", "ADULT");
+    let v = ("u-teen", "AGE_13_15");
+    let claim = "j'ai tout enregistré hier soir";
+    publish(
+        ch.clone(),
+        vec![pb_event(&common::msg(
+            "e1",
+            "2026-03-01T20:00:00Z",
+            s,
+            v,
+            claim,
+        ))],
+    )
+    .await;
+    wait_metric(
+        &server,
+        "pairwatch_rules_shadow_fired_total{rule=\"trial.recording_claim_alone\"} 1",
+    )
+    .await;
+    let mut alerts = pb::alert_service_client::AlertServiceClient::new(ch.clone());
+    assert!(open_alerts(&mut alerts).await.alerts.is_empty());
+    server.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn state_and_alerts_survive_a_restart_and_decisions_suppress_re_alerts() {
     let dir = data_dir("restart");
     let server = start(config(&dir), Default::default()).await.unwrap();

@@ -5,8 +5,9 @@
 //! priority, or carry a new deadline.
 
 use crate::detect::alert::{excerpt, Alert, AlertContext, AlertUpdate, UpdateKind};
+use crate::detect::classifier::Classifiers;
 use crate::detect::deadline::find_deadline;
-use crate::detect::event::{AgeBand, AttachmentKind, Body, Event, SafetyAction, UserRef};
+use crate::detect::event::{AgeBand, AttachmentKind, Body, Event, Message, SafetyAction, UserRef};
 use crate::detect::grammar::{Composed, Grammar, SlotRun, SlotSet};
 use crate::detect::lexicon::Hits;
 use crate::detect::normalize::{normalize, Normalized};
@@ -83,7 +84,7 @@ impl Default for EngineConfig {
 }
 
 /// Counters the engine keeps for metrics and summaries.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EngineStats {
     pub events: u64,
     pub alerts: u64,
@@ -98,6 +99,21 @@ pub struct EngineStats {
     /// Updates of standing alerts (a deadline passed, the target still in contact or no
     /// longer).
     pub updates: u64,
+}
+
+// Per-signal arrays are longer than 32: no derived `Default`.
+impl Default for EngineStats {
+    fn default() -> Self {
+        EngineStats {
+            events: 0,
+            alerts: 0,
+            pairs_expired: 0,
+            duplicates: 0,
+            late_events: 0,
+            signals: [0; crate::detect::signal::SIGNAL_COUNT],
+            updates: 0,
+        }
+    }
 }
 
 /// The standing alerts' deadlines of one tenant, earliest first: (deadline, pair,
@@ -118,6 +134,8 @@ pub struct Engine {
     deadlines: BTreeMap<u64, Deadlines>,
     /// Pairs other than the event's that the last call changed (a deadline passed).
     passed: Vec<PairKey>,
+    /// The pack's shadow rules (by index) that held on the last event.
+    shadow: Vec<usize>,
 }
 
 struct PairFacts<'a> {
@@ -157,12 +175,22 @@ impl Engine {
             verdicts: Vec::new(),
             deadlines: BTreeMap::new(),
             passed: Vec::new(),
+            shadow: Vec::new(),
         }
     }
 
     /// Swaps the rule pack; pair state is kept.
     pub fn set_pack(&mut self, pack: Arc<RulePack>) {
         self.pack = pack;
+        self.shadow.clear();
+    }
+
+    /// The ids of the pack's shadow rules (`mode = "shadow"`) that would have raised an
+    /// alert on the last event given to [`Engine::process`]: counted, never alerted.
+    pub fn shadow_fired(&self) -> impl Iterator<Item = &str> + '_ {
+        self.shadow
+            .iter()
+            .map(|i| self.pack.rules.rules[*i].id.as_str())
     }
 
     pub fn stats(&self) -> &EngineStats {
@@ -318,6 +346,7 @@ impl Engine {
     pub fn process(&mut self, ev: &Event, out: &mut Vec<Alert>) -> PairKey {
         self.stats.events += 1;
         self.passed.clear();
+        self.shadow.clear();
         let tenant = tenant_hash(&ev.tenant);
         let (key, sender_side) = PairKey::of(&ev.tenant, &ev.sender.user_id, &ev.recipient.user_id);
         if self.store.is_late(tenant, ev.sent_at) {
@@ -365,6 +394,8 @@ impl Engine {
 
         let mut signals = SignalSet::EMPTY;
         let mut evidence: Option<(String, SignalSet)> = None;
+        // The text classifier label that gave a signal, as evidence shows it.
+        let mut text_label: Option<String> = None;
         match &ev.body {
             Body::Message(m) => {
                 if !m.text.is_empty() {
@@ -390,6 +421,9 @@ impl Engine {
                             signals.remove(claim);
                         }
                     }
+                    let (labelled, label) = self.pack.rules.classifiers.text_signals(&m.labels);
+                    signals = signals.union(labelled);
+                    text_label = label.map(|l| format!("[{} {:.2}]", l.name, l.score));
                     if signals.contains(Signal::SafetyTalk) {
                         CANCELLED_BY_SAFETY_TALK
                             .iter()
@@ -418,27 +452,24 @@ impl Engine {
                         signals.insert(Signal::AgeClaimMismatch);
                     }
                 }
-                let media = m
-                    .attachments
-                    .iter()
-                    .find(|k| matches!(k, AttachmentKind::Image | AttachmentKind::Video));
-                if let Some(kind) = media {
-                    signals.insert(Signal::MediaSent);
-                    let other = recipient_side;
-                    if state.count(other, Signal::ImageRequest) > 0
-                        || state.count(other, Signal::MoreContentDemand) > 0
-                    {
-                        signals.insert(Signal::MediaSentAfterRequest);
-                    }
-                    if m.text.is_empty() {
-                        evidence = Some((format!("[{}]", kind.as_str()), signals));
-                    }
-                }
-                if evidence.is_none() && !signals.is_empty() {
-                    let span = lexical_span(&self.hits, signals)
-                        .map(|(s, e)| self.norm.original_span(s, e));
-                    let (s, e) = span.unwrap_or((0, 0));
-                    evidence = Some((excerpt(&m.text, s, e, EXCERPT_CHARS), signals));
+                let requested = state.count(recipient_side, Signal::ImageRequest) > 0
+                    || state.count(recipient_side, Signal::MoreContentDemand) > 0;
+                let media = media_signals(&self.pack.rules.classifiers, m, requested);
+                signals = signals.union(media.signals);
+                if !signals.is_empty() {
+                    evidence = Some(if m.text.is_empty() {
+                        (
+                            media.classified.or(media.plain).unwrap_or_default(),
+                            signals,
+                        )
+                    } else {
+                        let tags = media.classified.into_iter().chain(text_label);
+                        let span = lexical_span(&self.hits, signals)
+                            .map(|(s, e)| self.norm.original_span(s, e));
+                        let (s, e) = span.unwrap_or((0, 0));
+                        let quote = excerpt(&m.text, s, e, EXCERPT_CHARS);
+                        (tags.chain([quote]).collect::<Vec<_>>().join(" "), signals)
+                    });
                 }
             }
             Body::Call {
@@ -486,9 +517,11 @@ impl Engine {
         }
         let since = ev.sent_at - state.first_contact;
         let known = state.known(&self.pack.rules.known, ev.sent_at);
+        let facts = PairFacts { state, known };
+        self.pack.rules.evaluate(&facts, since, &mut self.verdicts);
         self.pack
             .rules
-            .evaluate(&PairFacts { state, known }, since, &mut self.verdicts);
+            .evaluate_shadow(&facts, since, &mut self.shadow);
         let ctx = AlertContext {
             pack: &self.pack,
             default_language: &self.config.default_language,
@@ -573,6 +606,47 @@ impl Engine {
             self.stats.updates += 1;
         }
         true
+    }
+}
+
+/// What a message's attachments add to its signals, and how the media shows in evidence.
+struct MediaSignals {
+    signals: SignalSet,
+    /// What the platform's classifiers said, as the pack reads it: `[IMAGE nudity 0.97]`.
+    classified: Option<String>,
+    /// The media alone: `[IMAGE]`.
+    plain: Option<String>,
+}
+
+/// Media sent (an image or video), after the other side asked for images
+/// (`requested`); nude by the platform's classifier, or known abuse material by its hash
+/// matching, as the pack reads them.
+fn media_signals(classifiers: &Classifiers, m: &Message, requested: bool) -> MediaSignals {
+    let mut signals = SignalSet::EMPTY;
+    let visual = m
+        .attachments
+        .iter()
+        .find(|a| matches!(a.kind, AttachmentKind::Image | AttachmentKind::Video));
+    let facts = classifiers.media(&m.attachments);
+    if visual.is_some() {
+        signals.insert(Signal::MediaSent);
+        if requested {
+            signals.insert(Signal::MediaSentAfterRequest);
+        }
+    }
+    if facts.nude.is_some() {
+        signals.insert(Signal::NudeMediaSent);
+        if requested {
+            signals.insert(Signal::NudeMediaSentAfterRequest);
+        }
+    }
+    if facts.abuse.is_some() {
+        signals.insert(Signal::KnownAbuseMaterial);
+    }
+    MediaSignals {
+        signals,
+        classified: facts.tag(),
+        plain: visual.map(|a| format!("[{}]", a.kind.as_str())),
     }
 }
 

@@ -72,7 +72,7 @@ pub struct Lexicon {
 }
 
 /// What one message matched. Reuse one value across messages.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Hits {
     pub signals: SignalSet,
     /// For each lexical signal found, the normalised byte span of its first match.
@@ -89,6 +89,22 @@ pub struct Hits {
     /// For each slot found, the normalised byte span of its first word.
     slot_spans: [(u32, u32); Slot::ALL.len()],
     parts: Vec<(u32, bool, u32, u32)>,
+}
+
+// Per-signal arrays are longer than 32: no derived `Default`.
+impl Default for Hits {
+    fn default() -> Self {
+        Hits {
+            signals: SignalSet::EMPTY,
+            spans: [(0, 0); SIGNAL_COUNT],
+            lang_hits: Default::default(),
+            sig_langs: [0; SIGNAL_COUNT],
+            slot_langs: Default::default(),
+            slots: Default::default(),
+            slot_spans: Default::default(),
+            parts: Vec::new(),
+        }
+    }
 }
 
 impl Hits {

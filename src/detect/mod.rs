@@ -5,6 +5,8 @@
 //! - [`time`]: event time (milliseconds), RFC 3339, durations.
 //! - [`normalize`]: text normalisation with an offset map back to the original.
 //! - [`signal`]: the signal categories and facts.
+//! - [`classifier`]: the platform's classifier results (nudity, hash matches, text
+//!   labels) read as signals by the pack's thresholds.
 //! - [`lexicon`]: phrase lexicons and slot grammars compiled into one automaton; one pass
 //!   per message.
 //! - [`grammar`]: slots (small word classes per language) combined into signals.
@@ -24,6 +26,7 @@
 //! shells (`server`, `kafka`, the command-line tools) do.
 
 pub mod alert;
+pub mod classifier;
 pub mod deadline;
 pub mod digest;
 pub mod engine;

@@ -5,6 +5,7 @@
 //! A rule is evaluated in both orientations of the pair: the side whose signals satisfy
 //! the `suspect:` conditions is the suspect.
 
+use crate::detect::classifier::{ClassifierSpec, Classifiers};
 use crate::detect::error::PackError;
 use crate::detect::event::AgeClass;
 use crate::detect::flag::RedFlag;
@@ -62,14 +63,18 @@ pub enum Pattern {
     SexualSolicitation,
     Grooming,
     SelfHarmRisk,
+    /// Media the platform's hash matching found on a list of known child sexual abuse
+    /// material: a mandatory report.
+    KnownAbuseMaterial,
 }
 
 impl Pattern {
-    pub const ALL: [Pattern; 4] = [
+    pub const ALL: [Pattern; 5] = [
         Pattern::Sextortion,
         Pattern::SexualSolicitation,
         Pattern::Grooming,
         Pattern::SelfHarmRisk,
+        Pattern::KnownAbuseMaterial,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -78,6 +83,7 @@ impl Pattern {
             Pattern::SexualSolicitation => "SEXUAL_SOLICITATION",
             Pattern::Grooming => "GROOMING",
             Pattern::SelfHarmRisk => "SELF_HARM_RISK",
+            Pattern::KnownAbuseMaterial => "KNOWN_ABUSE_MATERIAL",
         }
     }
 
@@ -162,6 +168,9 @@ pub struct Rule {
     pub one_of: Vec<Cond>,
     pub none: Vec<Cond>,
     pub raise: Vec<Raise>,
+    /// `mode = "shadow"`: evaluated and its firings counted, but it raises no alert and
+    /// changes no priority (a rule on trial).
+    pub shadow: bool,
 }
 
 /// A priority ceiling for some pairs: `max = None` means no alert at all.
@@ -203,6 +212,8 @@ pub struct RuleSet {
     /// Actions put first when an alert carries a red flag.
     pub flag_actions: BTreeMap<RedFlag, Vec<String>>,
     pub known: KnownPolicy,
+    /// How the platform's classifier results become signals.
+    pub classifiers: Classifiers,
 }
 
 /// What a rule reads: the counts of each side, the age class of each side.
@@ -305,15 +316,10 @@ impl RuleSet {
     pub fn evaluate<F: Facts>(&self, f: &F, since_first_contact: Millis, out: &mut Vec<Verdict>) {
         out.clear();
         let mut fired: Vec<(&Rule, usize, Priority)> = Vec::new();
-        for rule in &self.rules {
+        for rule in self.rules.iter().filter(|r| !r.shadow) {
             for suspect in 0..2 {
-                let Some(p) = rule.evaluate(f, suspect, since_first_contact) else {
-                    continue;
-                };
-                match self.cap(rule.pattern, f, suspect) {
-                    Some(None) => {}
-                    Some(Some(max)) => fired.push((rule, suspect, p.max(max))),
-                    None => fired.push((rule, suspect, p)),
+                if let Some(p) = self.fires(rule, f, suspect, since_first_contact) {
+                    fired.push((rule, suspect, p));
                 }
             }
         }
@@ -347,6 +353,39 @@ impl RuleSet {
                 }
             }
             out.push(verdict);
+        }
+    }
+
+    /// The indices of the shadow rules that would raise an alert (after caps) for the
+    /// state in `f`, in file order.
+    pub fn evaluate_shadow<F: Facts>(
+        &self,
+        f: &F,
+        since_first_contact: Millis,
+        out: &mut Vec<usize>,
+    ) {
+        out.clear();
+        for (i, rule) in self.rules.iter().enumerate().filter(|(_, r)| r.shadow) {
+            if (0..2).any(|s| self.fires(rule, f, s, since_first_contact).is_some()) {
+                out.push(i);
+            }
+        }
+    }
+
+    /// The priority `rule` gives with `suspect` as the suspect side, after caps; `None`
+    /// when it does not fire or a cap suppresses it.
+    fn fires<F: Facts>(
+        &self,
+        rule: &Rule,
+        f: &F,
+        suspect: usize,
+        since_first_contact: Millis,
+    ) -> Option<Priority> {
+        let p = rule.evaluate(f, suspect, since_first_contact)?;
+        match self.cap(rule.pattern, f, suspect) {
+            Some(None) => None,
+            Some(Some(max)) => Some(p.max(max)),
+            None => Some(p),
         }
     }
 
@@ -384,6 +423,7 @@ struct FileSpec {
     #[serde(default)]
     flag_actions: BTreeMap<Spanned<String>, Vec<String>>,
     known: Option<KnownSpec>,
+    classifiers: Option<ClassifierSpec>,
 }
 
 #[derive(Deserialize)]
@@ -415,6 +455,8 @@ struct RuleSpec {
     none: Vec<Spanned<String>>,
     #[serde(default)]
     raise: Vec<Spanned<RaiseSpec>>,
+    /// `live` (the default) or `shadow`.
+    mode: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -528,7 +570,7 @@ impl RuleSet {
             }
             let pattern = Pattern::parse(r.pattern.get_ref());
             if pattern.is_none() {
-                err(r.pattern.span().start, format!("unknown pattern {:?} (SEXTORTION, SEXUAL_SOLICITATION, GROOMING, SELF_HARM_RISK)", r.pattern.get_ref()));
+                err(r.pattern.span().start, format!("unknown pattern {:?} (SEXTORTION, SEXUAL_SOLICITATION, GROOMING, SELF_HARM_RISK, KNOWN_ABUSE_MATERIAL)", r.pattern.get_ref()));
             }
             let priority = Priority::parse(r.priority.get_ref());
             if priority.is_none() {
@@ -592,6 +634,18 @@ impl RuleSet {
                     (Err(m), _) | (_, Err(m)) => err(at, m),
                 }
             }
+            let shadow = match r
+                .mode
+                .as_ref()
+                .map(|m| (m.span().start, m.get_ref().as_str()))
+            {
+                None | Some((_, "live")) => false,
+                Some((_, "shadow")) => true,
+                Some((at, other)) => {
+                    err(at, format!("unknown mode {other:?} (live, shadow)"));
+                    false
+                }
+            };
             if let (Some(pattern), Some(priority)) = (pattern, priority) {
                 rules.push(Rule {
                     id: r.id.get_ref().clone(),
@@ -607,6 +661,7 @@ impl RuleSet {
                     one_of,
                     none,
                     raise,
+                    shadow,
                 });
             }
         }
@@ -689,6 +744,11 @@ impl RuleSet {
             duration(&k.friends_for, &mut known.friends_for);
             duration(&k.talked_for, &mut known.talked_for);
         }
+        let classifiers = spec
+            .classifiers
+            .as_ref()
+            .map(|c| c.compile(&mut err))
+            .unwrap_or_default();
         for p in Pattern::ALL {
             if rules.iter().any(|r: &Rule| r.pattern == p) && !actions.contains_key(&p) {
                 errors.push(PackError::file(
@@ -706,6 +766,7 @@ impl RuleSet {
             actions,
             flag_actions,
             known,
+            classifiers,
         })
     }
 }
@@ -854,6 +915,47 @@ SEXUAL_SOLICITATION = ["Review the conversation."]
         f.ages = [Unknown, Adult];
         r.evaluate(&f, 0, &mut out);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_shadow_rule_is_evaluated_apart_and_raises_nothing() {
+        use AgeClass::*;
+        let src = RULES.replacen(
+            "[[cap]]",
+            "[[rule]]\nid = \"sextortion.threat_alone\"\npattern = \"SEXTORTION\"\npriority = \"P0\"\nmode = \"shadow\"\nall = [\"suspect:THREAT_TO_DISTRIBUTE\"]\n\n[[cap]]",
+            1,
+        );
+        let mut errors = Vec::new();
+        let r = RuleSet::parse("escalation.toml", &src, &mut errors).unwrap();
+        assert!(errors.is_empty(), "{errors:?}");
+        let shadow = r.rules.iter().position(|r| r.shadow).unwrap();
+        assert_eq!(r.rules[shadow].id, "sextortion.threat_alone");
+        let (mut out, mut fired) = (Vec::new(), Vec::new());
+        // The threat alone: only the shadow rule holds, and no verdict comes of it.
+        let f = facts([Adult, Minor], &[(1, Signal::ThreatToDistribute, 1)]);
+        r.evaluate(&f, 0, &mut out);
+        assert!(out.is_empty(), "{out:?}");
+        r.evaluate_shadow(&f, 0, &mut fired);
+        assert_eq!(fired, [shadow]);
+        // With a demand the live rule fires at its own priority: the shadow P0 does not
+        // raise it.
+        let f = facts(
+            [Adult, Adult],
+            &[
+                (1, Signal::ThreatToDistribute, 1),
+                (1, Signal::MoneyDemand, 1),
+            ],
+        );
+        r.evaluate(&f, 0, &mut out);
+        assert_eq!((out[0].priority, out[0].rules.len()), (Priority::P1, 1));
+        // Nothing holds: nothing fired.
+        r.evaluate_shadow(&facts([Adult, Minor], &[]), 0, &mut fired);
+        assert!(fired.is_empty());
+        let bad = src.replace("mode = \"shadow\"", "mode = \"trial\"");
+        assert!(RuleSet::parse("escalation.toml", &bad, &mut errors).is_none());
+        assert!(errors[0]
+            .to_string()
+            .contains("unknown mode \"trial\" (live, shadow)"));
     }
 
     #[test]

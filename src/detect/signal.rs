@@ -57,9 +57,17 @@ pub enum Signal {
     /// platform for a while, or months of talk): computed when rules read it, never
     /// counted.
     KnownContact,
+    /// The side sent an image or video that the platform's nudity classifier scored at
+    /// or above the pack's threshold (`[media_labels]` in `escalation.toml`).
+    NudeMediaSent,
+    /// The side sent such media after the other side asked for images.
+    NudeMediaSentAfterRequest,
+    /// The side sent media that the platform's hash matching found on a list of known
+    /// child sexual abuse material.
+    KnownAbuseMaterial,
 }
 
-pub const SIGNAL_COUNT: usize = 31;
+pub const SIGNAL_COUNT: usize = 34;
 
 impl Signal {
     pub const ALL: [Signal; SIGNAL_COUNT] = [
@@ -94,6 +102,9 @@ impl Signal {
         Signal::Compliance,
         Signal::StillInContact,
         Signal::KnownContact,
+        Signal::NudeMediaSent,
+        Signal::NudeMediaSentAfterRequest,
+        Signal::KnownAbuseMaterial,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -129,6 +140,9 @@ impl Signal {
             Signal::Compliance => "COMPLIANCE",
             Signal::StillInContact => "STILL_IN_CONTACT",
             Signal::KnownContact => "KNOWN_CONTACT",
+            Signal::NudeMediaSent => "NUDE_MEDIA_SENT",
+            Signal::NudeMediaSentAfterRequest => "NUDE_MEDIA_SENT_AFTER_REQUEST",
+            Signal::KnownAbuseMaterial => "KNOWN_ABUSE_MATERIAL",
         }
     }
 
@@ -144,7 +158,7 @@ impl Signal {
     }
 
     pub fn bit(self) -> SignalSet {
-        SignalSet(1 << self as u32)
+        SignalSet(1 << self as u64)
     }
 }
 
@@ -152,7 +166,7 @@ impl Signal {
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
 )]
-pub struct SignalSet(pub u32);
+pub struct SignalSet(pub u64);
 
 impl SignalSet {
     pub const EMPTY: SignalSet = SignalSet(0);

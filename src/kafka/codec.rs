@@ -5,7 +5,7 @@
 use crate::detect::alert::Alert;
 use crate::detect::event::{Event, Limits};
 use crate::detect::state::{PairKey, PairState};
-use crate::detect::state_past::{PairStateV1, PairStateV2};
+use crate::detect::state_past::{PairStateV1, PairStateV2, PairStateV3};
 use crate::proto::{event_from_proto, pb};
 use prost::Message as _;
 use rdkafka::message::{Header, Headers, OwnedHeaders};
@@ -19,9 +19,12 @@ pub const OFFSET_HEADER: &str = "pairwatch-offset";
 /// Changelog header: the pair's tenant hash ([`PairState::tenant`], decimal), which
 /// the serialised state does not hold. Absent (an older writer): tenant unknown (0).
 pub const TENANT_HEADER: &str = "pairwatch-tenant-hash";
-const CHANGELOG_VERSION: u8 = 3;
-/// Records of the state's earlier stored forms ([`PairStateV2`], [`PairStateV1`]), still
-/// read.
+/// The changelog record format written: 4 since signal sets take 64 bits and a fifth
+/// pattern has its raised slot.
+const CHANGELOG_VERSION: u8 = 4;
+/// Records of the state's earlier stored forms ([`PairStateV3`], [`PairStateV2`],
+/// [`PairStateV1`]), still read.
+const CHANGELOG_V3: u8 = 3;
 const CHANGELOG_V2: u8 = 2;
 const CHANGELOG_V1: u8 = 1;
 /// Dead-letter reason of an input record larger than a dead letter may be.
@@ -402,6 +405,14 @@ pub fn encode_state(offset: i64, state: &PairState) -> Vec<u8> {
     v
 }
 
+/// The offset and state of a changelog value's body, the state stored in form `S`.
+fn state_as<S: serde::de::DeserializeOwned + Into<PairState>>(
+    body: &[u8],
+) -> bincode::Result<(i64, PairState)> {
+    let (offset, s): (i64, S) = bincode::deserialize(body)?;
+    Ok((offset, s.into()))
+}
+
 /// One changelog record read back: the pair, and its state (None: deleted) as of the
 /// input offset, its tenant set from the record's [`TENANT_HEADER`].
 pub struct StateRecord {
@@ -422,20 +433,15 @@ pub fn decode_state(
     match payload {
         Some(p) if !p.is_empty() => {
             let bad = |e: bincode::Error| format!("changelog record: {e}");
-            let (offset, mut state): (i64, PairState) = match p[0] {
-                CHANGELOG_VERSION => bincode::deserialize(&p[1..]).map_err(bad)?,
-                CHANGELOG_V2 => {
-                    let (offset, v2): (i64, PairStateV2) =
-                        bincode::deserialize(&p[1..]).map_err(bad)?;
-                    (offset, v2.into())
-                }
-                CHANGELOG_V1 => {
-                    let (offset, v1): (i64, PairStateV1) =
-                        bincode::deserialize(&p[1..]).map_err(bad)?;
-                    (offset, v1.into())
-                }
+            let body = &p[1..];
+            let (offset, mut state) = match p[0] {
+                CHANGELOG_VERSION => state_as::<PairState>(body),
+                CHANGELOG_V3 => state_as::<PairStateV3>(body),
+                CHANGELOG_V2 => state_as::<PairStateV2>(body),
+                CHANGELOG_V1 => state_as::<PairStateV1>(body),
                 v => return Err(format!("changelog record of unknown version {v}")),
-            };
+            }
+            .map_err(bad)?;
             state.tenant = headers
                 .and_then(|h| h.iter().find(|h| h.key == TENANT_HEADER))
                 .and_then(|h| h.value)
@@ -641,7 +647,7 @@ mod tests {
     }
 
     #[test]
-    fn changelog_records_of_the_first_state_form_still_read() {
+    fn changelog_records_of_earlier_state_forms_still_read() {
         let (k, _) = PairKey::of("t", "a", "b");
         let mut s = PairState::new(1000);
         s.record(0, Signal::ImageRequest.bit(), 2000);
@@ -653,5 +659,35 @@ mod tests {
         bincode::serialize_into(&mut v2, &(6i64, PairStateV2::of(&s))).unwrap();
         let r = decode_state(Some(&changelog_key(&k)), Some(&v2), None::<&OwnedHeaders>).unwrap();
         assert_eq!((r.offset, r.state), (6, Some(s)));
+        // The third form holds everything but the signals and pattern added since: a
+        // state with evidence and a raised alert's details reads back whole.
+        let s = crate::detect::state_past::samples::third_form();
+        let mut v3 = vec![CHANGELOG_V3];
+        bincode::serialize_into(&mut v3, &(7i64, PairStateV3::of(&s))).unwrap();
+        let r = decode_state(Some(&changelog_key(&k)), Some(&v3), None::<&OwnedHeaders>).unwrap();
+        let back = r.state.unwrap();
+        let a = back.active.as_ref().unwrap();
+        assert!(a.evidence[0].signals.contains(Signal::MoneyDemand));
+        assert!(a
+            .raised
+            .iter()
+            .flatten()
+            .any(|raised| raised.alert.is_some()));
+        assert_eq!((r.offset, back), (7, s));
+    }
+
+    #[test]
+    fn changelog_records_keep_the_signals_and_patterns_added_last() {
+        use crate::detect::rules::Pattern;
+        let (k, _) = PairKey::of("t", "a", "b");
+        let s = crate::detect::state_past::samples::current_form();
+        let v = encode_state(8, &s);
+        assert_eq!(v[0], 4);
+        let r = decode_state(Some(&changelog_key(&k)), Some(&v), None::<&OwnedHeaders>).unwrap();
+        let back = r.state.unwrap();
+        let a = back.active.as_ref().unwrap();
+        assert!(a.evidence[1].signals.contains(Signal::KnownAbuseMaterial));
+        assert!(a.raised[Pattern::KnownAbuseMaterial as usize].is_some());
+        assert_eq!((r.offset, back), (8, s));
     }
 }

@@ -138,6 +138,7 @@ impl Part {
             } else {
                 self.engine.process(&event, &mut self.alerts)
             };
+            w.metrics.shadow_fired(self.engine.shadow_fired());
             self.touched.insert(key, offset);
             for k in self.engine.passed_pairs() {
                 self.touched.insert(*k, offset);

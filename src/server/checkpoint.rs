@@ -5,20 +5,23 @@
 //! number of parts, then per shard a length-prefixed bincode list of
 //! `(PairKey, tenant hash, PairState)`, and a CRC32 of everything before it.
 //!
-//! Earlier versions are still read: 04 (the state in its second stored form,
+//! Earlier versions are still read: 05 (the state in its third stored form,
+//! [`PairStateV3`]: 32-bit signal sets, four raised slots), 04 (its second stored form,
 //! [`PairStateV2`]), 03 (its first stored form, [`PairStateV1`]) and 02 (entries
 //! `(PairKey, PairStateV1)`, before per-tenant event time: its pairs come back with
 //! tenant 0, unknown, until their next event).
 
 use crate::detect::state::{PairKey, PairState};
-use crate::detect::state_past::{PairStateV1, PairStateV2};
+use crate::detect::state_past::{PairStateV1, PairStateV2, PairStateV3};
+use serde::de::DeserializeOwned;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::Path;
 
 /// The current format's magic (with its version).
-pub const MAGIC: &[u8; 8] = b"PWCKPT05";
+pub const MAGIC: &[u8; 8] = b"PWCKPT06";
 /// Earlier formats, still read.
+const MAGIC_V5: &[u8; 8] = b"PWCKPT05";
 const MAGIC_V4: &[u8; 8] = b"PWCKPT04";
 const MAGIC_V3: &[u8; 8] = b"PWCKPT03";
 const MAGIC_V2: &[u8; 8] = b"PWCKPT02";
@@ -92,7 +95,8 @@ pub fn read(dir: &Path) -> io::Result<Option<Restored>> {
         return Err(corrupt("not a pairwatch checkpoint (or another version)"));
     }
     let version = match &buf[..8] {
-        m if m == MAGIC => 5,
+        m if m == MAGIC => 6,
+        m if m == MAGIC_V5 => 5,
         m if m == MAGIC_V4 => 4,
         m if m == MAGIC_V3 => 3,
         m if m == MAGIC_V2 => 2,
@@ -126,49 +130,47 @@ pub fn read(dir: &Path) -> io::Result<Option<Restored>> {
     Ok(Some(Restored { seq, aux, pairs }))
 }
 
+fn bad(e: bincode::Error) -> io::Error {
+    corrupt(&e.to_string())
+}
+
 /// Appends the pairs of one part written in format `version`.
 fn decode_part(version: u8, part: &[u8], pairs: &mut Vec<(PairKey, PairState)>) -> io::Result<()> {
-    let bad = |e: bincode::Error| corrupt(&e.to_string());
     match version {
         2 => {
             let decoded: Vec<(PairKey, PairStateV1)> = bincode::deserialize(part).map_err(bad)?;
             pairs.extend(decoded.into_iter().map(|(k, s)| (k, s.into())));
+            Ok(())
         }
-        3 => {
-            let decoded: Vec<(PairKey, u64, PairStateV1)> =
-                bincode::deserialize(part).map_err(bad)?;
-            pairs.extend(decoded.into_iter().map(|(k, tenant, s)| {
-                let mut s: PairState = s.into();
-                s.tenant = tenant;
-                (k, s)
-            }));
-        }
-        4 => {
-            let decoded: Vec<(PairKey, u64, PairStateV2)> =
-                bincode::deserialize(part).map_err(bad)?;
-            pairs.extend(decoded.into_iter().map(|(k, tenant, s)| {
-                let mut s: PairState = s.into();
-                s.tenant = tenant;
-                (k, s)
-            }));
-        }
-        _ => {
-            let decoded: Vec<(PairKey, u64, PairState)> =
-                bincode::deserialize(part).map_err(bad)?;
-            pairs.extend(decoded.into_iter().map(|(k, tenant, mut s)| {
-                s.tenant = tenant;
-                (k, s)
-            }));
-        }
+        3 => decode_entries::<PairStateV1>(part, pairs),
+        4 => decode_entries::<PairStateV2>(part, pairs),
+        5 => decode_entries::<PairStateV3>(part, pairs),
+        _ => decode_entries::<PairState>(part, pairs),
     }
+}
+
+/// Appends the `(PairKey, tenant hash, S)` entries of one part, `S` being the state in
+/// the form the part's format stored (from 03 on, only that form changed).
+fn decode_entries<S: DeserializeOwned + Into<PairState>>(
+    part: &[u8],
+    pairs: &mut Vec<(PairKey, PairState)>,
+) -> io::Result<()> {
+    let decoded: Vec<(PairKey, u64, S)> = bincode::deserialize(part).map_err(bad)?;
+    pairs.extend(decoded.into_iter().map(|(k, tenant, s)| {
+        let mut s: PairState = s.into();
+        s.tenant = tenant;
+        (k, s)
+    }));
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::detect::rules::Pattern;
     use crate::detect::signal::Signal;
     use crate::detect::state::tenant_hash;
+    use crate::detect::state_past::samples;
 
     fn temp_dir(name: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("pw-ckpt-{name}-{}", std::process::id()));
@@ -233,15 +235,55 @@ mod tests {
     }
 
     #[test]
-    fn the_current_format_keeps_each_pairs_tenant() {
+    fn a_version_05_checkpoint_still_loads_with_alert_details() {
         let dir = temp_dir("v5");
+        let (k, _) = PairKey::of("t", "a", "b");
+        let mut s = samples::third_form();
+        s.tenant = tenant_hash("t");
+        let part = bincode::serialize(&vec![(k, s.tenant, PairStateV3::of(&s))]).unwrap();
+        write_as(MAGIC_V5, &dir, 8, 0, &[part]).unwrap();
+        assert_eq!(&std::fs::read(dir.join(FILE)).unwrap()[..8], b"PWCKPT05");
+        let back = read(&dir).unwrap().unwrap();
+        assert_eq!(back.pairs, vec![(k, s)]);
+        let a = back.pairs[0].1.active.as_ref().unwrap();
+        assert!(a.evidence[0].signals.contains(Signal::ThreatToDistribute));
+        let raised = a.raised[Pattern::Sextortion as usize].as_ref().unwrap();
+        let alert = raised.alert.as_ref().unwrap();
+        assert!(alert.read[0].contains(Signal::MoneyDemand));
+        assert!(a.raised[Pattern::KnownAbuseMaterial as usize].is_none());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_current_format_keeps_the_signals_and_patterns_added_last() {
+        let dir = temp_dir("v6-new");
+        let (k, _) = PairKey::of("t", "a", "b");
+        let mut s = samples::current_form();
+        s.tenant = tenant_hash("t");
+        write(&dir, 2, 0, &[encode_pairs([(&k, &s)].into_iter())]).unwrap();
+        let back = read(&dir).unwrap().unwrap();
+        assert_eq!(back.pairs, vec![(k, s)]);
+        let a = back.pairs[0].1.active.as_ref().unwrap();
+        assert!(a.evidence[1].signals.contains(Signal::KnownAbuseMaterial));
+        assert!(a.evidence[1]
+            .signals
+            .contains(Signal::NudeMediaSentAfterRequest));
+        let raised = a.raised[Pattern::KnownAbuseMaterial as usize].as_ref();
+        let read_by = raised.and_then(|r| r.alert.as_ref()).map(|al| al.read[0]);
+        assert_eq!(read_by, Some(Signal::KnownAbuseMaterial.bit()));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_current_format_keeps_each_pairs_tenant() {
+        let dir = temp_dir("v6");
         let (k, _) = PairKey::of("t", "a", "b");
         let mut s = PairState::new(1000);
         s.tenant = tenant_hash("t");
         s.relationship = Some(crate::detect::event::Relationship::Family);
         s.note_contact(crate::detect::event::ContactAction::FriendAccept);
         write(&dir, 1, 0, &[encode_pairs([(&k, &s)].into_iter())]).unwrap();
-        assert_eq!(&std::fs::read(dir.join(FILE)).unwrap()[..8], b"PWCKPT05");
+        assert_eq!(&std::fs::read(dir.join(FILE)).unwrap()[..8], b"PWCKPT06");
         let back = read(&dir).unwrap().unwrap();
         assert_eq!(back.pairs[0].1.tenant, tenant_hash("t"));
         assert_eq!(back.pairs, vec![(k, s)]);

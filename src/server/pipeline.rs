@@ -577,6 +577,7 @@ fn shard_loop(
                 metrics
                     .processing_seconds
                     .observe(t.elapsed().as_secs_f64());
+                metrics.shadow_fired(engine.shadow_fired());
                 to_writer(&writer, &mut alerts, received);
                 n += 1;
                 if n % 256 == 0 {
