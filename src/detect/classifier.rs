@@ -4,12 +4,15 @@
 //! in `escalation.toml`, so thresholds are data. Labels the pack does not name are
 //! ignored: they never reach the pair state, the evidence or an alert.
 
-use crate::detect::event::{Attachment, AttachmentKind, Label};
+use crate::detect::event::{Attachment, AttachmentKind, Label, MAX_LABEL_NAME_BYTES};
 use crate::detect::signal::{Signal, SignalSet};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use toml::Spanned;
+
+/// In `abuse_hash_lists`: a match on any list counts.
+pub const ANY_LIST: &str = "*";
 
 /// A text classifier label read as a lexicon signal from a score.
 #[derive(Clone, Debug, PartialEq)]
@@ -24,7 +27,7 @@ pub struct TextLabel {
 pub struct Classifiers {
     /// Attachment labels meaning nudity, with the score from which they count.
     pub nudity: BTreeMap<String, f32>,
-    /// Hash lists whose match is known abuse material; empty: a match on any list.
+    /// Hash lists whose match is known abuse material (`*`: every list); empty: none.
     pub abuse_lists: Vec<String>,
     pub text: Vec<TextLabel>,
 }
@@ -42,20 +45,22 @@ pub struct MediaFacts<'a> {
 }
 
 impl MediaFacts<'_> {
-    /// How the media shows in evidence: `[IMAGE nudity 0.97]`, `[VIDEO known abuse
-    /// material, list ncmec]`; `None` when the classifiers said nothing the pack reads.
+    /// How the media shows in evidence, each fact the pack read from it:
+    /// `[IMAGE nudity 0.97]`, `[VIDEO known abuse material, list ncmec]`; `None` when the
+    /// classifiers said nothing the pack reads.
     pub fn tag(&self) -> Option<String> {
-        let mut tag = String::new();
+        let mut parts = Vec::new();
         if let Some((kind, list)) = self.abuse {
-            let _ = write!(tag, "[{} known abuse material", kind.as_str());
+            let mut part = format!("[{} known abuse material", kind.as_str());
             if let Some(list) = list {
-                let _ = write!(tag, ", list {list}");
+                let _ = write!(part, ", list {list}");
             }
-            tag.push(']');
-        } else if let Some((kind, label, score)) = self.nude {
-            let _ = write!(tag, "[{} {label} {score:.2}]", kind.as_str());
+            parts.push(part + "]");
         }
-        (!tag.is_empty()).then_some(tag)
+        if let Some((kind, label, score)) = self.nude {
+            parts.push(format!("[{} {label} {score:.2}]", kind.as_str()));
+        }
+        (!parts.is_empty()).then(|| parts.join(" "))
     }
 }
 
@@ -69,10 +74,10 @@ impl Classifiers {
         let mut facts = MediaFacts::default();
         for a in attachments {
             if let Some(m) = a.hash_match.as_ref().filter(|m| m.matched) {
-                let listed = self.abuse_lists.is_empty()
-                    || m.list
-                        .as_ref()
-                        .is_some_and(|l| self.abuse_lists.contains(l));
+                let listed = self
+                    .abuse_lists
+                    .iter()
+                    .any(|l| l == ANY_LIST || m.list.as_ref() == Some(l));
                 if listed && facts.abuse.is_none() {
                     facts.abuse = Some((a.kind, m.list.as_deref()));
                 }
@@ -119,7 +124,7 @@ pub(crate) struct ClassifierSpec {
     #[serde(default)]
     nudity: BTreeMap<String, Spanned<f64>>,
     #[serde(default)]
-    abuse_hash_lists: Vec<String>,
+    abuse_hash_lists: Vec<Spanned<String>>,
     #[serde(default)]
     text: Vec<Spanned<TextLabelSpec>>,
 }
@@ -132,24 +137,42 @@ struct TextLabelSpec {
     signal: String,
 }
 
-/// A score threshold: within (0, 1].
+/// A score threshold: within (0, 1], and still above 0 as the f32 scores are.
 fn threshold(v: f64) -> Result<f32, String> {
-    if v > 0.0 && v <= 1.0 {
-        Ok(v as f32)
+    let f = v as f32;
+    if f > 0.0 && v <= 1.0 {
+        Ok(f)
     } else {
         Err(format!("score threshold {v} is not within (0, 1]"))
+    }
+}
+
+/// A label name or list id as events carry them: 1 to 64 bytes, no control character.
+fn name(v: &str) -> Result<(), String> {
+    if v.is_empty() || v.len() > MAX_LABEL_NAME_BYTES || v.chars().any(char::is_control) {
+        Err(format!(
+            "{v:?} can never match: a name is 1 to {MAX_LABEL_NAME_BYTES} bytes without control characters"
+        ))
+    } else {
+        Ok(())
     }
 }
 
 impl ClassifierSpec {
     /// The compiled policy; problems go to `err` with their offset.
     pub(crate) fn compile(&self, err: &mut impl FnMut(usize, String)) -> Classifiers {
-        let mut out = Classifiers {
-            abuse_lists: self.abuse_hash_lists.clone(),
-            ..Classifiers::default()
-        };
+        let mut out = Classifiers::default();
+        for list in &self.abuse_hash_lists {
+            match name(list.get_ref()) {
+                Ok(()) => out.abuse_lists.push(list.get_ref().clone()),
+                Err(e) => err(
+                    list.span().start,
+                    format!("[classifiers] abuse_hash_lists: {e}"),
+                ),
+            }
+        }
         for (label, min) in &self.nudity {
-            match threshold(*min.get_ref()) {
+            match name(label).and_then(|()| threshold(*min.get_ref())) {
                 Ok(m) => {
                     out.nudity.insert(label.clone(), m);
                 }
@@ -163,7 +186,7 @@ impl ClassifierSpec {
             let at = t.span().start;
             let spec = t.get_ref();
             let signal = Signal::parse(&spec.signal).filter(|s| s.is_lexical());
-            match (signal, threshold(spec.min)) {
+            match (signal, name(&spec.label).and_then(|()| threshold(spec.min))) {
                 (Some(signal), Ok(min)) if !out.text.iter().any(|x| x.label == spec.label) => {
                     out.text.push(TextLabel {
                         label: spec.label.clone(),
@@ -249,13 +272,16 @@ mod tests {
         let hit = [image(&[("nudity", 0.99)], Some(("csam-b", true)))];
         let facts = c.media(&hit);
         assert_eq!(facts.abuse, Some((AttachmentKind::Image, Some("csam-b"))));
+        // No list named in the pack: no match counts; `*`: a match on any list does.
+        let (none, _) = policy("");
+        assert_eq!(none.media(&hit).abuse, None);
+        let (any, _) = policy(r#"abuse_hash_lists = ["*"]"#);
+        assert!(any.media(&other).abuse.is_some());
+        // Both facts of one image show, abuse material first.
         assert_eq!(
             facts.tag().as_deref(),
-            Some("[IMAGE known abuse material, list csam-b]")
+            Some("[IMAGE known abuse material, list csam-b] [IMAGE nudity 0.99]")
         );
-        // No list named in the pack: a match on any list counts.
-        let (any, _) = policy("");
-        assert!(any.media(&other).abuse.is_some());
     }
 
     #[test]
@@ -285,8 +311,10 @@ mod tests {
     fn bad_thresholds_and_signals_are_reported() {
         let (_, errors) = policy(
             r#"
-            nudity = { nudity = 1.5 }
+            nudity = { nudity = 1.5, "" = 0.5 }
+            abuse_hash_lists = [""]
             text = [
+              { label = "d", min = 1e-50, signal = "SEXUALIZATION" },
               { label = "a", min = 0.5, signal = "MEDIA_SENT" },
               { label = "b", min = 0.0, signal = "SEXUALIZATION" },
               { label = "c", min = 0.5, signal = "SELF_HARM" },
@@ -294,9 +322,18 @@ mod tests {
             ]
         "#,
         );
-        assert_eq!(errors.len(), 4, "{errors:?}");
-        assert!(errors[0].contains("not within (0, 1]"), "{errors:?}");
-        assert!(errors[1].contains("not a lexicon category"), "{errors:?}");
-        assert!(errors[3].contains("listed twice"), "{errors:?}");
+        assert_eq!(errors.len(), 7, "{errors:?}");
+        assert!(
+            errors[0].contains("abuse_hash_lists: \"\" can never match"),
+            "{errors:?}"
+        );
+        assert!(errors[1].contains("\"\" can never match"), "{errors:?}");
+        assert!(errors[2].contains("not within (0, 1]"), "{errors:?}");
+        assert!(
+            errors[3].starts_with("text label \"d\": score threshold 0.0000"),
+            "{errors:?}"
+        );
+        assert!(errors[4].contains("not a lexicon category"), "{errors:?}");
+        assert!(errors[6].contains("listed twice"), "{errors:?}");
     }
 }

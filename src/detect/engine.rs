@@ -12,7 +12,7 @@ use crate::detect::grammar::{Composed, Grammar, SlotRun, SlotSet};
 use crate::detect::lexicon::Hits;
 use crate::detect::normalize::{normalize, Normalized};
 use crate::detect::pack::RulePack;
-use crate::detect::rules::{Facts, Pattern, Verdict};
+use crate::detect::rules::{Facts, Pattern, Priority, Verdict};
 use crate::detect::signal::{Signal, SignalSet};
 use crate::detect::state::{
     tenant_hash, user_hash, EvidenceRef, PairKey, PairState, PairStore, Raised, RaisedAlert,
@@ -134,8 +134,9 @@ pub struct Engine {
     deadlines: BTreeMap<u64, Deadlines>,
     /// Pairs other than the event's that the last call changed (a deadline passed).
     passed: Vec<PairKey>,
-    /// The pack's shadow rules (by index) that held on the last event.
-    shadow: Vec<usize>,
+    /// Shadow rules that fired on the last event (index, priority), then only those that
+    /// would have alerted ([`Engine::shadow_fired`]).
+    shadow: Vec<(usize, Priority)>,
 }
 
 struct PairFacts<'a> {
@@ -186,11 +187,12 @@ impl Engine {
     }
 
     /// The ids of the pack's shadow rules (`mode = "shadow"`) that would have raised an
-    /// alert on the last event given to [`Engine::process`]: counted, never alerted.
+    /// alert on the last event given to [`Engine::process`], as a live rule would: the
+    /// first time on the pair, then on a rise of priority. Counted, never alerted.
     pub fn shadow_fired(&self) -> impl Iterator<Item = &str> + '_ {
         self.shadow
             .iter()
-            .map(|i| self.pack.rules.rules[*i].id.as_str())
+            .map(|(i, _)| self.pack.rules.rules[*i].id.as_str())
     }
 
     pub fn stats(&self) -> &EngineStats {
@@ -423,12 +425,15 @@ impl Engine {
                     }
                     let (labelled, label) = self.pack.rules.classifiers.text_signals(&m.labels);
                     signals = signals.union(labelled);
-                    text_label = label.map(|l| format!("[{} {:.2}]", l.name, l.score));
                     if signals.contains(Signal::SafetyTalk) {
                         CANCELLED_BY_SAFETY_TALK
                             .iter()
                             .for_each(|s| signals.remove(*s));
                     }
+                    // Shown only when a signal it gave survived.
+                    text_label = label
+                        .filter(|_| labelled.intersects(signals))
+                        .map(|l| format!("[{} {:.2}]", l.name, l.score));
                     if !signals.is_empty() || self.norm.has_digit() {
                         let tz = self
                             .config
@@ -522,6 +527,12 @@ impl Engine {
         self.pack
             .rules
             .evaluate_shadow(&facts, since, &mut self.shadow);
+        if !self.shadow.is_empty() {
+            let rules = &self.pack.rules.rules;
+            let active = state.active.get_or_insert_with(Default::default);
+            self.shadow
+                .retain(|(i, p)| would_alert(&mut active.shadow, &rules[*i].id, *p));
+        }
         let ctx = AlertContext {
             pack: &self.pack,
             default_language: &self.config.default_language,
@@ -534,11 +545,17 @@ impl Engine {
             let respond_by =
                 active.deadline[v.suspect].filter(|_| v.read[0].contains(Signal::Deadline));
             let slot = &active.raised[v.pattern as usize];
+            // The suspect's own event brought a new occurrence of the pattern's fact.
+            let occurred = v.suspect == sender_side
+                && v.pattern
+                    .per_occurrence()
+                    .is_some_and(|f| signals.contains(f));
             let is_new = match slot {
                 None => true,
                 Some(r) => {
                     v.priority < r.priority
-                        || (!r.suppressed && new_deadline(respond_by, r.respond_by, ev.sent_at))
+                        || (!r.suppressed
+                            && (occurred || new_deadline(respond_by, r.respond_by, ev.sent_at)))
                 }
             };
             if !is_new {
@@ -606,6 +623,23 @@ impl Engine {
             self.stats.updates += 1;
         }
         true
+    }
+}
+
+/// Whether a shadow rule firing at `p` would have alerted on a pair whose shadow
+/// firings are `seen`: the first time, or on a rise; `seen` then remembers it.
+fn would_alert(seen: &mut Vec<(u32, Priority)>, rule: &str, p: Priority) -> bool {
+    let key = xxhash_rust::xxh3::xxh3_64(rule.as_bytes()) as u32;
+    match seen.iter_mut().find(|(k, _)| *k == key) {
+        Some((_, before)) if *before <= p => false,
+        Some((_, before)) => {
+            *before = p;
+            true
+        }
+        None => {
+            seen.push((key, p));
+            true
+        }
     }
 }
 
@@ -826,6 +860,68 @@ mod tests {
             "message": {"text": text, "attachments": []}
         });
         Event::from_json(&line.to_string(), &Limits::default()).expect("valid event")
+    }
+
+    /// The embedded pack with `extra` appended to `escalation.toml`.
+    fn engine_with(extra: &str) -> Engine {
+        let files = crate::detect::pack::EMBEDDED
+            .iter()
+            .map(|(p, s)| {
+                let src = if *p == "escalation.toml" {
+                    format!("{s}{extra}")
+                } else {
+                    s.to_string()
+                };
+                (p.to_string(), p.to_string(), src)
+            })
+            .collect();
+        let pack = Arc::new(RulePack::from_files(files).expect("valid pack"));
+        Engine::new(pack, EngineConfig::default())
+    }
+
+    #[test]
+    fn a_shadow_rule_counts_as_a_live_rule_would_alert_and_raises_nothing() {
+        let mut e = engine_with(
+            "\n[[rule]]\nid = \"trial.claim\"\npattern = \"SEXTORTION\"\npriority = \"P2\"\nmode = \"shadow\"\nall = [\"suspect:RECORDING_CLAIM\"]\nraise = [{ when = \"suspect:RECORDING_CLAIM>=3\", to = \"P1\" }]\n",
+        );
+        let mut out = Vec::new();
+        let t0 = parse_rfc3339("2026-03-01T20:00:00Z").unwrap();
+        let mut fired = Vec::new();
+        for (i, text) in [
+            "i recorded everything",
+            "you look great today",
+            "i recorded our call",
+            "i screenshotted all of it",
+        ]
+        .iter()
+        .enumerate()
+        {
+            let ev = msg(
+                &format!("e{i}"),
+                "t",
+                t0 + i as i64 * 60_000,
+                "s",
+                "v",
+                text,
+            );
+            e.process(&ev, &mut out);
+            fired.push(e.shadow_fired().map(str::to_string).collect::<Vec<_>>());
+        }
+        // Once at P2 on the first claim, not on the next events while it holds at P2,
+        // again when the third claim raises it to P1.
+        let once = vec!["trial.claim".to_string()];
+        assert_eq!(fired, [once.clone(), vec![], vec![], once]);
+        assert!(
+            out.iter()
+                .all(|a| !a.rules.iter().any(|r| r == "trial.claim")),
+            "{out:?}"
+        );
+        // Another pair counts on its own.
+        e.process(
+            &msg("x", "t", t0, "s2", "v", "i recorded everything"),
+            &mut out,
+        );
+        assert_eq!(e.shadow_fired().count(), 1);
     }
 
     #[test]

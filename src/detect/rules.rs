@@ -97,6 +97,15 @@ impl Pattern {
     pub fn has_offender(self) -> bool {
         self != Pattern::SelfHarmRisk
     }
+
+    /// The fact each new occurrence of which is an alert of its own, whatever alert
+    /// stands: every file of known abuse material is a report of its own.
+    pub fn per_occurrence(self) -> Option<Signal> {
+        match self {
+            Pattern::KnownAbuseMaterial => Some(Signal::KnownAbuseMaterial),
+            _ => None,
+        }
+    }
 }
 
 /// Which side a condition reads, relative to the orientation being tried.
@@ -356,18 +365,21 @@ impl RuleSet {
         }
     }
 
-    /// The indices of the shadow rules that would raise an alert (after caps) for the
-    /// state in `f`, in file order.
+    /// The shadow rules that fire (after caps) for the state in `f`, by index in file
+    /// order, with the most urgent priority of the two orientations.
     pub fn evaluate_shadow<F: Facts>(
         &self,
         f: &F,
         since_first_contact: Millis,
-        out: &mut Vec<usize>,
+        out: &mut Vec<(usize, Priority)>,
     ) {
         out.clear();
         for (i, rule) in self.rules.iter().enumerate().filter(|(_, r)| r.shadow) {
-            if (0..2).any(|s| self.fires(rule, f, s, since_first_contact).is_some()) {
-                out.push(i);
+            let best = (0..2)
+                .filter_map(|s| self.fires(rule, f, s, since_first_contact))
+                .min();
+            if let Some(p) = best {
+                out.push((i, p));
             }
         }
     }
@@ -936,7 +948,7 @@ SEXUAL_SOLICITATION = ["Review the conversation."]
         r.evaluate(&f, 0, &mut out);
         assert!(out.is_empty(), "{out:?}");
         r.evaluate_shadow(&f, 0, &mut fired);
-        assert_eq!(fired, [shadow]);
+        assert_eq!(fired, [(shadow, Priority::P0)]);
         // With a demand the live rule fires at its own priority: the shadow P0 does not
         // raise it.
         let f = facts(

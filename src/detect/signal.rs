@@ -58,7 +58,7 @@ pub enum Signal {
     /// counted.
     KnownContact,
     /// The side sent an image or video that the platform's nudity classifier scored at
-    /// or above the pack's threshold (`[media_labels]` in `escalation.toml`).
+    /// or above the pack's threshold (`[classifiers]` in `escalation.toml`).
     NudeMediaSent,
     /// The side sent such media after the other side asked for images.
     NudeMediaSentAfterRequest,
@@ -185,6 +185,9 @@ impl SignalSet {
     }
     pub fn is_empty(self) -> bool {
         self.0 == 0
+    }
+    pub fn intersects(self, o: SignalSet) -> bool {
+        self.0 & o.0 != 0
     }
     pub fn iter(self) -> impl Iterator<Item = Signal> {
         Signal::ALL.into_iter().filter(move |s| self.contains(*s))

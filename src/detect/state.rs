@@ -149,6 +149,10 @@ pub struct Active {
     pub raised: [Option<Raised>; Pattern::ALL.len()],
     /// (side, signal, slot bits): the slots that first composed a signal of a side.
     pub slots_of: Vec<(u8, u8, u16)>,
+    /// (hash of the rule id, priority): the most urgent priority each shadow rule would
+    /// have alerted at on this pair, so that it counts again only as a live rule would
+    /// alert again, on a rise.
+    pub shadow: Vec<(u32, Priority)>,
 }
 
 impl Default for Active {
@@ -161,6 +165,7 @@ impl Default for Active {
             evidence: Vec::new(),
             raised: Default::default(),
             slots_of: Vec::new(),
+            shadow: Vec::new(),
         }
     }
 }

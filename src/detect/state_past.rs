@@ -299,6 +299,7 @@ impl From<PairStateV1> for PairState {
                 evidence: evidence_from(a.evidence),
                 raised: raised_from(a.raised),
                 slots_of: Vec::new(),
+                shadow: Vec::new(),
             })
         });
         s
@@ -331,6 +332,7 @@ impl<R: Into<Raised>> From<ActiveSeq<R>> for Active {
             evidence: evidence_from(a.evidence),
             raised: raised_from(a.raised),
             slots_of: a.slots_of,
+            shadow: Vec::new(),
         }
     }
 }
@@ -578,11 +580,13 @@ mod tests {
         let s = third_form();
         let old = PairStateV3::of(&s);
         // Per evidence reference 4 bytes fewer (one set), per alert's details 8 (two
-        // sets), and one byte (`None`) per raised slot of a pattern added since.
+        // sets), one byte (`None`) per raised slot of a pattern added since, and the
+        // shadow rules' list (its length, 8 bytes, empty here).
         let a = s.active.as_ref().unwrap();
+        assert!(a.shadow.is_empty());
         let details = a.raised.iter().flatten().filter(|r| r.alert.is_some());
         let narrower = 4 * a.evidence.len() + 8 * details.count();
-        let fewer = Pattern::ALL.len() - OLD_PATTERNS;
+        let fewer = Pattern::ALL.len() - OLD_PATTERNS + 8;
         let size = |v: u64| v as usize;
         assert_eq!(
             size(bincode::serialized_size(&s).unwrap()),

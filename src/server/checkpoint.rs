@@ -234,6 +234,39 @@ mod tests {
         let _ = std::fs::remove_dir_all(dir);
     }
 
+    /// Bytes the previous release wrote (`PWCKPT05`): its `serve` given the README's
+    /// worked example (`examples/sextortion_fr.jsonl`), then stopped.
+    #[test]
+    fn a_checkpoint_written_by_the_previous_release_loads() {
+        use crate::detect::event::AgeBand;
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pwckpt05");
+        assert_eq!(&std::fs::read(dir.join(FILE)).unwrap()[..8], b"PWCKPT05");
+        let back = read(&dir).unwrap().unwrap();
+        assert_eq!(back.seq, 18);
+        let [(key, s)] = back.pairs.as_slice() else {
+            panic!("{} pairs", back.pairs.len())
+        };
+        assert_eq!(*key, PairKey::of("game-eu", "u-981", "u-112").0);
+        assert_eq!(s.tenant, tenant_hash("game-eu"));
+        // Side 0 is the smaller id: the girl.
+        assert_eq!(s.bands, [AgeBand::Age13To15, AgeBand::Adult]);
+        assert_ne!(s.contact, 0, "the friend request is remembered");
+        let a = s.active.as_ref().unwrap();
+        assert!(a.counts[1][Signal::ThreatToDistribute as usize] > 0);
+        assert!(a
+            .evidence
+            .iter()
+            .any(|e| e.side == 1 && e.signals.contains(Signal::ThreatToDistribute)));
+        let raised = a.raised[Pattern::Sextortion as usize].as_ref().unwrap();
+        assert_eq!(raised.priority, crate::detect::rules::Priority::P0);
+        let details = raised.alert.as_ref().unwrap();
+        assert_eq!(&*details.users[0], "u-112");
+        assert_eq!(details.suspect_side(), 1);
+        assert!(details.read[0].contains(Signal::ThreatToDistribute));
+        assert!(a.raised[Pattern::KnownAbuseMaterial as usize].is_none());
+        assert!(a.shadow.is_empty());
+    }
+
     #[test]
     fn a_version_05_checkpoint_still_loads_with_alert_details() {
         let dir = temp_dir("v5");

@@ -7,11 +7,12 @@
 
 mod raw;
 
-pub use raw::{RawAction, RawAttachment, RawCall, RawEvent, RawHashMatch, RawMessage, RawUser};
+pub use raw::{
+    RawAction, RawAttachment, RawCall, RawEvent, RawHashMatch, RawLabels, RawMessage, RawUser,
+};
 
 use crate::detect::time::{format_duration, format_rfc3339, Millis};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 /// The age band the platform knows for an account.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
@@ -142,6 +143,8 @@ macro_rules! named_enum {
                 match s.strip_prefix($prefix).unwrap_or(s) {
                     $first_name => Some($ty::$first),
                     $($name => Some($ty::$variant),)*
+                    // Digits only: "+4" or " 4" is no number of the contract.
+                    _ if !s.bytes().all(|b| b.is_ascii_digit()) => None,
                     _ => match s.parse::<i32>() {
                         Ok($first_number) => Some($ty::$first),
                         $(Ok($number) => Some($ty::$variant),)*
@@ -395,7 +398,7 @@ impl Event {
         let action = |s: &str| RawAction {
             action: s.to_string(),
         };
-        let scores = |labels: &[Label]| -> BTreeMap<String, f32> {
+        let scores = |labels: &[Label]| -> RawLabels {
             labels.iter().map(|l| (l.name.clone(), l.score)).collect()
         };
         let mut raw = RawEvent {

@@ -9,7 +9,6 @@
 use super::*;
 use crate::detect::time::{parse_rfc3339, MAX_TIME, MIN_TIME};
 use serde::de::{self, Deserializer, Visitor};
-use std::collections::BTreeMap;
 use std::fmt;
 
 /// The unvalidated event, as decoded from JSON or converted from protobuf.
@@ -78,12 +77,8 @@ pub struct RawMessage {
     #[serde(default, deserialize_with = "null_default")]
     pub attachments: Vec<RawAttachment>,
     /// Text classifier scores by label name; written only when there are some.
-    #[serde(
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "BTreeMap::is_empty"
-    )]
-    pub labels: BTreeMap<String, f32>,
+    #[serde(default, skip_serializing_if = "RawLabels::is_empty")]
+    pub labels: RawLabels,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -91,12 +86,8 @@ pub struct RawAttachment {
     #[serde(default, deserialize_with = "enum_text")]
     pub kind: String,
     /// Classifier scores by label name; written only when there are some.
-    #[serde(
-        default,
-        deserialize_with = "null_default",
-        skip_serializing_if = "BTreeMap::is_empty"
-    )]
-    pub labels: BTreeMap<String, f32>,
+    #[serde(default, skip_serializing_if = "RawLabels::is_empty")]
+    pub labels: RawLabels,
     #[serde(default, alias = "hashMatch", skip_serializing_if = "Option::is_none")]
     pub hash_match: Option<RawHashMatch>,
 }
@@ -121,6 +112,88 @@ pub struct RawCall {
     pub video: bool,
     #[serde(default, alias = "durationS", deserialize_with = "uint32")]
     pub duration_s: u32,
+}
+
+/// Classifier scores by label name, as given: a JSON object whose scores are numbers or,
+/// as proto3 JSON allows, decimal text (`"0.97"`, `"NaN"`); `null` is none. A name given
+/// twice is kept twice, for validation to refuse.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct RawLabels(pub Vec<(String, f32)>);
+
+impl RawLabels {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl FromIterator<(String, f32)> for RawLabels {
+    fn from_iter<I: IntoIterator<Item = (String, f32)>>(iter: I) -> Self {
+        RawLabels(iter.into_iter().collect())
+    }
+}
+
+impl Serialize for RawLabels {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (name, score) in &self.0 {
+            map.serialize_entry(name, score)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for RawLabels {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Labels;
+        impl<'de> Visitor<'de> for Labels {
+            type Value = RawLabels;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object of label names to scores")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<RawLabels, E> {
+                Ok(RawLabels::default())
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<RawLabels, A::Error> {
+                let mut out = Vec::new();
+                while let Some((name, Score(score))) = map.next_entry::<String, Score>()? {
+                    out.push((name, score));
+                }
+                Ok(RawLabels(out))
+            }
+        }
+        d.deserialize_any(Labels)
+    }
+}
+
+/// A score: a JSON number, or its decimal text.
+struct Score(f32);
+
+impl<'de> Deserialize<'de> for Score {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ScoreVisitor;
+        impl Visitor<'_> for ScoreVisitor {
+            type Value = Score;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a score: a number, or its decimal text")
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Score, E> {
+                Ok(Score(v as f32))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Score, E> {
+                Ok(Score(v as f32))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Score, E> {
+                Ok(Score(v as f32))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Score, E> {
+                v.parse()
+                    .map(Score)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
+            }
+        }
+        d.deserialize_any(ScoreVisitor)
+    }
 }
 
 // Readers of the values protobuf's JSON form writes differently from the documented one.
@@ -181,8 +254,11 @@ fn uint32<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
             u32::try_from(v).map_err(|_| E::invalid_value(de::Unexpected::Signed(v), &self))
         }
         fn visit_str<E: de::Error>(self, v: &str) -> Result<u32, E> {
-            v.parse()
-                .map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
+            v.bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| v.parse().ok())
+                .flatten()
+                .ok_or_else(|| E::invalid_value(de::Unexpected::Str(v), &self))
         }
         fn visit_unit<E: de::Error>(self) -> Result<u32, E> {
             Ok(0)
@@ -391,12 +467,22 @@ fn known<T>(
 /// Classifier labels, in the map's order (by name): at most [`MAX_LABELS`], names not
 /// empty, at most [`MAX_LABEL_NAME_BYTES`], without control characters, scores from 0 to
 /// 1 (which also refuses NaN and infinities).
-fn labels(field: &'static str, raw: BTreeMap<String, f32>) -> Result<Vec<Label>, EventError> {
+fn labels(field: &'static str, raw: RawLabels) -> Result<Vec<Label>, EventError> {
+    let mut raw = raw.0;
     if raw.len() > MAX_LABELS {
         return Err(EventError::TooManyLabels {
             field,
             len: raw.len(),
             max: MAX_LABELS,
+        });
+    }
+    raw.sort_by(|a, b| a.0.cmp(&b.0));
+    let twice = raw.windows(2).find(|w| w[0].0 == w[1].0);
+    if let Some(w) = twice {
+        return Err(EventError::BadLabel {
+            field,
+            name: w[0].0.clone(),
+            problem: "the name is given twice".into(),
         });
     }
     raw.into_iter()

@@ -422,6 +422,24 @@ fn classifier_results_are_decoded_sorted_and_printed_back() {
         })
     );
     assert_eq!(e.to_json(), FULL);
+    // A name given twice is refused, whichever score came last.
+    let twice = OK.replace(
+        r#""text":"salut","#,
+        r#""text":"salut","labels":{"nudity":0.99,"nudity":0.1},"#,
+    );
+    assert_eq!(
+        Event::from_json(&twice, &Limits::default()).unwrap_err(),
+        EventError::BadLabel {
+            field: "message.labels",
+            name: "nudity".into(),
+            problem: "the name is given twice".into(),
+        }
+    );
+    // Scores as decimal text, as proto3 JSON allows; "NaN" is a bad label, not bad JSON.
+    let e = with(|v| v["message"]["labels"] = json!({"a": "0.25"})).unwrap();
+    assert!(matches!(&e.body, Body::Message(m) if m.labels == [label("a", 0.25)]));
+    let err = with(|v| v["message"]["labels"] = json!({"a": "NaN"})).unwrap_err();
+    assert_eq!(err.reason(), "bad_label", "{err}");
     // Sorted by name whatever the order given; integers are scores too.
     let e = with(|v| v["message"]["labels"] = json!({"b": 0.5, "a": 1, "c": 0})).unwrap();
     let Body::Message(m) = &e.body else {
@@ -843,6 +861,10 @@ fn every_enum_reads_its_bare_name_full_name_and_number() {
     // The prefix of another enum, or twice, is no name.
     assert_eq!(SafetyAction::parse("CONTACT_ACTION_BLOCK"), None);
     assert_eq!(AgeBand::parse("AGE_BAND_AGE_BAND_ADULT"), None);
+    // Numbers are digits only.
+    for odd in ["+4", "04 ", " 4", "-4", "4.0", ""] {
+        assert_eq!(AgeBand::parse(odd), None, "{odd:?}");
+    }
 }
 
 #[test]
