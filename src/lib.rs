@@ -3,7 +3,8 @@
 //!
 //! Modules, in data-flow order:
 //! - [`detect`]: the pure detection core (event contract, normalisation, lexicons and
-//!   slot grammars, deadlines, pair state, rules, red flags, notices, alerts and their updates, the engine). No I/O.
+//!   slot grammars, the platform's classifier results, deadlines, pair state, rules and
+//!   shadow rules, red flags, notices, alerts and their updates, the engine). No I/O.
 //! - [`proto`]: the protobuf contract (`proto/pairwatch/v1`), conversions to and from events and alerts.
 //! - [`pack_dir`]: reading a rule pack directory from disk.
 //! - [`config`]: service configuration (defaults, file, environment).
@@ -12,7 +13,7 @@
 //! - [`kafka`]: Kafka mode of `serve`: consumer group, detection threads, alerts and
 //!   dead letters out, state changelog, rebalances, exactly-once transactions.
 //! - Tools: [`replay`] (`pairwatch replay`, events JSONL in, alerts JSONL out), [`eval`]
-//!   (`pairwatch eval`, backtesting on labelled history), [`client`] (`pairwatch publish`
+//!   (`pairwatch eval`, backtesting on labelled history and comparing two rule packs), [`client`] (`pairwatch publish`
 //!   / `subscribe`, a gRPC client), [`workload`] (a deterministic synthetic chat stream),
 //!   [`bench`] (`pairwatch bench`, the load generator).
 

@@ -925,6 +925,42 @@ mod tests {
     }
 
     #[test]
+    fn each_new_file_of_known_abuse_material_is_an_alert_of_its_own() {
+        let mut e = engine();
+        let mut out = Vec::new();
+        let t0 = parse_rfc3339("2026-03-01T20:00:00Z").unwrap();
+        let file = |id: &str, at: Millis, matched: bool| {
+            let line = serde_json::json!({
+                "event_id": id, "sent_at": format_rfc3339(at),
+                "sender": {"user_id": "s", "age_band": "ADULT"},
+                "recipient": {"user_id": "v", "age_band": "AGE_13_15"},
+                "message": {"text": "", "attachments": [
+                    {"kind": "IMAGE", "hash_match": {"list": "csam", "matched": matched}}
+                ]}
+            });
+            Event::from_json(&line.to_string(), &Limits::default()).unwrap()
+        };
+        e.process(&file("f1", t0, true), &mut out);
+        e.process(&file("f2", t0 + 60_000, false), &mut out);
+        e.process(&file("f3", t0 + 120_000, true), &mut out);
+        let abuse: Vec<_> = out
+            .iter()
+            .filter(|a| a.pattern == Pattern::KnownAbuseMaterial)
+            .collect();
+        // One alert per matching file, none for the file that did not match.
+        assert_eq!(abuse.len(), 2, "{out:?}");
+        assert_eq!(
+            abuse
+                .iter()
+                .map(|a| a.trigger_event_id.as_str())
+                .collect::<Vec<_>>(),
+            ["f1", "f3"]
+        );
+        assert_ne!(abuse[0].alert_id, abuse[1].alert_id);
+        assert!(abuse.iter().all(|a| a.priority == Priority::P0));
+    }
+
+    #[test]
     fn a_tenant_with_a_clock_far_ahead_does_not_expire_other_tenants_pairs() {
         let mut e = engine();
         let mut out = Vec::new();
