@@ -286,14 +286,13 @@ fn parse_labels(args: &[String]) -> Result<Vec<pairwatch::detect::event::Label>>
 }
 
 /// What the pack reads from an image with these labels and hash match, for `rules match`:
-/// the evidence tag and the facts.
+/// the evidence tag and the signals.
 fn match_image(
     pack: &RulePack,
     labels: Vec<pairwatch::detect::event::Label>,
     hash_match: Option<String>,
 ) -> String {
     use pairwatch::detect::event::{Attachment, AttachmentKind, HashMatch};
-    use pairwatch::detect::signal::Signal;
     let image = [Attachment {
         kind: AttachmentKind::Image,
         labels,
@@ -302,17 +301,11 @@ fn match_image(
             matched: true,
         }),
     }];
-    let facts = pack.rules.classifiers.media(&image);
-    let mut signals = vec![Signal::MediaSent.as_str()];
-    if facts.nude.is_some() {
-        signals.push(Signal::NudeMediaSent.as_str());
-    }
-    if facts.abuse.is_some() {
-        signals.push(Signal::KnownAbuseMaterial.as_str());
-    }
+    let media = pack.rules.classifiers.read_media(&image, false);
+    let signals: Vec<&str> = media.signals.iter().map(|s| s.as_str()).collect();
     format!(
         "{}\t[{}]",
-        facts.tag().unwrap_or_else(|| "[IMAGE]".into()),
+        media.classified.or(media.plain).unwrap_or_default(),
         signals.join(" ")
     )
 }

@@ -68,7 +68,45 @@ fn is_visual(kind: AttachmentKind) -> bool {
     matches!(kind, AttachmentKind::Image | AttachmentKind::Video)
 }
 
+/// What a message's attachments add to its signals, and how the media shows in evidence.
+pub struct MediaSignals {
+    pub signals: SignalSet,
+    /// What the platform's classifiers said, as the pack reads it: `[IMAGE nudity 0.97]`.
+    pub classified: Option<String>,
+    /// The media alone: `[IMAGE]`.
+    pub plain: Option<String>,
+}
+
 impl Classifiers {
+    /// The signals of a message's attachments: media sent (an image or video), after the
+    /// other side asked for images (`requested`); nude by the platform's classifier, or
+    /// known abuse material by its hash matching, as the pack reads them.
+    pub fn read_media(&self, attachments: &[Attachment], requested: bool) -> MediaSignals {
+        let mut signals = SignalSet::EMPTY;
+        let visual = attachments.iter().find(|a| is_visual(a.kind));
+        let facts = self.media(attachments);
+        if visual.is_some() {
+            signals.insert(Signal::MediaSent);
+            if requested {
+                signals.insert(Signal::MediaSentAfterRequest);
+            }
+        }
+        if facts.nude.is_some() {
+            signals.insert(Signal::NudeMediaSent);
+            if requested {
+                signals.insert(Signal::NudeMediaSentAfterRequest);
+            }
+        }
+        if facts.abuse.is_some() {
+            signals.insert(Signal::KnownAbuseMaterial);
+        }
+        MediaSignals {
+            signals,
+            classified: facts.tag(),
+            plain: visual.map(|a| format!("[{}]", a.kind.as_str())),
+        }
+    }
+
     /// Nudity and abuse-material facts of a message's attachments.
     pub fn media<'a>(&'a self, attachments: &'a [Attachment]) -> MediaFacts<'a> {
         let mut facts = MediaFacts::default();

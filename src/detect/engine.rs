@@ -5,9 +5,8 @@
 //! priority, or carry a new deadline.
 
 use crate::detect::alert::{excerpt, Alert, AlertContext, AlertUpdate, UpdateKind};
-use crate::detect::classifier::Classifiers;
 use crate::detect::deadline::find_deadline;
-use crate::detect::event::{AgeBand, AttachmentKind, Body, Event, Message, SafetyAction, UserRef};
+use crate::detect::event::{AgeBand, Body, Event, SafetyAction, UserRef};
 use crate::detect::grammar::{Composed, Grammar, SlotRun, SlotSet};
 use crate::detect::lexicon::Hits;
 use crate::detect::normalize::{normalize, Normalized};
@@ -459,7 +458,11 @@ impl Engine {
                 }
                 let requested = state.count(recipient_side, Signal::ImageRequest) > 0
                     || state.count(recipient_side, Signal::MoreContentDemand) > 0;
-                let media = media_signals(&self.pack.rules.classifiers, m, requested);
+                let media = self
+                    .pack
+                    .rules
+                    .classifiers
+                    .read_media(&m.attachments, requested);
                 signals = signals.union(media.signals);
                 if !signals.is_empty() {
                     evidence = Some(if m.text.is_empty() {
@@ -640,47 +643,6 @@ fn would_alert(seen: &mut Vec<(u32, Priority)>, rule: &str, p: Priority) -> bool
             seen.push((key, p));
             true
         }
-    }
-}
-
-/// What a message's attachments add to its signals, and how the media shows in evidence.
-struct MediaSignals {
-    signals: SignalSet,
-    /// What the platform's classifiers said, as the pack reads it: `[IMAGE nudity 0.97]`.
-    classified: Option<String>,
-    /// The media alone: `[IMAGE]`.
-    plain: Option<String>,
-}
-
-/// Media sent (an image or video), after the other side asked for images
-/// (`requested`); nude by the platform's classifier, or known abuse material by its hash
-/// matching, as the pack reads them.
-fn media_signals(classifiers: &Classifiers, m: &Message, requested: bool) -> MediaSignals {
-    let mut signals = SignalSet::EMPTY;
-    let visual = m
-        .attachments
-        .iter()
-        .find(|a| matches!(a.kind, AttachmentKind::Image | AttachmentKind::Video));
-    let facts = classifiers.media(&m.attachments);
-    if visual.is_some() {
-        signals.insert(Signal::MediaSent);
-        if requested {
-            signals.insert(Signal::MediaSentAfterRequest);
-        }
-    }
-    if facts.nude.is_some() {
-        signals.insert(Signal::NudeMediaSent);
-        if requested {
-            signals.insert(Signal::NudeMediaSentAfterRequest);
-        }
-    }
-    if facts.abuse.is_some() {
-        signals.insert(Signal::KnownAbuseMaterial);
-    }
-    MediaSignals {
-        signals,
-        classified: facts.tag(),
-        plain: visual.map(|a| format!("[{}]", a.kind.as_str())),
     }
 }
 

@@ -241,12 +241,7 @@ struct ActiveV1 {
 /// A pair's state in the first stored form.
 #[derive(Serialize, Deserialize)]
 pub struct PairStateV1 {
-    first_contact: Millis,
-    last_seen: Millis,
-    users: [u64; 2],
-    bands: [AgeBand; 2],
-    lang_hits: [[u8; MAX_LANGUAGES]; 2],
-    recent: [u32; RECENT_IDS],
+    head: Head,
     active: Option<Box<ActiveV1>>,
 }
 
@@ -258,38 +253,46 @@ fn widen<T: Copy + Default>(a: [[T; V1_SIGNALS]; 2]) -> [[T; SIGNAL_COUNT]; 2] {
     out
 }
 
-/// The fields every stored form has, in the order they were stored.
-type Common = (
-    Millis,
-    Millis,
-    [u64; 2],
-    [AgeBand; 2],
-    [[u8; MAX_LANGUAGES]; 2],
-    [u32; RECENT_IDS],
-);
+/// The fields every stored form starts with, in the order they were stored. Nested, it
+/// is stored exactly as the same fields written one by one (bincode frames no struct).
+#[derive(Serialize, Deserialize)]
+struct Head {
+    first_contact: Millis,
+    last_seen: Millis,
+    users: [u64; 2],
+    bands: [AgeBand; 2],
+    lang_hits: [[u8; MAX_LANGUAGES]; 2],
+    recent: [u32; RECENT_IDS],
+}
 
-/// A pair's state from the fields every stored form has; the rest as new.
-fn state_of(c: Common) -> PairState {
-    let (first_contact, last_seen, users, bands, lang_hits, recent) = c;
-    let mut s = PairState::new(first_contact);
-    s.last_seen = last_seen;
-    s.users = users;
-    s.bands = bands;
-    s.lang_hits = lang_hits;
-    s.recent = recent;
-    s
+impl Head {
+    /// A pair's state from these fields; the rest as new.
+    fn state(self) -> PairState {
+        let mut s = PairState::new(self.first_contact);
+        s.last_seen = self.last_seen;
+        s.users = self.users;
+        s.bands = self.bands;
+        s.lang_hits = self.lang_hits;
+        s.recent = self.recent;
+        s
+    }
+
+    #[cfg(test)]
+    fn of(s: &PairState) -> Head {
+        Head {
+            first_contact: s.first_contact,
+            last_seen: s.last_seen,
+            users: s.users,
+            bands: s.bands,
+            lang_hits: s.lang_hits,
+            recent: s.recent,
+        }
+    }
 }
 
 impl From<PairStateV1> for PairState {
     fn from(v: PairStateV1) -> PairState {
-        let mut s = state_of((
-            v.first_contact,
-            v.last_seen,
-            v.users,
-            v.bands,
-            v.lang_hits,
-            v.recent,
-        ));
+        let mut s = v.head.state();
         s.active = v.active.map(|a| {
             Box::new(Active {
                 counts: widen(a.counts),
@@ -358,26 +361,14 @@ impl<R> ActiveSeq<R> {
 /// A pair's state in the second stored form.
 #[derive(Serialize, Deserialize)]
 pub struct PairStateV2 {
-    first_contact: Millis,
-    last_seen: Millis,
-    users: [u64; 2],
-    bands: [AgeBand; 2],
-    lang_hits: [[u8; MAX_LANGUAGES]; 2],
-    recent: [u32; RECENT_IDS],
+    head: Head,
     run: u32,
     active: Option<Box<ActiveSeq<RaisedV1>>>,
 }
 
 impl From<PairStateV2> for PairState {
     fn from(v: PairStateV2) -> PairState {
-        let mut s = state_of((
-            v.first_contact,
-            v.last_seen,
-            v.users,
-            v.bands,
-            v.lang_hits,
-            v.recent,
-        ));
+        let mut s = v.head.state();
         s.run = v.run;
         s.active = v.active.map(|a| Box::new(Active::from(*a)));
         s
@@ -387,12 +378,7 @@ impl From<PairStateV2> for PairState {
 /// A pair's state in the third stored form.
 #[derive(Serialize, Deserialize)]
 pub struct PairStateV3 {
-    first_contact: Millis,
-    last_seen: Millis,
-    users: [u64; 2],
-    bands: [AgeBand; 2],
-    lang_hits: [[u8; MAX_LANGUAGES]; 2],
-    recent: [u32; RECENT_IDS],
+    head: Head,
     run: u32,
     relationship: Option<Relationship>,
     contact: u8,
@@ -401,14 +387,7 @@ pub struct PairStateV3 {
 
 impl From<PairStateV3> for PairState {
     fn from(v: PairStateV3) -> PairState {
-        let mut s = state_of((
-            v.first_contact,
-            v.last_seen,
-            v.users,
-            v.bands,
-            v.lang_hits,
-            v.recent,
-        ));
+        let mut s = v.head.state();
         s.run = v.run;
         s.relationship = v.relationship;
         s.contact = v.contact;
@@ -427,12 +406,7 @@ impl PairStateV1 {
         let narrow32 =
             |a: &[[u32; SIGNAL_COUNT]; 2]| [0, 1].map(|side| std::array::from_fn(|i| a[side][i]));
         PairStateV1 {
-            first_contact: s.first_contact,
-            last_seen: s.last_seen,
-            users: s.users,
-            bands: s.bands,
-            lang_hits: s.lang_hits,
-            recent: s.recent,
+            head: Head::of(s),
             active: s.active.as_ref().map(|a| {
                 Box::new(ActiveV1 {
                     counts: narrow(&a.counts),
@@ -453,12 +427,7 @@ impl PairStateV2 {
     /// details are dropped).
     pub fn of(s: &PairState) -> PairStateV2 {
         PairStateV2 {
-            first_contact: s.first_contact,
-            last_seen: s.last_seen,
-            users: s.users,
-            bands: s.bands,
-            lang_hits: s.lang_hits,
-            recent: s.recent,
+            head: Head::of(s),
             run: s.run,
             active: s
                 .active
@@ -474,12 +443,7 @@ impl PairStateV3 {
     /// slots of patterns added since are dropped).
     pub fn of(s: &PairState) -> PairStateV3 {
         PairStateV3 {
-            first_contact: s.first_contact,
-            last_seen: s.last_seen,
-            users: s.users,
-            bands: s.bands,
-            lang_hits: s.lang_hits,
-            recent: s.recent,
+            head: Head::of(s),
             run: s.run,
             relationship: s.relationship,
             contact: s.contact,
