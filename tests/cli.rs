@@ -264,3 +264,43 @@ fn publish_reports_bad_lines_with_their_number_and_sends_the_rest() {
     rt.block_on(server.stop()).unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn rules_match_shows_what_the_pack_reads_from_classifier_labels() {
+    let out = pairwatch(
+        &[
+            "rules",
+            "match",
+            "--image-label",
+            "nudity=0.93",
+            "--image-label",
+            "cat=0.99",
+            "--hash-match",
+            "csam-list",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "[IMAGE known abuse material, list csam-list] [IMAGE nudity 0.93]\t[MEDIA_SENT NUDE_MEDIA_SENT KNOWN_ABUSE_MATERIAL]\n"
+    );
+    // Below the pack's threshold: only the media; a text label stands for its category.
+    let out = pairwatch(
+        &[
+            "rules",
+            "match",
+            "--image-label",
+            "nudity=0.3",
+            "--label",
+            "sexual_minors=0.9",
+            "hello there",
+        ],
+        "",
+    );
+    let lines = text(&out.stdout);
+    let mut lines = lines.lines();
+    assert_eq!(lines.next(), Some("[IMAGE]\t[MEDIA_SENT]"));
+    let hello = lines.next().unwrap();
+    assert!(hello.contains("SEXUALIZATION=label"), "{hello}");
+}
