@@ -1,5 +1,6 @@
 //! A small gRPC client for people and scripts: `pairwatch publish` streams a JSONL file
-//! of events to a running service, `pairwatch subscribe` prints its alerts as JSONL.
+//! of events to a running service, `pairwatch subscribe` prints its alerts as JSONL,
+//! `pairwatch claim` and `pairwatch resolve` act on one alert.
 
 use crate::detect::event::{Event, Limits};
 use crate::proto::pb;
@@ -119,4 +120,46 @@ pub async fn subscribe(
         out.flush()?;
     }
     Ok(())
+}
+
+/// Claims (or releases) an alert; returns the claim as a JSON line (`{}` after a release).
+pub async fn claim(
+    ch: Channel,
+    token: Option<&str>,
+    req: pb::ClaimRequest,
+) -> anyhow::Result<String> {
+    let mut client = pb::alert_service_client::AlertServiceClient::new(ch);
+    let claim = client
+        .claim(with_token(req, token)?)
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .claim;
+    let line = match claim {
+        Some(c) => serde_json::json!({
+            "moderator_id": c.moderator_id,
+            "expires_at": c.expires_at.as_ref().map(crate::proto::rfc3339),
+        }),
+        None => serde_json::json!({}),
+    };
+    Ok(line.to_string())
+}
+
+/// Resolves an alert.
+pub async fn resolve(
+    ch: Channel,
+    token: Option<&str>,
+    req: pb::ResolveRequest,
+) -> anyhow::Result<()> {
+    let mut client = pb::alert_service_client::AlertServiceClient::new(ch);
+    client
+        .resolve(with_token(req, token)?)
+        .await
+        .map_err(status_error)?;
+    Ok(())
+}
+
+/// A refused call as its code and the service's message, for people.
+fn status_error(s: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{:?}: {}", s.code(), s.message())
 }

@@ -35,6 +35,7 @@ pub struct Config {
     pub auth: Auth,
     pub tls: Tls,
     pub log: Log,
+    pub desk: Desk,
     pub kafka: Kafka,
 }
 
@@ -128,6 +129,14 @@ pub struct Log {
     pub level: String,
     /// Key of the hash that pseudonymises user ids in logs; a random one per process when empty.
     pub pseudonym_key: String,
+}
+
+/// The moderators' desk: open alerts, claims, decisions.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Desk {
+    /// How long a moderator's claim on an alert lasts unless renewed.
+    pub claim_lease: String,
 }
 
 /// Kafka mode (on when `brokers` is set): events from a topic, alerts to a topic.
@@ -378,6 +387,9 @@ impl Default for Config {
                 level: "info".into(),
                 pseudonym_key: String::new(),
             },
+            desk: Desk {
+                claim_lease: "10m".into(),
+            },
             kafka: Kafka::default(),
         }
     }
@@ -550,6 +562,7 @@ impl Config {
         }
         for (key, v) in [
             ("server.shutdown_grace", &self.server.shutdown_grace),
+            ("desk.claim_lease", &self.desk.claim_lease),
             ("kafka.restore_timeout", &self.kafka.restore_timeout),
             ("engine.pair_ttl", &self.engine.pair_ttl),
             ("engine.deadline_clock", &self.engine.deadline_clock),

@@ -71,6 +71,34 @@ enum Command {
         #[arg(long)]
         from_beginning: bool,
     },
+    /// Claim an alert for a moderator (an exclusive lease, renewed by claiming again), or
+    /// give the claim up.
+    Claim {
+        #[command(flatten)]
+        target: ClientArgs,
+        #[arg(long)]
+        alert: String,
+        #[arg(long)]
+        moderator: String,
+        /// Give the claim up instead.
+        #[arg(long)]
+        release: bool,
+    },
+    /// Resolve an alert: confirmed, false_positive (no re-alert for the pair and pattern
+    /// unless the priority rises) or escalated (handed to law enforcement or a hotline).
+    Resolve {
+        #[command(flatten)]
+        target: ClientArgs,
+        #[arg(long)]
+        alert: String,
+        #[arg(long)]
+        moderator: String,
+        #[arg(long, value_parser = ["confirmed", "false_positive", "escalated"])]
+        decision: String,
+        /// A short code for why (letters, digits, '_', '-'), kept in the audit log.
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
     /// The load generator: the synthetic workload through the engine, a running service,
     /// or memory.
     Bench {
@@ -436,6 +464,53 @@ fn main() -> Result<()> {
                 )
                 .await
             })?;
+        }
+        Command::Claim {
+            target,
+            alert,
+            moderator,
+            release,
+        } => {
+            let req = pairwatch::proto::pb::ClaimRequest {
+                alert_id: alert,
+                moderator_id: moderator,
+                release,
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let line = rt.block_on(async {
+                let ch = pairwatch::client::connect(&target.addr).await?;
+                pairwatch::client::claim(ch, target.token.as_deref(), req).await
+            })?;
+            println!("{line}");
+        }
+        Command::Resolve {
+            target,
+            alert,
+            moderator,
+            decision,
+            reason,
+        } => {
+            let decision = match decision.as_str() {
+                "confirmed" => pairwatch::proto::pb::Decision::Confirmed,
+                "false_positive" => pairwatch::proto::pb::Decision::FalsePositive,
+                _ => pairwatch::proto::pb::Decision::Escalated,
+            };
+            let req = pairwatch::proto::pb::ResolveRequest {
+                alert_id: alert,
+                moderator_id: moderator,
+                decision: decision as i32,
+                reason_code: reason,
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let ch = pairwatch::client::connect(&target.addr).await?;
+                pairwatch::client::resolve(ch, target.token.as_deref(), req).await
+            })?;
+            println!("resolved");
         }
         Command::Bench { command } => bench(command)?,
         Command::Config {

@@ -19,6 +19,7 @@ pub struct Metrics {
     alerts: IntCounterVec,
     updates: IntCounterVec,
     decisions: IntCounterVec,
+    claims: IntCounterVec,
     pub processing_seconds: Histogram,
     pub event_to_alert_seconds: Histogram,
     pub pairs: IntGaugeVec,
@@ -257,6 +258,11 @@ impl Metrics {
                 "Moderator decisions, by rule and decision.",
                 &["rule", "decision"],
             ),
+            claims: counter_vec(
+                "pairwatch_moderation_claims_total",
+                "Claims on alerts taken or renewed (claimed) and given up (released).",
+                &["outcome"],
+            ),
             processing_seconds: histogram(
                 "pairwatch_engine_processing_seconds",
                 "Engine time per event.",
@@ -478,6 +484,10 @@ impl Metrics {
         for r in rules {
             self.decisions.with_label_values(&[r, decision]).inc();
         }
+    }
+
+    pub fn claim(&self, outcome: &str) {
+        self.claims.with_label_values(&[outcome]).inc();
     }
 
     /// Counts the shadow rules that held on an event.

@@ -16,14 +16,14 @@ pub mod pb {
     include!(concat!(env!("OUT_DIR"), "/pairwatch.v1.rs"));
 }
 
-fn timestamp(ms: Millis) -> prost_types::Timestamp {
+pub fn timestamp(ms: Millis) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: ms.div_euclid(1000),
         nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
     }
 }
 
-fn rfc3339(ts: &prost_types::Timestamp) -> String {
+pub fn rfc3339(ts: &prost_types::Timestamp) -> String {
     format_rfc3339(
         ts.seconds
             .saturating_mul(1000)

@@ -309,7 +309,8 @@ fn pairs_expire_after_the_ttl_and_users_can_be_forgotten() {
     );
     assert_eq!(engine.pairs(), 1);
     assert!(engine.pair("t", "u-scam", "u-teen").is_none());
-    assert_eq!(engine.forget_user("u-d"), 1);
+    assert_eq!(engine.forget_user(Some("other-tenant"), "u-d"), 0);
+    assert_eq!(engine.forget_user(Some("t"), "u-d"), 1);
     assert_eq!(engine.pairs(), 0);
     assert!(out.is_empty());
 }

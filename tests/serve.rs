@@ -338,6 +338,7 @@ async fn every_rpc_checks_the_bearer_token_and_its_role() {
     let none = admin
         .forget_user(Request::new(pb::ForgetUserRequest {
             user_id: "u".into(),
+            ..Default::default()
         }))
         .await
         .unwrap_err();
@@ -346,6 +347,7 @@ async fn every_rpc_checks_the_bearer_token_and_its_role() {
         .forget_user(authed(
             pb::ForgetUserRequest {
                 user_id: "u".into(),
+                ..Default::default()
             },
             "not-a-real-token-at-all",
         ))
@@ -356,6 +358,7 @@ async fn every_rpc_checks_the_bearer_token_and_its_role() {
         .forget_user(authed(
             pb::ForgetUserRequest {
                 user_id: "u".into(),
+                ..Default::default()
             },
             INGEST,
         ))
@@ -434,13 +437,20 @@ async fn rules_reload_good_and_bad_forget_user_and_get_pair() {
         bad.message()
     );
 
+    let forget = |tenant: &str| pb::ForgetUserRequest {
+        user_id: "u-teen".into(),
+        tenant: tenant.into(),
+    };
+    // The same id in another tenant is another person: nothing of this one goes.
+    let elsewhere = admin
+        .forget_user(authed(forget("other"), ADMIN))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((elsewhere.pairs_removed, elsewhere.alerts_removed), (0, 0));
+    assert!(get_teen_pair(&mut admin).await.is_ok());
     let forgot = admin
-        .forget_user(authed(
-            pb::ForgetUserRequest {
-                user_id: "u-teen".into(),
-            },
-            ADMIN,
-        ))
+        .forget_user(authed(forget("t"), ADMIN))
         .await
         .unwrap()
         .into_inner();
@@ -531,6 +541,7 @@ async fn state_and_alerts_survive_a_restart_and_decisions_suppress_re_alerts() {
                 alert_id: id.clone(),
                 decision: pb::Decision::FalsePositive as i32,
                 moderator_id: "mod-7".into(),
+                ..Default::default()
             },
             MODERATOR,
         ))
@@ -542,6 +553,7 @@ async fn state_and_alerts_survive_a_restart_and_decisions_suppress_re_alerts() {
                 alert_id: id.clone(),
                 decision: pb::Decision::Confirmed as i32,
                 moderator_id: "mod-7".into(),
+                ..Default::default()
             },
             MODERATOR,
         ))
@@ -1271,6 +1283,67 @@ async fn a_full_intake_answers_resource_exhausted_per_event_and_counts_it() {
         let acks = publish(ch.clone(), vec![ev]).await;
         assert!(acks[0].accepted, "{acks:?}");
     }
+    server.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_desk_claims_resolves_and_suppresses_and_keeps_claims_over_a_restart() {
+    let dir = data_dir("desk");
+    let server = start(config(&dir), Default::default()).await.unwrap();
+    let desk = common::desk::Desk {
+        ch: channel(&server).await,
+        ingest: Some(INGEST.into()),
+        moderator: Some(MODERATOR.into()),
+    };
+    let within = Duration::from_secs(10);
+    let alert = desk.raise("u-desk-s", "u-desk-v", within).await;
+    let other = desk.raise("u-desk-s2", "u-desk-v2", within).await;
+    desk.claim(&other.alert_id, "mod-cy", false).await.unwrap();
+    desk.claim_conflict_then_false_positive(&alert.alert_id)
+        .await;
+    server.stop().await.unwrap();
+
+    let server = start(config(&dir), Default::default()).await.unwrap();
+    let desk = common::desk::Desk {
+        ch: channel(&server).await,
+        ..desk
+    };
+    let held = desk
+        .claim(&other.alert_id, "mod-ana", false)
+        .await
+        .unwrap_err();
+    assert!(
+        held.message().contains("\"mod-cy\""),
+        "the claim survived: {held:?}"
+    );
+    desk.no_re_alert_after_false_positive("u-desk-s", "u-desk-v", within)
+        .await;
+    // Escalated, with a reason code: in the audit log, counted per rule.
+    desk.resolve(
+        &other.alert_id,
+        "mod-cy",
+        pb::Decision::Escalated,
+        "reported_pharos",
+    )
+    .await
+    .unwrap();
+    let audit = std::fs::read_to_string(dir.join("decisions.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let actions: Vec<&str> = lines
+        .iter()
+        .map(|l| l["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["claim", "claim", "decide", "decide"], "{audit}");
+    assert_eq!(lines[3]["decision"], "ESCALATED");
+    assert_eq!(lines[3]["reason_code"], "reported_pharos");
+    assert!(lines[3]["rules"].as_array().is_some_and(|r| !r.is_empty()));
+    assert!(!audit.contains("u-desk"), "no user id in the audit log");
+    let (_, metrics) = common::http_get(server.http_addr, "/metrics").await;
+    assert!(metrics.contains("decision=\"escalated\""), "{metrics}");
     server.stop().await.unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }

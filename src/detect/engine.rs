@@ -329,9 +329,10 @@ impl Engine {
         }
     }
 
-    /// Erases every pair of `user_id`; returns how many pairs were removed.
-    pub fn forget_user(&mut self, user_id: &str) -> usize {
-        self.store.forget_user(user_id)
+    /// Erases every pair of `user_id` in `tenant` (`None`: in every tenant); returns how
+    /// many pairs were removed.
+    pub fn forget_user(&mut self, tenant: Option<&str>, user_id: &str) -> usize {
+        self.store.forget_user(tenant, user_id)
     }
 
     /// Processes one validated event; alerts are appended to `out`. Returns the pair's

@@ -587,15 +587,19 @@ impl PairStore {
         self.map.get_mut(key)
     }
 
-    /// Removes every pair in which `user` takes part; returns how many were live.
+    /// Removes every pair of `tenant` (`None`: of every tenant) in which `user` takes
+    /// part; returns how many were live. A pair of unknown tenant (restored from a
+    /// checkpoint older than tenants in pair state) is removed whatever the tenant.
     /// Expired pairs not swept yet are removed too but not counted, so that the count
     /// does not depend on when a sweep pass (maybe triggered by another tenant) ran.
-    pub fn forget_user(&mut self, user: &str) -> usize {
+    pub fn forget_user(&mut self, tenant: Option<&str>, user: &str) -> usize {
         let h = user_hash(user);
+        let t = tenant.map(tenant_hash);
         let (clocks, legacy, ttl) = (&self.clocks, self.legacy, self.ttl);
         let mut live = 0;
         self.map.retain(|_, s| {
-            if s.users[0] != h && s.users[1] != h {
+            let of_tenant = t.is_none_or(|t| s.tenant == t || s.tenant == 0);
+            if !of_tenant || (s.users[0] != h && s.users[1] != h) {
                 return true;
             }
             if s.last_seen >= horizon_in(clocks, legacy, ttl, s.tenant) {
@@ -717,7 +721,10 @@ mod tests {
         store.entry(k3, t, 31 * DAY);
         assert_eq!(store.advance(t, 31 * DAY), 1);
         assert!(store.get(&k).is_none());
-        assert_eq!(store.forget_user("d"), 1);
+        // The same id in another tenant is another person.
+        assert_eq!(store.forget_user(Some("other"), "d"), 0);
+        assert_eq!(store.len(), 2);
+        assert_eq!(store.forget_user(Some("t"), "d"), 1);
         assert_eq!(store.len(), 1);
     }
 
@@ -883,7 +890,7 @@ mod tests {
             store.advance(t, 0);
         }
         assert_eq!(store.clocks.len(), 1000);
-        assert_eq!(store.forget_user("x"), 1000);
+        assert_eq!(store.forget_user(None, "x"), 1000);
         // Some tenant's time moves: the next pass drops the clocks left without pairs.
         event(&mut store, "a", "r", "s", 0);
         event(&mut store, "b", "r", "s", 0);
@@ -895,7 +902,7 @@ mod tests {
         // Counted for their tenant: b keeps its clock, and its lateness, with one pair.
         assert!(store.get(&PairKey::of("b", "r", "s").0).is_some());
         // Dropping the most advanced tenant's clock does not move the legacy clock back.
-        assert_eq!(store.forget_user("r"), 2);
+        assert_eq!(store.forget_user(None, "r"), 2);
         event(&mut store, "c", "r", "s", 0);
         event(&mut store, "c", "r", "s", 2 * crate::detect::time::HOUR);
         assert_eq!(store.watermark(tenant_hash("a")), None);
@@ -922,7 +929,7 @@ mod tests {
                 event(&mut store, "b", "r", "s", 2 * crate::detect::time::HOUR);
             }
             assert_eq!(store.len(), if other_sweeps { 2 } else { 3 });
-            counts.push(store.forget_user("u"));
+            counts.push(store.forget_user(None, "u"));
             // The expired ones went too.
             assert_eq!(store.len(), other_sweeps as usize);
         }

@@ -8,9 +8,10 @@
 //! replaying the write-ahead log after a crash never duplicates a line, and drops updates
 //! of alerts a moderator already decided.
 
+use super::desk::{Action, AuditLine, Claims, Decision, DeskError, Held, Query};
 use crate::detect::alert::Alert;
 use crate::detect::rules::{Pattern, Priority};
-use serde::{Deserialize, Serialize};
+use crate::detect::time::{format_rfc3339, Millis};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
@@ -63,30 +64,6 @@ fn open_key(a: &Alert) -> OpenKey {
     (a.tenant.clone(), x, y, a.pattern)
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum Decision {
-    Confirmed,
-    FalsePositive,
-}
-
-impl Decision {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Decision::Confirmed => "confirmed",
-            Decision::FalsePositive => "false_positive",
-        }
-    }
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct DecisionLine {
-    alert_id: String,
-    decision: Decision,
-    moderator_id: String,
-    decided_at: String,
-}
-
 /// The alerts the service holds: the log in memory, the open ones, the decisions.
 pub struct AlertBook {
     dir: PathBuf,
@@ -108,17 +85,8 @@ pub struct AlertBook {
     ids: HashSet<String>,
     open: HashMap<OpenKey, Logged>,
     decided: HashMap<String, Decision>,
+    claims: Claims,
     next_cursor: u64,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ResolveError {
-    #[error("no alert with id {0:?}")]
-    NotFound(String),
-    #[error("alert {0:?} was already resolved")]
-    AlreadyResolved(String),
-    #[error("I/O error: {0}")]
-    Io(#[from] io::Error),
 }
 
 impl AlertBook {
@@ -143,6 +111,7 @@ impl AlertBook {
             ids: HashSet::new(),
             open: HashMap::new(),
             decided: HashMap::new(),
+            claims: Claims::default(),
             next_cursor: 1,
         };
         let mut bad_lines = 0u64;
@@ -193,15 +162,107 @@ impl AlertBook {
         }
         if let Ok(f) = File::open(dir.join(DECISIONS_FILE)) {
             for line in BufReader::new(f).split(b'\n') {
-                if let Ok(d) = serde_json::from_slice::<DecisionLine>(&line?) {
-                    book.decided.insert(d.alert_id.clone(), d.decision);
+                if let Ok(l) = serde_json::from_slice::<AuditLine>(&line?) {
+                    book.apply(&l);
                 }
             }
         }
-        let decided: Vec<String> = book.decided.keys().cloned().collect();
-        book.open
-            .retain(|_, l| !decided.contains(&l.alert.alert_id));
         Ok(book)
+    }
+
+    /// Applies an audit line: a claim, a release, or a decision (which closes the alert).
+    pub fn apply(&mut self, line: &AuditLine) {
+        self.claims.apply(line);
+        if let (Action::Decide, Some(d)) = (line.action, line.decision) {
+            self.decided.insert(line.alert_id.clone(), d);
+            self.open.retain(|_, l| l.alert.alert_id != line.alert_id);
+        }
+    }
+
+    /// Appends an audit line to the audit log (durably), then applies it.
+    pub fn record(&mut self, line: &AuditLine) -> io::Result<()> {
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(DECISIONS_FILE))?;
+        let mut bytes = serde_json::to_vec(line).map_err(io::Error::other)?;
+        bytes.push(b'\n');
+        f.write_all(&bytes)?;
+        f.sync_data()?;
+        self.apply(line);
+        Ok(())
+    }
+
+    /// The alert `moderator` may act on at `now`: it exists, is not decided, and nobody
+    /// else holds it.
+    fn actionable(
+        &self,
+        alert_id: &str,
+        moderator: &str,
+        now: Millis,
+    ) -> Result<Arc<Alert>, DeskError> {
+        let alert = self
+            .get(alert_id)
+            .ok_or_else(|| DeskError::NotFound(alert_id.into()))?
+            .alert
+            .clone();
+        if self.decided.contains_key(alert_id) {
+            return Err(DeskError::AlreadyResolved(alert_id.into()));
+        }
+        self.claims.check(alert_id, moderator, now)?;
+        Ok(alert)
+    }
+
+    /// The audit line of a claim (or its renewal) for `lease` ms, or of its release.
+    pub fn claim_line(
+        &self,
+        alert_id: &str,
+        moderator: &str,
+        now: Millis,
+        lease: Millis,
+        release: bool,
+    ) -> Result<AuditLine, DeskError> {
+        let alert = self.actionable(alert_id, moderator, now)?;
+        if release {
+            if self.claims.holder(alert_id, now).is_none() {
+                return Err(DeskError::NotHolder(alert_id.into()));
+            }
+            return Ok(AuditLine::of(Action::Release, &alert, moderator, now));
+        }
+        let mut line = AuditLine::of(Action::Claim, &alert, moderator, now);
+        line.until = Some(format_rfc3339(now + lease));
+        Ok(line)
+    }
+
+    /// The audit line of a decision, with the alert it closes.
+    pub fn decide_line(
+        &self,
+        alert_id: &str,
+        decision: Decision,
+        moderator: &str,
+        reason_code: &str,
+        now: Millis,
+    ) -> Result<(AuditLine, Arc<Alert>), DeskError> {
+        let alert = self.actionable(alert_id, moderator, now)?;
+        let mut line = AuditLine::of(Action::Decide, &alert, moderator, now);
+        line.decision = Some(decision);
+        line.reason_code = reason_code.to_string();
+        Ok((line, alert))
+    }
+
+    /// Who holds `alert_id` at `now`.
+    pub fn holder(&self, alert_id: &str, now: Millis) -> Option<&Held> {
+        self.claims.holder(alert_id, now)
+    }
+
+    /// Whether `alert_id` was decided.
+    pub fn decided(&self, alert_id: &str) -> bool {
+        self.decided.contains_key(alert_id)
+    }
+
+    /// Claims in force at `now`.
+    pub fn claimed_count(&self, now: Millis) -> usize {
+        self.claims.count(now)
     }
 
     fn remember(&mut self, cursor: u64, alert: Arc<Alert>) {
@@ -306,7 +367,6 @@ impl AlertBook {
         self.pending.is_empty() && !self.unsynced
     }
 
-    /// Alerts after `cursor`, in log order.
     /// Alerts after `cursor`, in log order; `Err(oldest)` when alerts after `cursor` are
     /// no longer in memory (`oldest` is the first cursor still held).
     pub fn after(&self, cursor: u64) -> Result<Vec<Logged>, u64> {
@@ -347,7 +407,6 @@ impl AlertBook {
             .find(|l| l.alert.alert_id == alert_id)
     }
 
-    /// Open alerts, most urgent first: priority, then deadline (earliest first, none last).
     /// How many alerts are open, per priority (in `Priority::ALL` order).
     pub fn open_counts(&self) -> [i64; 4] {
         let mut n = [0; 4];
@@ -359,77 +418,33 @@ impl AlertBook {
         n
     }
 
-    pub fn list_open(&self, min: Priority, tenant: Option<&str>, limit: usize) -> Vec<Logged> {
-        let mut out: Vec<Logged> = self
-            .open
-            .values()
-            .filter(|l| l.alert.priority <= min && tenant.is_none_or(|t| t == l.alert.tenant))
-            .cloned()
-            .collect();
-        out.sort_by(|a, b| {
-            let deadline = |l: &Logged| l.alert.respond_by.clone().unwrap_or_else(|| "~".into());
-            (a.alert.priority, deadline(a), a.cursor).cmp(&(
-                b.alert.priority,
-                deadline(b),
-                b.cursor,
-            ))
-        });
-        out.truncate(limit);
-        out
+    /// One page of open alerts for `q`, most urgent first (see [`super::desk::page`]),
+    /// with their claims at `now`, and the next page's token.
+    pub fn list_open(
+        &self,
+        q: &Query,
+        now: Millis,
+    ) -> (Vec<(Logged, Option<Held>)>, Option<String>) {
+        super::desk::page(self.open.values(), &self.claims, q, now)
     }
 
-    /// Records a moderator's decision durably and closes the alert.
-    pub fn resolve(
-        &mut self,
-        alert_id: &str,
-        decision: Decision,
-        moderator_id: &str,
-        at: &str,
-    ) -> Result<Arc<Alert>, ResolveError> {
-        let alert = self
-            .get(alert_id)
-            .ok_or_else(|| ResolveError::NotFound(alert_id.into()))?
-            .alert
-            .clone();
-        if self.decided.contains_key(alert_id) {
-            return Err(ResolveError::AlreadyResolved(alert_id.into()));
-        }
-        let line = DecisionLine {
-            alert_id: alert_id.into(),
-            decision,
-            moderator_id: moderator_id.into(),
-            decided_at: at.into(),
-        };
-        let mut f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join(DECISIONS_FILE))?;
-        let mut bytes = serde_json::to_vec(&line).map_err(io::Error::other)?;
-        bytes.push(b'\n');
-        f.write_all(&bytes)?;
-        f.sync_data()?;
-        self.decided.insert(alert_id.into(), decision);
-        let key = open_key(&alert);
-        if self
-            .open
-            .get(&key)
-            .is_some_and(|l| l.alert.alert_id == alert_id)
-        {
-            self.open.remove(&key);
-        }
-        Ok(alert)
-    }
-
-    /// Erases every alert naming `user` (as suspect, target or evidence sender) from
-    /// memory and from the whole log on disk. Returns how many were removed.
-    pub fn forget_user(&mut self, user: &str) -> io::Result<usize> {
+    /// Erases every alert of `tenant` (`None`: of every tenant) naming `user` (as
+    /// suspect, target or evidence sender) from memory and from the whole log on disk. Returns how many were removed.
+    pub fn forget_user(&mut self, tenant: Option<&str>, user: &str) -> io::Result<usize> {
         let involves = |a: &Alert| {
-            a.suspect.user_id == user
-                || a.target.user_id == user
-                || a.evidence.iter().any(|e| e.sender_id == user)
+            tenant.is_none_or(|t| t == a.tenant)
+                && (a.suspect.user_id == user
+                    || a.target.user_id == user
+                    || a.evidence.iter().any(|e| e.sender_id == user))
         };
         self.history.retain(|l| !involves(&l.alert));
         self.open.retain(|_, l| !involves(&l.alert));
+        let kept: HashSet<&str> = self
+            .history
+            .iter()
+            .map(|l| l.alert.alert_id.as_str())
+            .collect();
+        self.claims.retain(|id| kept.contains(id));
         self.pending.retain(|a| !involves(a));
         self.pending_ids = self.pending.iter().map(|a| a.stream_key()).collect();
         // The log on disk holds more than memory: filter it line by line.
@@ -466,6 +481,7 @@ impl AlertBook {
 mod tests {
     use super::*;
     use crate::detect::alert::{AlertUpdate, AlertUser, UpdateKind, VictimNotice};
+    use crate::server::desk::ClaimFilter;
 
     fn alert(id: &str, suspect: &str, target: &str) -> Alert {
         let user = |u: &str| AlertUser {
@@ -525,13 +541,20 @@ mod tests {
             "alerts 2.. are no longer all in memory"
         );
         // Forgetting reaches alerts no longer in memory.
-        assert_eq!(book.forget_user("u-x").unwrap(), 3);
+        assert_eq!(book.forget_user(Some("t"), "u-x").unwrap(), 3);
         let log = std::fs::read_to_string(dir.join(ALERTS_FILE)).unwrap();
         assert_eq!(log.lines().count(), 2);
         assert!(!log.contains("u-x"));
         let reopened = AlertBook::open(&dir).unwrap();
         assert_eq!(reopened.last_cursor(), 4);
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn all() -> Query {
+        Query {
+            limit: 10,
+            ..Query::default()
+        }
     }
 
     fn update_of(a: &Alert, kind: UpdateKind, at: &str) -> Alert {
@@ -568,10 +591,10 @@ mod tests {
         book.queue(passed.clone());
         assert!(book.write_pending().0.is_empty());
         // The open alert is the updated one: the desk shows the deadline passed.
-        let open = book.list_open(Priority::P3, None, 10);
+        let open = book.list_open(&all(), 0).0;
         assert_eq!(open.len(), 1);
-        assert!(open[0].alert.deadline_passed);
-        assert_eq!(open[0].cursor, 2);
+        assert!(open[0].0.alert.deadline_passed);
+        assert_eq!(open[0].0.cursor, 2);
         // An update of an alert that a newer alert of the pair replaced does not stand
         // for the pair.
         let newer = alert("a2", "s", "v");
@@ -582,11 +605,13 @@ mod tests {
             "2026-01-01T02:00:00Z",
         ));
         assert_eq!(book.write_pending().0.len(), 2);
-        let open = book.list_open(Priority::P3, None, 10);
-        assert_eq!(open[0].alert.alert_id, "a2");
+        let open = book.list_open(&all(), 0).0;
+        assert_eq!(open[0].0.alert.alert_id, "a2");
         // Once decided, an alert takes no update.
-        book.resolve("a2", Decision::Confirmed, "m", "2026-01-01T03:00:00Z")
+        let (line, _) = book
+            .decide_line("a2", Decision::Confirmed, "m", "", 0)
             .unwrap();
+        book.record(&line).unwrap();
         let a2 = book.get("a2").unwrap().alert.as_ref().clone();
         book.queue(update_of(
             &a2,
@@ -598,9 +623,117 @@ mod tests {
         // Read back: the same lines, the same open alert, no line twice.
         let mut reopened = AlertBook::open(&dir).unwrap();
         assert_eq!(reopened.last_cursor(), 4);
-        assert!(reopened.list_open(Priority::P3, None, 10).is_empty());
+        assert!(reopened.list_open(&all(), 0).0.is_empty());
         reopened.queue(passed);
         assert!(reopened.write_pending().0.is_empty());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn claims_hold_off_other_moderators_order_the_desk_and_survive_a_restart() {
+        let dir = std::env::temp_dir().join(format!("pw-book-claim-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut book = AlertBook::open(&dir).unwrap();
+        let t0 = 1_800_000_000_000;
+        let at = |ms: Millis| format_rfc3339(ms);
+        // Same priority: the one with a deadline first, then the older one.
+        let mut late = alert("late", "s1", "v1");
+        late.triggered_at = at(t0 + 5_000);
+        let mut old = alert("old", "s2", "v2");
+        old.triggered_at = at(t0);
+        let mut due = alert("due", "s3", "v3");
+        due.triggered_at = at(t0 + 9_000);
+        due.respond_by = Some(at(t0 + 3_600_000));
+        let mut urgent = alert("urgent", "s4", "v4");
+        urgent.priority = Priority::P0;
+        urgent.triggered_at = at(t0 + 10_000);
+        for a in [late, old, due, urgent] {
+            book.queue(a);
+        }
+        assert!(book.write_pending().1.is_none());
+        let ids = |page: &[(Logged, Option<Held>)]| -> Vec<String> {
+            page.iter().map(|(l, _)| l.alert.alert_id.clone()).collect()
+        };
+        let (first, token) = book.list_open(&Query { limit: 2, ..all() }, t0);
+        assert_eq!(ids(&first), ["urgent", "due"]);
+        let after = super::super::desk::Place::from_token(&token.unwrap());
+        let (second, token) = book.list_open(
+            &Query {
+                limit: 2,
+                after,
+                ..all()
+            },
+            t0,
+        );
+        assert_eq!(ids(&second), ["old", "late"]);
+        assert_eq!(token, None, "the last page");
+
+        // m1 claims "old"; m2 can neither claim nor resolve it while the lease runs.
+        let lease = 600_000;
+        let claim = book.claim_line("old", "m1", t0, lease, false).unwrap();
+        book.record(&claim).unwrap();
+        let err = book
+            .claim_line("old", "m2", t0 + 1, lease, false)
+            .unwrap_err();
+        assert!(
+            matches!(&err, DeskError::HeldBy { holder, .. } if holder == "m1"),
+            "{err}"
+        );
+        let err = book
+            .decide_line("old", Decision::FalsePositive, "m2", "", t0 + 1)
+            .unwrap_err();
+        assert!(matches!(err, DeskError::HeldBy { .. }));
+        let claimed = Query {
+            claimed: ClaimFilter::Claimed,
+            ..all()
+        };
+        assert_eq!(ids(&book.list_open(&claimed, t0 + 1).0), ["old"]);
+        let unclaimed = Query {
+            claimed: ClaimFilter::Unclaimed,
+            pattern: Some(Pattern::Sextortion),
+            min_priority: Some(Priority::P1),
+            ..all()
+        };
+        assert_eq!(
+            ids(&book.list_open(&unclaimed, t0 + 1).0),
+            ["urgent", "due", "late"]
+        );
+
+        // The claim is in the audit log: a restart keeps it.
+        drop(book);
+        let mut book = AlertBook::open(&dir).unwrap();
+        assert_eq!(book.holder("old", t0 + 1).unwrap().moderator_id, "m1");
+        // Once it expires, m2 may take the alert and decide it; the decision ends the claim.
+        let (line, alert) = book
+            .decide_line(
+                "old",
+                Decision::Escalated,
+                "m2",
+                "reported_ncmec",
+                t0 + lease,
+            )
+            .unwrap();
+        assert_eq!(alert.alert_id, "old");
+        book.record(&line).unwrap();
+        assert!(book.holder("old", t0 + lease).is_none());
+        assert_eq!(
+            book.decide_line("old", Decision::Confirmed, "m1", "", t0 + lease)
+                .unwrap_err(),
+            DeskError::AlreadyResolved("old".into())
+        );
+        let audit = std::fs::read_to_string(dir.join(DECISIONS_FILE)).unwrap();
+        let lines: Vec<AuditLine> = audit
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[1].decision, Some(Decision::Escalated));
+        assert_eq!(lines[1].reason_code, "reported_ncmec");
+        assert_eq!(lines[1].tenant, "t");
+        assert!(
+            !audit.contains("s2") && !audit.contains("v2"),
+            "no user id in the audit log"
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 }

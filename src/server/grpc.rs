@@ -1,7 +1,8 @@
 //! The gRPC services (`pairwatch.v1`): ingest, alerts, admin. Handlers validate, then
 //! hand work to the pipeline; they never touch pair state themselves.
 
-use super::alerts::{Decision, Logged, ResolveError};
+use super::alerts::Logged;
+use super::desk::{ClaimFilter, Decision, DeskError, Held, Place, Query};
 use super::pipeline::{Command, Pipeline, Route, Suppress};
 use super::Backend;
 use crate::detect::event::EventError;
@@ -361,7 +362,88 @@ fn envelope(l: &Logged) -> pb::AlertEnvelope {
     pb::AlertEnvelope {
         cursor: l.cursor,
         alert: Some(pb::Alert::from(&*l.alert)),
+        claim: None,
     }
+}
+
+fn claim_state(h: &Held) -> pb::ClaimState {
+    pb::ClaimState {
+        moderator_id: h.moderator_id.clone(),
+        expires_at: Some(crate::proto::timestamp(h.until)),
+    }
+}
+
+impl From<DeskError> for ServiceError {
+    fn from(e: DeskError) -> ServiceError {
+        match e {
+            DeskError::NotFound(_) => ServiceError::NotFound(e.to_string()),
+            DeskError::AlreadyResolved(_) | DeskError::HeldBy { .. } | DeskError::NotHolder(_) => {
+                ServiceError::FailedPrecondition(e.to_string())
+            }
+        }
+    }
+}
+
+/// A ListOpen request, checked.
+fn list_query(req: pb::ListOpenRequest) -> Result<Query, ServiceError> {
+    let pattern = match pb::Pattern::try_from(req.pattern) {
+        Ok(pb::Pattern::Unspecified) => None,
+        Ok(p) => {
+            crate::detect::rules::Pattern::parse(p.as_str_name().trim_start_matches("PATTERN_"))
+        }
+        Err(_) => {
+            return Err(ServiceError::InvalidArgument(format!(
+                "pattern {} is not a pattern",
+                req.pattern
+            )))
+        }
+    };
+    let claimed = match pb::ClaimFilter::try_from(req.claimed) {
+        Ok(pb::ClaimFilter::Any) => ClaimFilter::Any,
+        Ok(pb::ClaimFilter::Claimed) => ClaimFilter::Claimed,
+        Ok(pb::ClaimFilter::Unclaimed) => ClaimFilter::Unclaimed,
+        Err(_) => {
+            return Err(ServiceError::InvalidArgument(format!(
+                "claimed {} is not ANY, CLAIMED or UNCLAIMED",
+                req.claimed
+            )))
+        }
+    };
+    let after = match req.page_token.as_str() {
+        "" => None,
+        t => Some(Place::from_token(t).ok_or_else(|| {
+            ServiceError::InvalidArgument(
+                "page_token is not one this service gave: pass the next_page_token of the \
+                 previous page"
+                    .into(),
+            )
+        })?),
+    };
+    Ok(Query {
+        min_priority: Some(parse_min_priority(&req.min_priority)?),
+        tenant: Some(req.tenant).filter(|t| !t.is_empty()),
+        pattern,
+        claimed,
+        after,
+        limit: match req.limit {
+            0 => LIST_DEFAULT,
+            n => (n as usize).min(LIST_MAX),
+        },
+    })
+}
+
+fn required(field: &str, v: &str) -> Result<(), ServiceError> {
+    if v.is_empty() {
+        return Err(ServiceError::InvalidArgument(format!(
+            "{field} is required"
+        )));
+    }
+    if v.len() > 256 {
+        return Err(ServiceError::InvalidArgument(format!(
+            "{field} is longer than 256 bytes"
+        )));
+    }
+    Ok(())
 }
 
 pub struct Alerts {
@@ -374,6 +456,8 @@ pub struct Alerts {
     buffer: usize,
     /// `Subscribe` streams open now.
     open: Arc<AtomicUsize>,
+    /// How long a claim lasts (`desk.claim_lease`), in milliseconds.
+    lease: crate::detect::time::Millis,
 }
 
 impl Alerts {
@@ -382,6 +466,7 @@ impl Alerts {
         shutdown: tokio_util::sync::CancellationToken,
         max_subscribers: usize,
         buffer: usize,
+        lease: crate::detect::time::Millis,
     ) -> Self {
         Alerts {
             backend,
@@ -389,6 +474,7 @@ impl Alerts {
             max_subscribers: max_subscribers.max(1),
             buffer: buffer.max(1),
             open: Arc::new(AtomicUsize::new(0)),
+            lease,
         }
     }
 }
@@ -618,22 +704,56 @@ impl pb::alert_service_server::AlertService for Alerts {
         &self,
         request: Request<pb::ListOpenRequest>,
     ) -> Result<Response<pb::ListOpenResponse>, Status> {
-        let req = request.into_inner();
-        let min = parse_min_priority(&req.min_priority)?;
-        let limit = match req.limit {
-            0 => LIST_DEFAULT,
-            n => (n as usize).min(LIST_MAX),
-        };
-        let tenant = Some(req.tenant.as_str()).filter(|t| !t.is_empty());
-        let open = self
+        let q = list_query(request.into_inner())?;
+        let now = crate::detect::time::now_millis();
+        let (page, next) = self
             .backend
             .local()?
             .book
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .list_open(min, tenant, limit);
+            .list_open(&q, now);
         Ok(Response::new(pb::ListOpenResponse {
-            alerts: open.iter().map(envelope).collect(),
+            alerts: page
+                .iter()
+                .map(|(l, held)| pb::AlertEnvelope {
+                    claim: held.as_ref().map(claim_state),
+                    ..envelope(l)
+                })
+                .collect(),
+            next_page_token: next.unwrap_or_default(),
+        }))
+    }
+
+    async fn claim(
+        &self,
+        request: Request<pb::ClaimRequest>,
+    ) -> Result<Response<pb::ClaimResponse>, Status> {
+        let req = request.into_inner();
+        required("alert_id", &req.alert_id)?;
+        required("moderator_id", &req.moderator_id)?;
+        let pipeline = self.backend.local()?;
+        let book = pipeline.book.clone();
+        let lease = self.lease;
+        let held = tokio::task::spawn_blocking(move || -> Result<Option<Held>, ServiceError> {
+            let mut book = book.write().unwrap_or_else(|p| p.into_inner());
+            let now = crate::detect::time::now_millis();
+            let line =
+                book.claim_line(&req.alert_id, &req.moderator_id, now, lease, req.release)?;
+            book.record(&line)
+                .map_err(|e| ServiceError::Internal(format!("audit log: {e}")))?;
+            Ok(book.holder(&req.alert_id, now).cloned())
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(e.to_string()))??;
+        let outcome = if held.is_some() {
+            "claimed"
+        } else {
+            "released"
+        };
+        pipeline.metrics.claim(outcome);
+        Ok(Response::new(pb::ClaimResponse {
+            claim: held.as_ref().map(claim_state),
         }))
     }
 
@@ -645,22 +765,37 @@ impl pb::alert_service_server::AlertService for Alerts {
         let decision = match pb::Decision::try_from(req.decision) {
             Ok(pb::Decision::Confirmed) => Decision::Confirmed,
             Ok(pb::Decision::FalsePositive) => Decision::FalsePositive,
+            Ok(pb::Decision::Escalated) => Decision::Escalated,
             _ => {
                 return Err(ServiceError::InvalidArgument(
-                    "decision must be CONFIRMED or FALSE_POSITIVE".into(),
+                    "decision must be CONFIRMED, FALSE_POSITIVE or ESCALATED".into(),
                 )
                 .into())
             }
         };
-        if req.moderator_id.is_empty() {
-            return Err(ServiceError::InvalidArgument("moderator_id is required".into()).into());
+        required("alert_id", &req.alert_id)?;
+        required("moderator_id", &req.moderator_id)?;
+        if !super::desk::valid_reason_code(&req.reason_code) {
+            return Err(ServiceError::InvalidArgument(format!(
+                "reason_code must be at most {} lowercase letters, digits, '_' or '-': a code, not free text",
+                super::desk::MAX_REASON_CODE
+            ))
+            .into());
         }
         let pipeline = self.backend.local()?;
-        let alert = {
-            let book = pipeline.book.read().unwrap_or_else(|p| p.into_inner());
-            book.get(&req.alert_id).map(|l| l.alert.clone())
-        }
-        .ok_or_else(|| ServiceError::NotFound(format!("no alert with id {:?}", req.alert_id)))?;
+        let now = crate::detect::time::now_millis();
+        let (_, alert) = pipeline
+            .book
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .decide_line(
+                &req.alert_id,
+                decision,
+                &req.moderator_id,
+                &req.reason_code,
+                now,
+            )
+            .map_err(ServiceError::from)?;
         if decision == Decision::FalsePositive {
             let sup = Suppress {
                 tenant: alert.tenant.clone(),
@@ -673,36 +808,27 @@ impl pb::alert_service_server::AlertService for Alerts {
             pipeline.append(Route::Suppress(sup), payload).await?;
         }
         let book = pipeline.book.clone();
-        let at = crate::detect::time::format_rfc3339(jiff::Timestamp::now().as_millisecond());
-        let (id, moderator) = (req.alert_id.clone(), req.moderator_id.clone());
-        let resolved = tokio::task::spawn_blocking(move || {
-            book.write()
-                .unwrap_or_else(|p| p.into_inner())
-                .resolve(&id, decision, &moderator, &at)
+        let decided = tokio::task::spawn_blocking(move || -> Result<_, ServiceError> {
+            let mut book = book.write().unwrap_or_else(|p| p.into_inner());
+            // Checked again under the write lock: another decision may have come between.
+            let (line, alert) = book.decide_line(
+                &req.alert_id,
+                decision,
+                &req.moderator_id,
+                &req.reason_code,
+                crate::detect::time::now_millis(),
+            )?;
+            book.record(&line)
+                .map_err(|e| ServiceError::Internal(format!("audit log: {e}")))?;
+            Ok((alert, book.open_counts()))
         })
         .await
-        .map_err(|e| ServiceError::Internal(e.to_string()))?;
-        match resolved {
-            Ok(a) => {
-                pipeline.metrics.decision(&a.rules, decision.as_str());
-                pipeline.metrics.set_open(
-                    pipeline
-                        .book
-                        .read()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .open_counts(),
-                );
-                tracing::info!(alert_id = %a.alert_id, decision = decision.as_str(), "alert resolved");
-                Ok(Response::new(pb::ResolveResponse {}))
-            }
-            Err(ResolveError::NotFound(m)) => {
-                Err(ServiceError::NotFound(format!("no alert with id {m:?}")).into())
-            }
-            Err(e @ ResolveError::AlreadyResolved(_)) => {
-                Err(ServiceError::FailedPrecondition(e.to_string()).into())
-            }
-            Err(e) => Err(ServiceError::Internal(e.to_string()).into()),
-        }
+        .map_err(|e| ServiceError::Internal(e.to_string()))??;
+        let (a, open) = decided;
+        pipeline.metrics.decision(&a.rules, decision.as_str());
+        pipeline.metrics.set_open(open);
+        tracing::info!(alert_id = %a.alert_id, decision = decision.as_str(), "alert resolved");
+        Ok(Response::new(pb::ResolveResponse {}))
     }
 }
 
@@ -771,20 +897,28 @@ impl pb::admin_service_server::AdminService for Admin {
         &self,
         request: Request<pb::ForgetUserRequest>,
     ) -> Result<Response<pb::ForgetUserResponse>, Status> {
-        let user = request.into_inner().user_id;
-        if user.is_empty() {
-            return Err(ServiceError::InvalidArgument("user_id is required".into()).into());
+        let req = request.into_inner();
+        let user = req.user_id;
+        required("user_id", &user)?;
+        if user.contains('\0') || req.tenant.contains('\0') {
+            return Err(ServiceError::InvalidArgument(
+                "user_id and tenant cannot hold a NUL character".into(),
+            )
+            .into());
         }
+        let tenant = match req.tenant.as_str() {
+            "" => crate::detect::event::DEFAULT_TENANT.to_string(),
+            t => t.to_string(),
+        };
+        let erasure = super::pipeline::Erasure {
+            tenant: Some(tenant),
+            user: user.clone(),
+        };
         let pipeline = self.backend.local()?;
         let (reply, replies) = std::sync::mpsc::channel();
+        let payload = erasure.to_payload();
         pipeline
-            .append(
-                Route::Forget {
-                    user: user.clone(),
-                    reply,
-                },
-                user.as_bytes().to_vec(),
-            )
+            .append(Route::Forget { erasure, reply }, payload)
             .await?;
         let shards = pipeline.shard_count();
         let (pairs, alerts) = tokio::task::spawn_blocking(move || {

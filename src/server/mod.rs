@@ -11,6 +11,7 @@
 pub mod alerts;
 pub mod auth;
 pub mod checkpoint;
+pub mod desk;
 pub mod grpc;
 pub mod http;
 pub mod pipeline;
@@ -308,6 +309,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         shutdown.clone(),
         config.limits.max_subscribers.max(1) as usize,
         config.limits.subscriber_buffer.max(1) as usize,
+        Config::duration(&config.desk.claim_lease),
     ));
     let admin = pb::admin_service_server::AdminServiceServer::new(grpc::Admin {
         backend: backend.clone(),

@@ -44,10 +44,41 @@ pub enum Route {
     },
     /// `reply` gets, from each shard, the pairs and alerts it removed.
     Forget {
-        user: String,
+        erasure: Erasure,
         reply: std::sync::mpsc::Sender<(usize, usize)>,
     },
     Suppress(Suppress),
+}
+
+/// A user to forget, as logged: `tenant NUL user`. A record of the releases before
+/// tenants were named holds the user alone and erases the user in every tenant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Erasure {
+    pub tenant: Option<String>,
+    pub user: String,
+}
+
+impl Erasure {
+    pub fn to_payload(&self) -> Vec<u8> {
+        let mut p = self.tenant.clone().unwrap_or_default().into_bytes();
+        p.push(0);
+        p.extend_from_slice(self.user.as_bytes());
+        p
+    }
+
+    pub fn from_payload(p: &[u8]) -> Erasure {
+        let text = String::from_utf8_lossy(p);
+        match text.split_once('\0') {
+            Some((tenant, user)) => Erasure {
+                tenant: Some(tenant.to_string()),
+                user: user.to_string(),
+            },
+            None => Erasure {
+                tenant: None,
+                user: text.into_owned(),
+            },
+        }
+    }
 }
 
 /// A false-positive decision, as logged.
@@ -85,7 +116,7 @@ enum ShardMsg {
         received: Option<Instant>,
     },
     Forget {
-        user: String,
+        erasure: Erasure,
         reply: Option<std::sync::mpsc::Sender<(usize, usize)>>,
     },
     Suppress(Suppress),
@@ -121,7 +152,7 @@ enum WriterMsg {
     },
     /// After a shard forgot a user: erase its alerts too, after the shard's earlier alerts.
     Forget {
-        user: String,
+        erasure: Erasure,
         pairs: usize,
         reply: Option<std::sync::mpsc::Sender<(usize, usize)>>,
     },
@@ -369,13 +400,13 @@ fn route_record(rec: &Record, limits: &Limits, shards: usize) -> Vec<(usize, Sha
             )]
         }
         Kind::Forget => {
-            let user = String::from_utf8_lossy(&rec.payload).into_owned();
+            let erasure = Erasure::from_payload(&rec.payload);
             (0..shards)
                 .map(|s| {
                     (
                         s,
                         ShardMsg::Forget {
-                            user: user.clone(),
+                            erasure: erasure.clone(),
                             reply: None,
                         },
                     )
@@ -508,9 +539,9 @@ fn log_loop(
                             );
                             metrics.events_accepted.inc();
                         }
-                        Route::Forget { user, reply } => {
+                        Route::Forget { erasure, reply } => {
                             shards.all(|| ShardMsg::Forget {
-                                user: user.clone(),
+                                erasure: erasure.clone(),
                                 reply: Some(reply.clone()),
                             });
                         }
@@ -585,9 +616,13 @@ fn shard_loop(
                 }
                 counters.observe(engine.stats(), &metrics);
             }
-            ShardMsg::Forget { user, reply } => {
-                let pairs = engine.forget_user(&user);
-                let _ = writer.send(WriterMsg::Forget { user, pairs, reply });
+            ShardMsg::Forget { erasure, reply } => {
+                let pairs = engine.forget_user(erasure.tenant.as_deref(), &erasure.user);
+                let _ = writer.send(WriterMsg::Forget {
+                    erasure,
+                    pairs,
+                    reply,
+                });
             }
             ShardMsg::Suppress(s) => {
                 engine.suppress(&s.tenant, &s.a, &s.b, s.pattern);
@@ -716,11 +751,15 @@ fn writer_loop(
                         }
                     }
                 }
-                WriterMsg::Forget { user, pairs, reply } => {
+                WriterMsg::Forget {
+                    erasure,
+                    pairs,
+                    reply,
+                } => {
                     let alerts = match book
                         .write()
                         .unwrap_or_else(|p| p.into_inner())
-                        .forget_user(&user)
+                        .forget_user(erasure.tenant.as_deref(), &erasure.user)
                     {
                         Ok(n) => n,
                         Err(e) => {

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod desk;
+
 use pairwatch::detect::alert::Alert;
 use pairwatch::detect::engine::{Engine, EngineConfig};
 use pairwatch::detect::event::{Event, Limits};
