@@ -137,6 +137,8 @@ pub struct Log {
 pub struct Desk {
     /// How long a moderator's claim on an alert lasts unless renewed.
     pub claim_lease: String,
+    /// `all`: detection and the desk; `desk`: the desk alone (Kafka mode), no detection.
+    pub role: String,
 }
 
 /// Kafka mode (on when `brokers` is set): events from a topic, alerts to a topic.
@@ -156,6 +158,8 @@ pub struct Kafka {
     /// Empty: `<events_topic>.by-pair`.
     pub rekeyed_topic: String,
     pub alerts_topic: String,
+    /// The desk's record of claims, releases and decisions (keyed by pair).
+    pub decisions_topic: String,
     /// Alerts also split by priority: `<alerts_topic>.p0` ... `.p3` instead of one topic.
     pub alerts_topic_per_priority: bool,
     pub dlq_topic: String,
@@ -204,6 +208,7 @@ impl Default for Kafka {
             keyed_by_pair: true,
             rekeyed_topic: String::new(),
             alerts_topic: "pairwatch.alerts".into(),
+            decisions_topic: "pairwatch.decisions".into(),
             alerts_topic_per_priority: false,
             dlq_topic: "pairwatch.events.dlq".into(),
             dlq_max_value_bytes: 0,
@@ -389,6 +394,7 @@ impl Default for Config {
             },
             desk: Desk {
                 claim_lease: "10m".into(),
+                role: "all".into(),
             },
             kafka: Kafka::default(),
         }
@@ -578,6 +584,18 @@ impl Config {
                     "`{key}`: {v:?} is not a duration like 30s, 5m, 24h, 30d"
                 ));
             }
+        }
+        match self.desk.role.as_str() {
+            "all" => {}
+            "desk" if self.kafka.enabled() => {}
+            "desk" => errors.push(
+                "`desk.role`: \"desk\" (the desk alone) needs Kafka mode (`kafka.brokers`): \
+                 in embedded mode the desk is fed by this instance's own detection"
+                    .to_string(),
+            ),
+            other => errors.push(format!(
+                "`desk.role`: {other:?} is neither \"all\" nor \"desk\""
+            )),
         }
         let linger = &self.kafka.batch_linger;
         if linger != "auto" && parse_duration(linger).is_none_or(|d| d <= 0) {

@@ -43,6 +43,10 @@ enum Command {
     Serve {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// `desk`: serve the moderators' desk alone, without detection (Kafka mode);
+        /// sets `desk.role`.
+        #[arg(long, value_parser = ["all", "desk"])]
+        role: Option<String>,
     },
     /// Stream a JSONL file of events (or - for stdin) to a running service.
     Publish {
@@ -404,8 +408,10 @@ async fn serve(config: pairwatch::config::Config) -> Result<()> {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Command::Serve { config } => {
-            let config = load_config(config.as_deref())?;
+        Command::Serve { config, role } => {
+            let role = role.map(|r| (format!("{}DESK__ROLE", pairwatch::config::ENV_PREFIX), r));
+            let config =
+                pairwatch::config::Config::load(config.as_deref(), std::env::vars().chain(role))?;
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?

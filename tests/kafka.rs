@@ -233,10 +233,13 @@ impl<'a> Setup<'a> {
         for t in [s.events(), s.changelog()] {
             broker.create_topic(&t, PARTITIONS);
         }
-        for t in [s.alerts(), s.dlq()] {
+        for t in [s.alerts(), s.dlq(), s.decisions()] {
             broker.create_topic(&t, 2);
         }
         s
+    }
+    fn decisions(&self) -> String {
+        format!("{}.decisions", self.prefix)
     }
     fn events(&self) -> String {
         format!("{}.events", self.prefix)
@@ -270,6 +273,7 @@ impl<'a> Setup<'a> {
         k.alerts_topic = self.alerts();
         k.dlq_topic = self.dlq();
         k.changelog_topic = self.changelog();
+        k.decisions_topic = self.decisions();
         k.max_batch = 200;
         k.batch_linger = "100ms".into();
         // More threads than the machine may have cores: the parallel path runs anywhere.
@@ -297,6 +301,7 @@ impl<'a> Setup<'a> {
             ("KAFKA__ALERTS_TOPIC", k.alerts_topic.clone()),
             ("KAFKA__DLQ_TOPIC", k.dlq_topic.clone()),
             ("KAFKA__CHANGELOG_TOPIC", k.changelog_topic.clone()),
+            ("KAFKA__DECISIONS_TOPIC", k.decisions_topic.clone()),
             ("KAFKA__MAX_BATCH", k.max_batch.to_string()),
             ("KAFKA__BATCH_LINGER", k.batch_linger.clone()),
             ("KAFKA__DETECT_THREADS", k.detect_threads.to_string()),
@@ -988,20 +993,106 @@ async fn grpc_publish_goes_through_kafka(broker: &dyn Broker, test: &str) {
         .find(|a| a.header("pairwatch-priority") == Some("P0"))
         .unwrap();
     assert_eq!(p0.header("pairwatch-pattern"), Some("SEXTORTION"));
-    // Alerts are read from the topic in this mode: the gRPC alert feed says so.
-    let mut feed = pb::alert_service_client::AlertServiceClient::connect(addr)
+    // The desk reads the alerts back from the topic: ListOpen serves them.
+    let mut desk = pb::alert_service_client::AlertServiceClient::connect(addr)
         .await
         .unwrap();
-    let err = feed
-        .list_open(pb::ListOpenRequest::default())
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), tonic::Code::FailedPrecondition);
-    assert!(err.message().contains(&s.alerts()), "{}", err.message());
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let open = desk
+            .list_open(pb::ListOpenRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .alerts;
+        if open.iter().any(|e| {
+            let a = e.alert.as_ref().unwrap();
+            a.suspect.as_ref().unwrap().user_id == "u-scam"
+                && a.pattern == pb::Pattern::Sextortion as i32
+        }) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the desk never listed the alert");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     server.stop().await.unwrap();
 }
 
-// ---------------------------------------------------------------- the suite
+async fn desk_of(server: &Running) -> common::desk::Desk {
+    common::desk::Desk {
+        ch: tonic::transport::Channel::from_shared(format!("http://{}", server.grpc_addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+        ingest: None,
+        moderator: None,
+    }
+}
+
+/// The moderators' loop in Kafka mode, across a hand-over: instance A raises an alert,
+/// two moderators contend for it on A, the holder resolves it as a false positive; a
+/// second alert is claimed. A stops and B takes its partitions over: B's desk, rebuilt
+/// from the topics, holds the same decision and claim, and the pair's next countdown,
+/// now detected by B, raises no new alert. A desk-only instance shows the same desk.
+async fn desk_across_a_hand_over(broker: &dyn Broker, test: &str) {
+    let s = Setup::new(broker, test);
+    let a = start(s.config("a"), CancellationToken::new()).await.unwrap();
+    let desk_a = desk_of(&a).await;
+    let alert = desk_a.raise("k-scam", "k-teen", WAIT).await;
+    let other = desk_a.raise("k-scam2", "k-teen2", WAIT).await;
+    desk_a.claim(&other.alert_id, "mod-cy", false).await.unwrap();
+    desk_a.claim_conflict_then_false_positive(&alert.alert_id).await;
+    let ma = metrics(&a).await;
+    assert_eq!(
+        metric(
+            &ma,
+            "pairwatch_moderation_decisions_total{decision=\"false_positive\",rule=\"sextortion.threat_with_demand\"}"
+        ),
+        1.0,
+        "{ma}"
+    );
+    let b = start(s.config("b"), CancellationToken::new()).await.unwrap();
+    // B joins and owns partitions first; then A leaves and B takes over the rest.
+    let deadline = Instant::now() + WAIT;
+    while metric(&metrics(&b).await, "pairwatch_kafka_assigned_partitions") == 0.0 {
+        assert!(Instant::now() < deadline, "B never joined the group");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    a.stop().await.unwrap();
+    let desk_b = desk_of(&b).await;
+    let held = desk_b
+        .open_until(WAIT, |open| open.iter().any(|x| x.alert_id == other.alert_id))
+        .await;
+    assert!(held.iter().all(|x| x.alert_id != alert.alert_id), "decided on A: not open on B");
+    let refused = desk_b.claim(&other.alert_id, "mod-ana", false).await.unwrap_err();
+    assert!(refused.message().contains("\"mod-cy\""), "the claim holds on B: {refused:?}");
+    desk_b
+        .no_re_alert_after_false_positive("k-scam", "k-teen", WAIT)
+        .await;
+    let mut c = s.config("desk");
+    c.desk.role = "desk".into();
+    let only = start(c, CancellationToken::new()).await.unwrap();
+    let desk_only = desk_of(&only).await;
+    let open = desk_only
+        .open_until(WAIT, |open| {
+            open.iter().any(|x| x.pattern == pairwatch::proto::pb::Pattern::SelfHarmRisk as i32)
+        })
+        .await;
+    let want = desk_b.open_until(WAIT, |_| true).await;
+    let ids = |v: &[pairwatch::proto::pb::Alert]| {
+        let mut ids: Vec<String> = v.iter().map(|x| x.alert_id.clone()).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids(&open), ids(&want), "the desk-only instance shows the same desk");
+    let mo = metrics(&only).await;
+    assert_eq!(metric(&mo, "pairwatch_kafka_assigned_partitions"), 0.0, "no detection");
+    only.stop().await.unwrap();
+    b.stop().await.unwrap();
+}
+
+// ---------------------------------------------------------------- the suite// ---------------------------------------------------------------- the suite
 
 /// Each scenario twice: on the mock cluster (`<name>::mock`) and on the real broker
 /// (`<name>::real_broker`); the test's name prefixes its topics.
@@ -1036,6 +1127,7 @@ on_both_brokers! {
     lag_backlog => lag_follows_the_backlog;
     takeover_by_a_restart => takeover_after_kill_9, false;
     takeover_by_the_survivor => takeover_after_kill_9, true;
+    desk_hand_over => desk_across_a_hand_over;
 }
 
 // ---------------------------------------------------------------- mock cluster only

@@ -163,6 +163,44 @@ fn format_of(headers: Option<&impl Headers>, default: Format) -> Result<Format, 
     }
 }
 
+/// Header of a control record on the input topic: what it asks of detection.
+pub const CONTROL_HEADER: &str = "pairwatch-control";
+/// A false positive to apply to the pair state (JSON `Suppress`).
+pub const CONTROL_SUPPRESS: &str = "suppress";
+/// Header of an alert record: the input partition that owns its pair.
+pub const PARTITION_HEADER: &str = "pairwatch-partition";
+
+/// What a control record asks of detection.
+pub enum Control {
+    Suppress(crate::server::pipeline::Suppress),
+}
+
+/// The control record this is, if it is one (`None`: an event record).
+pub fn decode_control(
+    payload: Option<&[u8]>,
+    headers: Option<&impl Headers>,
+) -> Option<Result<Control, Rejection>> {
+    let kind = headers?
+        .iter()
+        .find(|h| h.key == CONTROL_HEADER)
+        .map(|h| h.value.unwrap_or_default())?;
+    Some(match kind {
+        k if k == CONTROL_SUPPRESS.as_bytes() => payload
+            .and_then(|p| serde_json::from_slice(p).ok())
+            .map(Control::Suppress)
+            .ok_or_else(|| {
+                Rejection::new("bad_control", "a suppress control record without its pair")
+            }),
+        other => Err(Rejection::new(
+            "bad_control",
+            format!(
+                "unknown control record {:?}",
+                String::from_utf8_lossy(other)
+            ),
+        )),
+    })
+}
+
 /// Decodes and validates one event record.
 pub fn decode(
     payload: Option<&[u8]>,
@@ -352,9 +390,10 @@ pub fn dead_letter<'a>(
 }
 
 /// Headers on an alert record, for routing without parsing the JSON.
-pub fn alert_headers(a: &Alert) -> OwnedHeaders {
+pub fn alert_headers(a: &Alert, input_partition: i32) -> OwnedHeaders {
     let mut h = OwnedHeaders::new();
     let update = a.update.as_ref().map(|u| u.kind.as_str());
+    let owner = input_partition.to_string();
     for (k, v) in [
         (CONTENT_TYPE, Some(JSON)),
         ("pairwatch-alert-id", Some(a.alert_id.as_str())),
@@ -363,6 +402,8 @@ pub fn alert_headers(a: &Alert) -> OwnedHeaders {
         ("pairwatch-tenant", Some(a.tenant.as_str())),
         // On an update only: what changed (`DEADLINE_PASSED`, ...).
         ("pairwatch-update", update),
+        // The input partition that owns the pair: where the desk sends its decisions.
+        (PARTITION_HEADER, Some(owner.as_str())),
     ] {
         if let Some(v) = v {
             h = h.insert(Header {

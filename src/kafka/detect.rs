@@ -99,6 +99,18 @@ impl Part {
         let (mut accepted, mut skipped) = (0, 0);
         for &i in &self.inbox {
             let m = &w.records[i];
+            if let Some(control) = codec::decode_control(m.payload(), m.headers()) {
+                match control {
+                    Ok(codec::Control::Suppress(s)) => {
+                        if self.engine.suppress(&s.tenant, &s.a, &s.b, s.pattern) {
+                            let (key, _) = PairKey::of(&s.tenant, &s.a, &s.b);
+                            self.touched.insert(key, m.offset());
+                        }
+                    }
+                    Err(why) => self.outbox.push((i, Outcome::Rejected(why))),
+                }
+                continue;
+            }
             let event = codec::check_size(m.key(), m.payload(), m.headers(), w.max_record)
                 .and_then(|_| codec::decode(m.payload(), m.headers(), w.format, w.limits))
                 .and_then(|e| codec::check_key(m.key(), &e).map(|_| e));
@@ -288,7 +300,7 @@ fn produce_alert(
         None,
         key.as_bytes(),
         Some(json.as_bytes()),
-        Some(codec::alert_headers(a)),
+        Some(codec::alert_headers(a, m.partition())),
         Kind::Alert,
     )?;
     if let Some(u) = &a.update {

@@ -11,12 +11,15 @@
 //!   changelog);
 //! - [`rekey`]: the optional re-keying stage;
 //! - [`restore`]: local checkpoints and changelog replay;
+//! - [`desk`]: the moderators' desk of the group (alerts, claims, decisions read back
+//!   from their topics; false positives sent to detection);
 //! - [`health`]: readiness, lag and the watch on the topics;
 //! - [`librdkafka_fix`]: the fix of a crash of the bundled librdkafka;
 //! - [`bench`]: `pairwatch bench kafka`, the Kafka path measured against a broker.
 
 pub mod bench;
 pub mod codec;
+pub mod desk;
 pub mod detect;
 pub mod driver;
 pub mod health;
@@ -58,6 +61,8 @@ pub struct Topics {
     pub per_priority: bool,
     pub dlq: String,
     pub changelog: String,
+    /// The desk's claims, releases and decisions.
+    pub decisions: String,
 }
 
 impl Topics {
@@ -69,6 +74,7 @@ impl Topics {
             per_priority: k.alerts_topic_per_priority,
             dlq: k.dlq_topic.clone(),
             changelog: k.changelog(),
+            decisions: k.decisions_topic.clone(),
         }
     }
 
@@ -113,7 +119,11 @@ pub async fn prepare_topics(k: &Kafka) -> anyhow::Result<()> {
     let replication = k.topic_replication as i32;
     if k.create_topics {
         let admin: AdminClient<DefaultClientContext> = base.create()?;
-        let mut names: Vec<String> = vec![topics.events.clone(), topics.dlq.clone()];
+        let mut names: Vec<String> = vec![
+            topics.events.clone(),
+            topics.dlq.clone(),
+            topics.decisions.clone(),
+        ];
         if topics.input != topics.events {
             names.push(topics.input.clone());
         }
@@ -162,7 +172,7 @@ pub async fn prepare_topics(k: &Kafka) -> anyhow::Result<()> {
                 topics.input
             );
         }
-        for t in [&topics.events, &topics.dlq] {
+        for t in [&topics.events, &topics.dlq, &topics.decisions] {
             count(t)?;
         }
         for t in topics.alert_topics() {
@@ -260,6 +270,7 @@ pub struct Handle {
     pub packs: Arc<PackCell>,
     pub publisher: Publisher,
     pub health: Arc<health::Health>,
+    pub desk: Arc<desk::KafkaDesk>,
 }
 
 impl Handle {
@@ -303,6 +314,7 @@ pub fn start(
         topics.events.clone(),
         topics.dlq.clone(),
         topics.changelog.clone(),
+        topics.decisions.clone(),
     ];
     if topics.input != topics.events {
         watched.push(topics.input.clone());
@@ -332,7 +344,25 @@ pub fn start(
             .then(|| format!("{}{suffix}", k.transactional_id()))
     };
     let mut threads = Vec::new();
-    if !k.keyed_by_pair {
+    let (desk, reader) = desk::new(
+        &base,
+        &k.group_id,
+        topics.clone(),
+        &config.data_dir().join("kafka").join("desk"),
+        metrics.clone(),
+    )?;
+    let desk_health = health.stage("desk");
+    let (h, s) = (desk_health.clone(), stop.clone());
+    threads.push(
+        std::thread::Builder::new()
+            .name("kafka-desk".into())
+            .spawn(move || reader.run(h, s))?,
+    );
+    let detecting = config.desk.role != "desk";
+    if !detecting {
+        tracing::info!("desk role: the desk alone, no detection");
+    }
+    if detecting && !k.keyed_by_pair {
         let out = Output::new(&base, txn_id(".rekey").as_deref(), "", metrics.clone())
             .map_err(anyhow::Error::msg)?
             .with_dead_letters(output::DeadLetterPolicy::of(config));
@@ -356,50 +386,55 @@ pub fn start(
                 .spawn(move || driver::run(consumer, settings, stage, out, m, h, s))?,
         );
     }
-    let state_dir = config.data_dir().join("kafka");
-    match health::topic_ids(&base, &[topics.input.clone(), topics.changelog.clone()]) {
-        Ok(ids) => restore::check_topic_ids(&state_dir, &topics.input, &ids)
-            .with_context(|| format!("local checkpoints in {}", state_dir.display()))?,
-        Err(e) => {
-            tracing::warn!(error = %e, "topic ids unavailable: local checkpoints not checked against them")
+    let detect = if detecting {
+        let state_dir = config.data_dir().join("kafka");
+        match health::topic_ids(&base, &[topics.input.clone(), topics.changelog.clone()]) {
+            Ok(ids) => restore::check_topic_ids(&state_dir, &topics.input, &ids)
+                .with_context(|| format!("local checkpoints in {}", state_dir.display()))?,
+            Err(e) => {
+                tracing::warn!(error = %e, "topic ids unavailable: local checkpoints not checked against them")
+            }
         }
-    }
-    let restorer = restore::Restorer::new(
-        &base,
-        &k.group_id,
-        &topics.changelog,
-        state_dir.clone(),
-        Duration::from_millis(Config::duration(&k.restore_timeout) as u64),
-    )?;
-    let out = Output::new(
-        &base,
-        txn_id("").as_deref(),
-        &topics.changelog,
-        metrics.clone(),
-    )
-    .map_err(anyhow::Error::msg)?
-    .with_dead_letters(output::DeadLetterPolicy::of(config));
-    let settings = batch(&topics.input, "detect", true);
-    let stage = Detect::new(
-        topics,
-        format,
-        limits,
-        engine,
-        packs.clone(),
-        restorer,
-        state_dir,
-        Duration::from_millis(Config::duration(&config.durability.checkpoint_interval) as u64),
-        metrics.clone(),
-        k.detect_threads(),
-    );
-    let consumer = driver::consumer_config(&base, &k.group_id, instance_id.as_deref());
-    let detect = health.stage("detect");
-    let (m, h, s) = (metrics.clone(), detect.clone(), stop.clone());
-    threads.push(
-        std::thread::Builder::new()
-            .name("kafka-detect".into())
-            .spawn(move || driver::run(consumer, settings, stage, out, m, h, s))?,
-    );
+        let restorer = restore::Restorer::new(
+            &base,
+            &k.group_id,
+            &topics.changelog,
+            state_dir.clone(),
+            Duration::from_millis(Config::duration(&k.restore_timeout) as u64),
+        )?;
+        let out = Output::new(
+            &base,
+            txn_id("").as_deref(),
+            &topics.changelog,
+            metrics.clone(),
+        )
+        .map_err(anyhow::Error::msg)?
+        .with_dead_letters(output::DeadLetterPolicy::of(config));
+        let settings = batch(&topics.input, "detect", true);
+        let stage = Detect::new(
+            topics,
+            format,
+            limits,
+            engine,
+            packs.clone(),
+            restorer,
+            state_dir,
+            Duration::from_millis(Config::duration(&config.durability.checkpoint_interval) as u64),
+            metrics.clone(),
+            k.detect_threads(),
+        );
+        let consumer = driver::consumer_config(&base, &k.group_id, instance_id.as_deref());
+        let detect = health.stage("detect");
+        let (m, h, s) = (metrics.clone(), detect.clone(), stop.clone());
+        threads.push(
+            std::thread::Builder::new()
+                .name("kafka-detect".into())
+                .spawn(move || driver::run(consumer, settings, stage, out, m, h, s))?,
+        );
+        detect
+    } else {
+        desk_health.clone()
+    };
     let (m, h, s) = (metrics.clone(), health.clone(), stop.clone());
     threads.push(
         std::thread::Builder::new()
@@ -412,5 +447,6 @@ pub fn start(
         packs,
         publisher: Publisher::new(k, metrics)?,
         health,
+        desk: Arc::new(desk),
     })
 }

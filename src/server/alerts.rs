@@ -84,7 +84,8 @@ pub struct AlertBook {
     memory: usize,
     ids: HashSet<String>,
     open: HashMap<OpenKey, Logged>,
-    decided: HashMap<String, Decision>,
+    /// Decided alerts: the decision and who took it.
+    decided: HashMap<String, (Decision, String)>,
     claims: Claims,
     next_cursor: u64,
 }
@@ -170,11 +171,17 @@ impl AlertBook {
         Ok(book)
     }
 
-    /// Applies an audit line: a claim, a release, or a decision (which closes the alert).
+    /// Applies an audit line, in log order: a claim, a release, or a decision (which
+    /// closes the alert). The first decision of an alert stands; a claim on a decided
+    /// alert changes nothing.
     pub fn apply(&mut self, line: &AuditLine) {
+        if self.decided.contains_key(&line.alert_id) {
+            return;
+        }
         self.claims.apply(line);
         if let (Action::Decide, Some(d)) = (line.action, line.decision) {
-            self.decided.insert(line.alert_id.clone(), d);
+            self.decided
+                .insert(line.alert_id.clone(), (d, line.moderator_id.clone()));
             self.open.retain(|_, l| l.alert.alert_id != line.alert_id);
         }
     }
@@ -255,14 +262,9 @@ impl AlertBook {
         self.claims.holder(alert_id, now)
     }
 
-    /// Whether `alert_id` was decided.
-    pub fn decided(&self, alert_id: &str) -> bool {
-        self.decided.contains_key(alert_id)
-    }
-
-    /// Claims in force at `now`.
-    pub fn claimed_count(&self, now: Millis) -> usize {
-        self.claims.count(now)
+    /// The decision on `alert_id` and who took it, if it was decided.
+    pub fn decision(&self, alert_id: &str) -> Option<(Decision, &str)> {
+        self.decided.get(alert_id).map(|(d, m)| (*d, m.as_str()))
     }
 
     fn remember(&mut self, cursor: u64, alert: Arc<Alert>) {
@@ -270,12 +272,14 @@ impl AlertBook {
         self.ids.insert(alert.stream_key());
         let logged = Logged { cursor, alert };
         let key = open_key(&logged.alert);
-        // An update stands for its alert only while that alert is the pair's open one.
-        let stands = logged.alert.update.is_none()
+        // An update stands for its alert only while that alert is the pair's open one;
+        // a decided alert (its decision read first, as a Kafka desk may) is not open.
+        let stands = !self.decided.contains_key(&logged.alert.alert_id)
+            && (logged.alert.update.is_none()
             || self
                 .open
                 .get(&key)
-                .is_some_and(|o| o.alert.alert_id == logged.alert.alert_id);
+                .is_some_and(|o| o.alert.alert_id == logged.alert.alert_id));
         if stands {
             self.open.insert(key, logged.clone());
         }

@@ -189,11 +189,6 @@ impl Claims {
     pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
         self.held.retain(|id, _| keep(id));
     }
-
-    /// Claims in force at `now`.
-    pub fn count(&self, now: Millis) -> usize {
-        self.held.values().filter(|h| h.until > now).count()
-    }
 }
 
 /// Whether ListOpen wants claimed alerts, unclaimed ones, or both.
@@ -350,7 +345,6 @@ mod tests {
         assert!(c.check("b", "m2", t0 + 100).is_ok());
         c.apply(&line(Action::Claim, "b", "m2", t0 + 100, Some(t0 + 700)));
         assert_eq!(c.holder("b", t0 + 150).unwrap().moderator_id, "m2");
-        assert_eq!(c.count(t0 + 150), 1);
         // A decision ends the claim.
         c.apply(&line(Action::Decide, "b", "m2", t0 + 200, None));
         assert!(c.holder("b", t0 + 200).is_none());

@@ -3,7 +3,7 @@
 
 use super::alerts::Logged;
 use super::desk::{ClaimFilter, Decision, DeskError, Held, Place, Query};
-use super::pipeline::{Command, Pipeline, Route, Suppress};
+use super::pipeline::{Command, Pipeline, Route};
 use super::Backend;
 use crate::detect::event::EventError;
 use crate::detect::rules::Priority;
@@ -73,6 +73,8 @@ pub enum ServiceError {
     #[error("service is shutting down")]
     ShuttingDown,
     #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
     Internal(String),
 }
 
@@ -87,7 +89,9 @@ impl From<ServiceError> for Status {
             ServiceError::Saturated | ServiceError::ResourceExhausted(_) => {
                 Status::resource_exhausted(msg)
             }
-            ServiceError::ShuttingDown => Status::unavailable(msg),
+            ServiceError::ShuttingDown | ServiceError::Unavailable(_) => {
+                Status::unavailable(msg)
+            }
             ServiceError::Internal(_) => Status::internal(msg),
         }
     }
@@ -638,11 +642,11 @@ impl pb::alert_service_server::AlertService for Alerts {
         let keep = move |l: &Logged| {
             l.alert.priority <= min && tenant.as_ref().is_none_or(|t| *t == l.alert.tenant)
         };
-        let p = self.backend.local()?;
+        let (book, feed) = self.backend.desk();
         // Subscribe before reading the log, so nothing falls between the two.
-        let live = p.feed.subscribe();
+        let live = feed.subscribe();
         let start = {
-            let b = p.book.read().unwrap_or_else(|p| p.into_inner());
+            let b = book.read().unwrap_or_else(|p| p.into_inner());
             let last = b.last_cursor();
             let start = match (req.from_beginning, req.after_cursor) {
                 (true, _) => b.first_cursor().saturating_sub(1),
@@ -665,7 +669,11 @@ impl pb::alert_service_server::AlertService for Alerts {
             }
             start
         };
-        let slot = SubscriberSlot::take(&self.open, self.max_subscribers, &p.metrics.subscribers)
+        let slot = SubscriberSlot::take(
+            &self.open,
+            self.max_subscribers,
+            &self.backend.metrics().subscribers,
+        )
             .ok_or_else(|| {
             tracing::warn!(
                 max = self.max_subscribers,
@@ -680,7 +688,7 @@ impl pb::alert_service_server::AlertService for Alerts {
         let (tx, alerts) = mpsc::channel(self.buffer);
         let (end_tx, end) = oneshot::channel();
         let feed = Feed {
-            book: p.book.clone(),
+            book: book.clone(),
             live,
             tx,
             keep,
@@ -708,8 +716,8 @@ impl pb::alert_service_server::AlertService for Alerts {
         let now = crate::detect::time::now_millis();
         let (page, next) = self
             .backend
-            .local()?
-            .book
+            .desk()
+            .0
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .list_open(&q, now);
@@ -732,28 +740,46 @@ impl pb::alert_service_server::AlertService for Alerts {
         let req = request.into_inner();
         required("alert_id", &req.alert_id)?;
         required("moderator_id", &req.moderator_id)?;
-        let pipeline = self.backend.local()?;
-        let book = pipeline.book.clone();
-        let lease = self.lease;
-        let held = tokio::task::spawn_blocking(move || -> Result<Option<Held>, ServiceError> {
-            let mut book = book.write().unwrap_or_else(|p| p.into_inner());
-            let now = crate::detect::time::now_millis();
+        let book = self.backend.desk().0;
+        let now = crate::detect::time::now_millis();
+        let (line, alert) = {
+            let b = book.read().unwrap_or_else(|p| p.into_inner());
             let line =
-                book.claim_line(&req.alert_id, &req.moderator_id, now, lease, req.release)?;
-            book.record(&line)
-                .map_err(|e| ServiceError::Internal(format!("audit log: {e}")))?;
-            Ok(book.holder(&req.alert_id, now).cloned())
-        })
-        .await
-        .map_err(|e| ServiceError::Internal(e.to_string()))??;
-        let outcome = if held.is_some() {
-            "claimed"
-        } else {
-            "released"
+                b.claim_line(&req.alert_id, &req.moderator_id, now, self.lease, req.release)
+                    .map_err(ServiceError::from)?;
+            let alert = b.get(&req.alert_id).map(|l| l.alert.clone());
+            (line, alert)
         };
-        pipeline.metrics.claim(outcome);
+        let alert = alert.ok_or_else(|| ServiceError::NotFound(req.alert_id.clone()))?;
+        self.backend.record(line, &alert).await?;
+        // In log order, a rival's claim may have come first.
+        let held = book
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .holder(&req.alert_id, now)
+            .cloned();
+        let outcome = match (&held, req.release) {
+            (Some(h), _) if h.moderator_id != req.moderator_id => {
+                return Err(ServiceError::from(DeskError::HeldBy {
+                    alert_id: req.alert_id,
+                    holder: h.moderator_id.clone(),
+                    until: h.until,
+                })
+                .into())
+            }
+            (None, false) => {
+                return Err(ServiceError::FailedPrecondition(format!(
+                    "alert {:?} was resolved before the claim took effect",
+                    req.alert_id
+                ))
+                .into())
+            }
+            (_, true) => "released",
+            (Some(_), false) => "claimed",
+        };
+        self.backend.metrics().claim(outcome);
         Ok(Response::new(pb::ClaimResponse {
-            claim: held.as_ref().map(claim_state),
+            claim: held.filter(|_| !req.release).as_ref().map(claim_state),
         }))
     }
 
@@ -782,10 +808,9 @@ impl pb::alert_service_server::AlertService for Alerts {
             ))
             .into());
         }
-        let pipeline = self.backend.local()?;
+        let book = self.backend.desk().0;
         let now = crate::detect::time::now_millis();
-        let (_, alert) = pipeline
-            .book
+        let (line, alert) = book
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .decide_line(
@@ -797,37 +822,25 @@ impl pb::alert_service_server::AlertService for Alerts {
             )
             .map_err(ServiceError::from)?;
         if decision == Decision::FalsePositive {
-            let sup = Suppress {
-                tenant: alert.tenant.clone(),
-                a: alert.suspect.user_id.clone(),
-                b: alert.target.user_id.clone(),
-                pattern: alert.pattern,
-            };
-            let payload =
-                serde_json::to_vec(&sup).map_err(|e| ServiceError::Internal(e.to_string()))?;
-            pipeline.append(Route::Suppress(sup), payload).await?;
+            self.backend.suppress(&alert).await?;
         }
-        let book = pipeline.book.clone();
-        let decided = tokio::task::spawn_blocking(move || -> Result<_, ServiceError> {
-            let mut book = book.write().unwrap_or_else(|p| p.into_inner());
-            // Checked again under the write lock: another decision may have come between.
-            let (line, alert) = book.decide_line(
-                &req.alert_id,
-                decision,
-                &req.moderator_id,
-                &req.reason_code,
-                crate::detect::time::now_millis(),
-            )?;
-            book.record(&line)
-                .map_err(|e| ServiceError::Internal(format!("audit log: {e}")))?;
-            Ok((alert, book.open_counts()))
-        })
-        .await
-        .map_err(|e| ServiceError::Internal(e.to_string()))??;
-        let (a, open) = decided;
-        pipeline.metrics.decision(&a.rules, decision.as_str());
-        pipeline.metrics.set_open(open);
-        tracing::info!(alert_id = %a.alert_id, decision = decision.as_str(), "alert resolved");
+        self.backend.record(line, &alert).await?;
+        // In log order, another decision may have come first: the first one stands.
+        let (taken, open) = {
+            let b = book.read().unwrap_or_else(|p| p.into_inner());
+            let taken = b
+                .decision(&req.alert_id)
+                .map(|(d, m)| (d, m.to_string()));
+            (taken, b.open_counts())
+        };
+        let metrics = self.backend.metrics();
+        metrics.set_open(open);
+        match taken {
+            Some((d, m)) if d == decision && m == req.moderator_id => {}
+            _ => return Err(ServiceError::from(DeskError::AlreadyResolved(req.alert_id)).into()),
+        }
+        metrics.decision(&alert.rules, decision.as_str());
+        tracing::info!(alert_id = %alert.alert_id, decision = decision.as_str(), "alert resolved");
         Ok(Response::new(pb::ResolveResponse {}))
     }
 }

@@ -80,9 +80,62 @@ pub struct KafkaBackend {
     pub max_batch: usize,
     pub metrics: Arc<Metrics>,
     pub alerts_topic: String,
+    pub desk: Arc<crate::kafka::desk::KafkaDesk>,
 }
 
 impl Backend {
+    /// The desk: the alert book and its live feed (embedded: fed by this instance's
+    /// detection; Kafka: read back from the alert and decisions topics).
+    pub fn desk(
+        &self,
+    ) -> (
+        &Arc<std::sync::RwLock<alerts::AlertBook>>,
+        &tokio::sync::broadcast::Sender<alerts::Logged>,
+    ) {
+        match self {
+            Backend::Local(p) => (&p.book, &p.feed),
+            Backend::Kafka(k) => (&k.desk.book, &k.desk.feed),
+        }
+    }
+
+    /// Records a moderator's claim, release or decision: in the audit log (embedded), or
+    /// on the decisions topic and read back (Kafka). It then stands in the desk's book,
+    /// unless a rival line came first.
+    pub async fn record(
+        &self,
+        line: desk::AuditLine,
+        alert: &crate::detect::alert::Alert,
+    ) -> Result<(), ServiceError> {
+        match self {
+            Backend::Local(p) => {
+                let book = p.book.clone();
+                tokio::task::spawn_blocking(move || {
+                    book.write()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .record(&line)
+                })
+                .await
+                .map_err(|e| ServiceError::Internal(e.to_string()))?
+                .map_err(|e| ServiceError::Internal(format!("audit log: {e}")))
+            }
+            Backend::Kafka(k) => k.desk.record(&line, alert).await,
+        }
+    }
+
+    /// Hands a false positive to detection: no re-alert for the pair and pattern unless
+    /// the priority rises.
+    pub async fn suppress(&self, alert: &crate::detect::alert::Alert) -> Result<(), ServiceError> {
+        match self {
+            Backend::Local(p) => {
+                let sup = pipeline::Suppress::of(alert);
+                let payload =
+                    serde_json::to_vec(&sup).map_err(|e| ServiceError::Internal(e.to_string()))?;
+                p.append(pipeline::Route::Suppress(sup), payload).await.map(|_| ())
+            }
+            Backend::Kafka(k) => k.desk.suppress(alert).await,
+        }
+    }
+
     /// The embedded pipeline, for the RPCs that only it serves.
     pub fn local(&self) -> Result<&Pipeline, ServiceError> {
         match self {
@@ -526,6 +579,7 @@ async fn start_backend(
             max_batch,
             metrics: metrics.clone(),
             alerts_topic: config.kafka.alerts_topic.clone(),
+            desk: handle.desk.clone(),
         }));
         tracing::info!(brokers = %config.kafka.brokers, "kafka mode");
         return Ok((backend, Stages::Kafka(handle)));

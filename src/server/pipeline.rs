@@ -81,13 +81,25 @@ impl Erasure {
     }
 }
 
-/// A false-positive decision, as logged.
+/// A false-positive decision, as logged (and as sent to detection in Kafka mode).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Suppress {
     pub tenant: String,
     pub a: String,
     pub b: String,
     pub pattern: Pattern,
+}
+
+impl Suppress {
+    /// The false positive of `alert`: its pair and pattern.
+    pub fn of(alert: &crate::detect::alert::Alert) -> Suppress {
+        Suppress {
+            tenant: alert.tenant.clone(),
+            a: alert.suspect.user_id.clone(),
+            b: alert.target.user_id.clone(),
+            pattern: alert.pattern,
+        }
+    }
 }
 
 pub enum Command {
