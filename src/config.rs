@@ -139,6 +139,9 @@ pub struct Desk {
     pub claim_lease: String,
     /// `all`: detection and the desk; `desk`: the desk alone (Kafka mode), no detection.
     pub role: String,
+    /// How long `ForgetUser` waits, in Kafka mode, for every partition's owner and the
+    /// desk to confirm; it then answers with what is still pending.
+    pub erase_timeout: String,
 }
 
 /// Kafka mode (on when `brokers` is set): events from a topic, alerts to a topic.
@@ -160,6 +163,9 @@ pub struct Kafka {
     pub alerts_topic: String,
     /// The desk's record of claims, releases and decisions (keyed by pair).
     pub decisions_topic: String,
+    /// The alert topics are compacted (`cleanup.policy=compact`): `ForgetUser` writes a
+    /// tombstone per erased alert key, and compaction removes those alerts.
+    pub alerts_topic_compacted: bool,
     /// Alerts also split by priority: `<alerts_topic>.p0` ... `.p3` instead of one topic.
     pub alerts_topic_per_priority: bool,
     pub dlq_topic: String,
@@ -209,6 +215,7 @@ impl Default for Kafka {
             rekeyed_topic: String::new(),
             alerts_topic: "pairwatch.alerts".into(),
             decisions_topic: "pairwatch.decisions".into(),
+            alerts_topic_compacted: false,
             alerts_topic_per_priority: false,
             dlq_topic: "pairwatch.events.dlq".into(),
             dlq_max_value_bytes: 0,
@@ -395,6 +402,7 @@ impl Default for Config {
             desk: Desk {
                 claim_lease: "10m".into(),
                 role: "all".into(),
+                erase_timeout: "60s".into(),
             },
             kafka: Kafka::default(),
         }
@@ -569,6 +577,7 @@ impl Config {
         for (key, v) in [
             ("server.shutdown_grace", &self.server.shutdown_grace),
             ("desk.claim_lease", &self.desk.claim_lease),
+            ("desk.erase_timeout", &self.desk.erase_timeout),
             ("kafka.restore_timeout", &self.kafka.restore_timeout),
             ("engine.pair_ttl", &self.engine.pair_ttl),
             ("engine.deadline_clock", &self.engine.deadline_clock),

@@ -1092,6 +1092,145 @@ async fn desk_across_a_hand_over(broker: &dyn Broker, test: &str) {
     b.stop().await.unwrap();
 }
 
+/// `ForgetUser` while partitions move between two instances: A is asked while B joins
+/// the group. The answer comes once every partition's owner and the desk confirmed;
+/// afterwards no trace of the user is left in the changelog read to its end, in either
+/// desk, or in either instance's local checkpoints. The same id in another tenant is
+/// another person and stays. `GetPair` reads the pairs back from the changelog.
+async fn forget_while_partitions_move(broker: &dyn Broker, test: &str) {
+    use pairwatch::proto::pb;
+    let s = Setup::new(broker, test);
+    let start_at = pairwatch::detect::time::parse_rfc3339("2026-03-01T20:00:00Z").unwrap();
+    let kids: Vec<String> = (0..6).map(|i| format!("u-kid{i}")).collect();
+    let mut events = Vec::new();
+    for (i, kid) in kids.iter().enumerate() {
+        events.extend(escalation("t", "u-gone", kid, start_at, &format!("g{i}")));
+        events.extend(escalation("t", &format!("u-stay{i}"), kid, start_at, &format!("s{i}")));
+    }
+    events.extend(escalation("t2", "u-gone", "u-kid0", start_at, "elsewhere"));
+    let (config_a, config_b) = (s.config("a"), s.config("b"));
+    let dirs = [
+        PathBuf::from(&config_a.server.data_dir),
+        PathBuf::from(&config_b.server.data_dir),
+    ];
+    let a = start(config_a, CancellationToken::new()).await.unwrap();
+    s.produce(&events);
+    let ch_a = desk_of(&a).await.ch;
+    let mut alerts_a = pb::alert_service_client::AlertServiceClient::new(ch_a.clone());
+    let naming_gone = |open: &[pb::AlertEnvelope], tenant: &str| {
+        open.iter()
+            .filter_map(|e| e.alert.as_ref())
+            .filter(|a| a.tenant == tenant && a.suspect.as_ref().unwrap().user_id == "u-gone")
+            .count()
+    };
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let open = alerts_a
+            .list_open(pb::ListOpenRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .alerts;
+        if naming_gone(&open, "t") == kids.len() && naming_gone(&open, "t2") == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the alerts never came: {}", open.len());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut admin_a = pb::admin_service_client::AdminServiceClient::new(ch_a.clone());
+    let pair = |tenant: &str, user_b: &str| pb::GetPairRequest {
+        tenant: tenant.into(),
+        user_a: "u-gone".into(),
+        user_b: user_b.into(),
+    };
+    let before = admin_a.get_pair(pair("t", "u-kid3")).await.unwrap().into_inner();
+    assert_eq!(before.evidence_count, 4, "GetPair reads the changelog: {before:?}");
+
+    // B joins: partitions move while the erasure runs.
+    let b = start(config_b, CancellationToken::new()).await.unwrap();
+    let asked = Instant::now();
+    let forgot = admin_a
+        .forget_user(pb::ForgetUserRequest {
+            user_id: "u-gone".into(),
+            tenant: "t".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    eprintln!("erasure across the group answered in {:?}", asked.elapsed());
+    assert!(forgot.pending.is_empty(), "{forgot:?}");
+    assert_eq!(forgot.pairs_removed, kids.len() as u32);
+    assert!(forgot.alerts_removed >= kids.len() as u32, "{forgot:?}");
+    let gone = admin_a.get_pair(pair("t", "u-kid3")).await.unwrap_err();
+    assert_eq!(gone.code(), tonic::Code::NotFound);
+    assert!(admin_a.get_pair(pair("t2", "u-kid0")).await.is_ok(), "another tenant's user stays");
+    // Asking again is safe: nothing left.
+    let again = admin_a
+        .forget_user(pb::ForgetUserRequest {
+            user_id: "u-gone".into(),
+            tenant: "t".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((again.pairs_removed, again.alerts_removed), (0, 0), "{again:?}");
+    // Both desks: nothing of the user in tenant t; t2's alert stays.
+    let ch_b = desk_of(&b).await.ch;
+    for ch in [ch_a, ch_b] {
+        let mut alerts = pb::alert_service_client::AlertServiceClient::new(ch);
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let open = alerts
+                .list_open(pb::ListOpenRequest::default())
+                .await
+                .unwrap()
+                .into_inner()
+                .alerts;
+            if naming_gone(&open, "t") == 0 && naming_gone(&open, "t2") == 1 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "a desk kept the user's alerts");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // The group settles (A and B share the partitions) before both stop.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let owned = |m: &str| metric(m, "pairwatch_kafka_assigned_partitions");
+        let (ma, mb) = (metrics(&a).await, metrics(&b).await);
+        if owned(&ma) > 0.0 && owned(&mb) > 0.0 && owned(&ma) + owned(&mb) == PARTITIONS as f64 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the group never settled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
+    let gone_keys: HashSet<PairKey> = kids.iter().map(|k| PairKey::of("t", "u-gone", k).0).collect();
+    let state = s.changelog_state();
+    assert!(state.keys().all(|k| !gone_keys.contains(k)), "the changelog, read to its end, keeps the user");
+    assert!(state.contains_key(&PairKey::of("t2", "u-gone", "u-kid0").0));
+    assert!(state.contains_key(&PairKey::of("t", "u-stay3", "u-kid3").0));
+    let mut checkpoints = 0;
+    for dir in &dirs {
+        for e in std::fs::read_dir(dir.join("kafka")).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.starts_with(&format!("{}-", s.events())) {
+                continue;
+            }
+            if let Some(c) = pairwatch::server::checkpoint::read(&e.path()).unwrap() {
+                checkpoints += 1;
+                assert!(
+                    c.pairs.iter().all(|(k, _)| !gone_keys.contains(k)),
+                    "a local checkpoint keeps the user: {}",
+                    e.path().display()
+                );
+            }
+        }
+    }
+    assert!(checkpoints > 0, "local checkpoints were written");
+}
+
 // ---------------------------------------------------------------- the suite// ---------------------------------------------------------------- the suite
 
 /// Each scenario twice: on the mock cluster (`<name>::mock`) and on the real broker
@@ -1128,6 +1267,7 @@ on_both_brokers! {
     takeover_by_a_restart => takeover_after_kill_9, false;
     takeover_by_the_survivor => takeover_after_kill_9, true;
     desk_hand_over => desk_across_a_hand_over;
+    forget_across_instances => forget_while_partitions_move;
 }
 
 // ---------------------------------------------------------------- mock cluster only

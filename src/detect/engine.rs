@@ -133,6 +133,8 @@ pub struct Engine {
     deadlines: BTreeMap<u64, Deadlines>,
     /// Pairs other than the event's that the last call changed (a deadline passed).
     passed: Vec<PairKey>,
+    /// The pairs the last [`Engine::forget_user`] removed.
+    forgotten: Vec<PairKey>,
     /// Shadow rules that fired on the last event (index, priority), then only those that
     /// would have alerted ([`Engine::shadow_fired`]).
     shadow: Vec<(usize, Priority)>,
@@ -175,6 +177,7 @@ impl Engine {
             verdicts: Vec::new(),
             deadlines: BTreeMap::new(),
             passed: Vec::new(),
+            forgotten: Vec::new(),
             shadow: Vec::new(),
         }
     }
@@ -332,7 +335,14 @@ impl Engine {
     /// Erases every pair of `user_id` in `tenant` (`None`: in every tenant); returns how
     /// many pairs were removed.
     pub fn forget_user(&mut self, tenant: Option<&str>, user_id: &str) -> usize {
-        self.store.forget_user(tenant, user_id)
+        self.forgotten.clear();
+        self.store.forget_user(tenant, user_id, &mut self.forgotten)
+    }
+
+    /// The pairs the last [`Engine::forget_user`] removed (a store of record, such as
+    /// the Kafka changelog, writes their deletion).
+    pub fn forgotten_pairs(&self) -> &[PairKey] {
+        &self.forgotten
     }
 
     /// Processes one validated event; alerts are appended to `out`. Returns the pair's

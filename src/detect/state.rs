@@ -592,16 +592,23 @@ impl PairStore {
     /// checkpoint older than tenants in pair state) is removed whatever the tenant.
     /// Expired pairs not swept yet are removed too but not counted, so that the count
     /// does not depend on when a sweep pass (maybe triggered by another tenant) ran.
-    pub fn forget_user(&mut self, tenant: Option<&str>, user: &str) -> usize {
+    /// The keys of every pair removed are added to `removed`.
+    pub fn forget_user(
+        &mut self,
+        tenant: Option<&str>,
+        user: &str,
+        removed: &mut Vec<PairKey>,
+    ) -> usize {
         let h = user_hash(user);
         let t = tenant.map(tenant_hash);
         let (clocks, legacy, ttl) = (&self.clocks, self.legacy, self.ttl);
         let mut live = 0;
-        self.map.retain(|_, s| {
+        self.map.retain(|k, s| {
             let of_tenant = t.is_none_or(|t| s.tenant == t || s.tenant == 0);
             if !of_tenant || (s.users[0] != h && s.users[1] != h) {
                 return true;
             }
+            removed.push(*k);
             if s.last_seen >= horizon_in(clocks, legacy, ttl, s.tenant) {
                 live += 1;
             }
@@ -722,9 +729,9 @@ mod tests {
         assert_eq!(store.advance(t, 31 * DAY), 1);
         assert!(store.get(&k).is_none());
         // The same id in another tenant is another person.
-        assert_eq!(store.forget_user(Some("other"), "d"), 0);
+        assert_eq!(store.forget_user(Some("other"), "d", &mut Vec::new()), 0);
         assert_eq!(store.len(), 2);
-        assert_eq!(store.forget_user(Some("t"), "d"), 1);
+        assert_eq!(store.forget_user(Some("t"), "d", &mut Vec::new()), 1);
         assert_eq!(store.len(), 1);
     }
 
@@ -890,7 +897,7 @@ mod tests {
             store.advance(t, 0);
         }
         assert_eq!(store.clocks.len(), 1000);
-        assert_eq!(store.forget_user(None, "x"), 1000);
+        assert_eq!(store.forget_user(None, "x", &mut Vec::new()), 1000);
         // Some tenant's time moves: the next pass drops the clocks left without pairs.
         event(&mut store, "a", "r", "s", 0);
         event(&mut store, "b", "r", "s", 0);
@@ -902,7 +909,7 @@ mod tests {
         // Counted for their tenant: b keeps its clock, and its lateness, with one pair.
         assert!(store.get(&PairKey::of("b", "r", "s").0).is_some());
         // Dropping the most advanced tenant's clock does not move the legacy clock back.
-        assert_eq!(store.forget_user(None, "r"), 2);
+        assert_eq!(store.forget_user(None, "r", &mut Vec::new()), 2);
         event(&mut store, "c", "r", "s", 0);
         event(&mut store, "c", "r", "s", 2 * crate::detect::time::HOUR);
         assert_eq!(store.watermark(tenant_hash("a")), None);
@@ -929,7 +936,7 @@ mod tests {
                 event(&mut store, "b", "r", "s", 2 * crate::detect::time::HOUR);
             }
             assert_eq!(store.len(), if other_sweeps { 2 } else { 3 });
-            counts.push(store.forget_user(None, "u"));
+            counts.push(store.forget_user(None, "u", &mut Vec::new()));
             // The expired ones went too.
             assert_eq!(store.len(), other_sweeps as usize);
         }

@@ -167,12 +167,70 @@ fn format_of(headers: Option<&impl Headers>, default: Format) -> Result<Format, 
 pub const CONTROL_HEADER: &str = "pairwatch-control";
 /// A false positive to apply to the pair state (JSON `Suppress`).
 pub const CONTROL_SUPPRESS: &str = "suppress";
+/// A user to erase from the partition's pairs (JSON [`EraseRequest`]).
+pub const CONTROL_ERASE: &str = "erase";
+/// Header of a record on the decisions topic that is not an audit line: `erase` (an
+/// erasure asked, for every desk) or `erased` (one input partition's part done).
+pub const RECORD_HEADER: &str = "pairwatch-record";
+pub const RECORD_ERASE: &str = "erase";
+pub const RECORD_ERASED: &str = "erased";
+
+/// `ForgetUser` in Kafka mode, as sent to every input partition.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct EraseRequest {
+    /// Names the request in the acknowledgements.
+    pub request: String,
+    pub tenant: String,
+    pub user: String,
+}
+
+/// The erasure as announced to the desks: the user only as [`subject`].
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct EraseNotice {
+    pub request: String,
+    pub subject: String,
+}
+
+/// One input partition's erasure done: the pairs it removed.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Erased {
+    pub request: String,
+    pub partition: i32,
+    /// The input offset of the erase record: local checkpoints of the partition at or
+    /// before it may still hold the user.
+    pub offset: i64,
+    pub pairs: u32,
+}
+
+/// The headers of a decisions-topic record of `kind` (`erase`, `erased`).
+pub fn record_headers(kind: &str) -> OwnedHeaders {
+    OwnedHeaders::new()
+        .insert(Header {
+            key: CONTENT_TYPE,
+            value: Some(JSON),
+        })
+        .insert(Header {
+            key: RECORD_HEADER,
+            value: Some(kind),
+        })
+}
+
+/// A user of a tenant as the desks' records name it: hex SHA-256 of `tenant NUL user`.
+pub fn subject(tenant: &str, user: &str) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(tenant.as_bytes());
+    h.update([0]);
+    h.update(user.as_bytes());
+    crate::detect::digest::hex(&h.finalize())
+}
 /// Header of an alert record: the input partition that owns its pair.
 pub const PARTITION_HEADER: &str = "pairwatch-partition";
 
 /// What a control record asks of detection.
 pub enum Control {
     Suppress(crate::server::pipeline::Suppress),
+    Erase(EraseRequest),
 }
 
 /// The control record this is, if it is one (`None`: an event record).
@@ -190,6 +248,12 @@ pub fn decode_control(
             .map(Control::Suppress)
             .ok_or_else(|| {
                 Rejection::new("bad_control", "a suppress control record without its pair")
+            }),
+        k if k == CONTROL_ERASE.as_bytes() => payload
+            .and_then(|p| serde_json::from_slice(p).ok())
+            .map(Control::Erase)
+            .ok_or_else(|| {
+                Rejection::new("bad_control", "an erase control record without its user")
             }),
         other => Err(Rejection::new(
             "bad_control",

@@ -13,7 +13,8 @@
 //! it is applied in order with the pair's events, in the same transaction and changelog.
 
 use super::codec::{
-    self, CONTENT_TYPE, CONTROL_HEADER, CONTROL_SUPPRESS, JSON, PARTITION_HEADER,
+    self, EraseNotice, EraseRequest, Erased, CONTENT_TYPE, CONTROL_ERASE, CONTROL_HEADER,
+    CONTROL_SUPPRESS, JSON, PARTITION_HEADER, RECORD_ERASE, RECORD_ERASED, RECORD_HEADER,
 };
 use super::health::StageHealth;
 use super::Topics;
@@ -26,10 +27,10 @@ use crate::server::pipeline::Suppress;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
-use std::collections::HashMap;
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -50,6 +51,27 @@ pub struct KafkaDesk {
     read: watch::Receiver<HashMap<i32, i64>>,
     /// Input partition of each alert's pair, from the alert records.
     owners: Arc<Mutex<HashMap<String, i32>>>,
+    /// Erasures seen on the decisions topic, by request.
+    erasures: watch::Receiver<HashMap<String, Erasure>>,
+    /// Alert topics are compacted: an erasure writes a tombstone per erased alert key.
+    alerts_compacted: bool,
+}
+
+/// Where an erasure stands, as this desk has read it.
+#[derive(Clone, Debug, Default)]
+pub struct Erasure {
+    /// This desk dropped the user's alerts: how many, and their record keys.
+    pub desk: Option<(usize, Vec<String>)>,
+    /// Input partitions done, with the pairs each removed.
+    pub partitions: BTreeMap<i32, u32>,
+}
+
+/// What `ForgetUser` did in Kafka mode.
+pub struct Forgotten {
+    pub pairs: u32,
+    pub alerts: u32,
+    /// Who had not confirmed within the timeout: `partition N`, `desk`.
+    pub pending: Vec<String>,
 }
 
 /// What the desk thread needs.
@@ -59,23 +81,34 @@ pub struct DeskThread {
     feed: broadcast::Sender<Logged>,
     read: watch::Sender<HashMap<i32, i64>>,
     owners: Arc<Mutex<HashMap<String, i32>>>,
+    erasures: watch::Sender<HashMap<String, Erasure>>,
+    /// Users erased (as [`codec::subject`]): their alerts read later are dropped too.
+    erased: std::cell::RefCell<HashSet<String>>,
+    /// Where detection keeps its local checkpoints, and the partitions it owns.
+    state_dir: PathBuf,
+    owned: Arc<Mutex<HashSet<i32>>>,
     topics: Topics,
     metrics: Arc<Metrics>,
 }
 
-/// Starts the desk's cache in `dir` (emptied first) and its reader.
+/// Starts the desk's cache in `<state_dir>/desk` (emptied first) and its reader;
+/// `owned` is the set of input partitions this instance's detection owns.
 pub fn new(
     base: &ClientConfig,
     group: &str,
     topics: Topics,
-    dir: &Path,
+    alerts_compacted: bool,
+    state_dir: &Path,
+    owned: Arc<Mutex<HashSet<i32>>>,
     metrics: Arc<Metrics>,
 ) -> anyhow::Result<(KafkaDesk, DeskThread)> {
-    let _ = std::fs::remove_dir_all(dir);
-    let book = Arc::new(RwLock::new(AlertBook::open(dir)?));
+    let dir = state_dir.join("desk");
+    let _ = std::fs::remove_dir_all(&dir);
+    let book = Arc::new(RwLock::new(AlertBook::open(&dir)?));
     let (feed, _) = broadcast::channel(4096);
     let (read_tx, read_rx) = watch::channel(HashMap::new());
     let owners = Arc::new(Mutex::new(HashMap::new()));
+    let (erasures_tx, erasures_rx) = watch::channel(HashMap::new());
     let mut c = super::driver::consumer_config(base, &format!("{group}.desk"), None);
     c.set("enable.partition.eof", "false");
     let consumer: BaseConsumer = c.create()?;
@@ -88,6 +121,8 @@ pub fn new(
         topics: topics.clone(),
         read: read_rx,
         owners: owners.clone(),
+        erasures: erasures_rx,
+        alerts_compacted,
     };
     let thread = DeskThread {
         consumer,
@@ -95,6 +130,10 @@ pub fn new(
         feed,
         read: read_tx,
         owners,
+        erasures: erasures_tx,
+        erased: Default::default(),
+        state_dir: state_dir.to_path_buf(),
+        owned,
         topics,
         metrics,
     };
@@ -159,7 +198,11 @@ impl DeskThread {
                     }
                 };
                 if m.topic() == self.topics.decisions {
-                    self.apply_line(m.payload());
+                    match header(&m, RECORD_HEADER) {
+                        Some(k) if k == RECORD_ERASE.as_bytes() => self.erase(m.payload()),
+                        Some(k) if k == RECORD_ERASED.as_bytes() => self.erased(m.payload()),
+                        _ => self.apply_line(m.payload()),
+                    }
                     read.insert(m.partition(), m.offset() + 1);
                 } else {
                     self.take_alert(&m);
@@ -184,6 +227,72 @@ impl DeskThread {
         }
     }
 
+    /// An erasure asked: drops the user's alerts and evidence from the desk, and any
+    /// alert of theirs read later.
+    fn erase(&self, payload: Option<&[u8]>) {
+        let Some(notice) = payload.and_then(|p| serde_json::from_slice::<EraseNotice>(p).ok())
+        else {
+            tracing::warn!("desk: an erase record without its subject, skipped");
+            return;
+        };
+        let subject = notice.subject.clone();
+        let forgotten = self
+            .book
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .forget(|a| involves(a, &subject));
+        let done = match forgotten {
+            Ok(alerts) => {
+                let keys: HashSet<String> = alerts.iter().map(codec::alert_pair_key).collect();
+                Some((alerts.len(), keys.into_iter().collect()))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "desk: cannot rewrite the alert cache to erase a user");
+                None
+            }
+        };
+        self.erased.borrow_mut().insert(notice.subject);
+        self.erasures.send_modify(|all| {
+            all.entry(notice.request).or_default().desk = done;
+        });
+    }
+
+    /// Deletes this instance's local checkpoint of input partition `p` if detection does
+    /// not own `p` here (it moved away) and the checkpoint is from before the erase
+    /// record at `offset`: the owner erased the user, this copy would keep them.
+    /// Detection restores `p` from the changelog alone if it comes back.
+    fn drop_stale_checkpoint(&self, p: i32, offset: i64) {
+        let owned = self.owned.lock().unwrap_or_else(|p| p.into_inner());
+        if owned.contains(&p) {
+            return;
+        }
+        let dir = super::restore::partition_dir(&self.state_dir, &self.topics.input, p);
+        match crate::server::checkpoint::position(&dir) {
+            Ok(Some(at)) if at as i64 <= offset => {
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    tracing::error!(partition = p, error = %e, "desk: cannot delete a stale local checkpoint");
+                } else {
+                    tracing::info!(partition = p, "desk: stale local checkpoint deleted after an erasure");
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// An input partition's part of an erasure done.
+    fn erased(&self, payload: Option<&[u8]>) {
+        let Some(e) = payload.and_then(|p| serde_json::from_slice::<Erased>(p).ok()) else {
+            return;
+        };
+        self.drop_stale_checkpoint(e.partition, e.offset);
+        self.erasures.send_modify(|all| {
+            all.entry(e.request)
+                .or_default()
+                .partitions
+                .insert(e.partition, e.pairs);
+        });
+    }
+
     fn take_alert(&self, m: &impl Message) {
         // A tombstone (an erased pair on a compacted alerts topic) carries nothing.
         let Some(payload) = m.payload() else { return };
@@ -191,6 +300,10 @@ impl DeskThread {
             tracing::warn!("desk: an alerts record that is not an alert, skipped");
             return;
         };
+        let erased = self.erased.borrow();
+        if !erased.is_empty() && erased.iter().any(|s| involves(&alert, s)) {
+            return;
+        }
         let owner = header(m, PARTITION_HEADER)
             .and_then(|v| std::str::from_utf8(v).ok())
             .and_then(|v| v.parse::<i32>().ok());
@@ -260,6 +373,139 @@ impl KafkaDesk {
         }
     }
 
+    /// `ForgetUser` across the group: announces the erasure to every desk (the decisions
+    /// topic) and sends it to every input partition, whose owner removes the user's
+    /// pairs (changelog tombstones) and acknowledges; waits for those acknowledgements
+    /// and this desk, at most `timeout`. With compacted alert topics, writes a tombstone
+    /// per erased alert key.
+    pub async fn forget(
+        &self,
+        tenant: &str,
+        user: &str,
+        timeout: Duration,
+    ) -> Result<Forgotten, ServiceError> {
+        let request = crate::detect::digest::hex(&crate::server::random_bytes(16));
+        let notice = EraseNotice {
+            request: request.clone(),
+            subject: codec::subject(tenant, user),
+        };
+        let ask = EraseRequest {
+            request: request.clone(),
+            tenant: tenant.to_string(),
+            user: user.to_string(),
+        };
+        let notice = serde_json::to_vec(&notice).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let ask = serde_json::to_vec(&ask).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let partitions = self.input_partitions().await?;
+        let mut sends = vec![self.enqueue(
+            FutureRecord::to(&self.topics.decisions)
+                .key(request.as_str())
+                .payload(notice.as_slice())
+                .headers(codec::record_headers(RECORD_ERASE)),
+        )?];
+        for p in 0..partitions {
+            let headers = OwnedHeaders::new()
+                .insert(Header {
+                    key: CONTENT_TYPE,
+                    value: Some(JSON),
+                })
+                .insert(Header {
+                    key: CONTROL_HEADER,
+                    value: Some(CONTROL_ERASE),
+                });
+            sends.push(
+                self.enqueue(
+                    FutureRecord::to(&self.topics.input)
+                        .partition(p)
+                        .key(request.as_str())
+                        .payload(ask.as_slice())
+                        .headers(headers),
+                )?,
+            );
+        }
+        self.delivered(sends).await?;
+        let mut erasures = self.erasures.clone();
+        let complete = |all: &HashMap<String, Erasure>| {
+            all.get(&request)
+                .is_some_and(|e| e.desk.is_some() && e.partitions.len() >= partitions as usize)
+        };
+        let _ = tokio::time::timeout(timeout, erasures.wait_for(complete)).await;
+        let state = self
+            .erasures
+            .borrow()
+            .get(&request)
+            .cloned()
+            .unwrap_or_default();
+        let mut pending: Vec<String> = (0..partitions)
+            .filter(|p| !state.partitions.contains_key(p))
+            .map(|p| format!("partition {p}"))
+            .collect();
+        let (alerts, keys) = state.desk.unwrap_or_else(|| {
+            pending.push("desk".into());
+            (0, Vec::new())
+        });
+        if self.alerts_compacted {
+            self.tombstones(&keys).await?;
+        }
+        Ok(Forgotten {
+            pairs: state.partitions.values().sum(),
+            alerts: alerts as u32,
+            pending,
+        })
+    }
+
+    /// How many partitions the input topic has.
+    async fn input_partitions(&self) -> Result<i32, ServiceError> {
+        let producer = self.producer.clone();
+        let topic = self.topics.input.clone();
+        tokio::task::spawn_blocking(move || {
+            let md = producer
+                .client()
+                .fetch_metadata(Some(&topic), Duration::from_secs(10))
+                .map_err(|e| unavailable(&topic, e))?;
+            match md.topics().first().map(|t| t.partitions().len()) {
+                Some(n) if n > 0 => Ok(n as i32),
+                _ => Err(ServiceError::Unavailable(format!("topic {topic} has no partitions"))),
+            }
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(e.to_string()))?
+    }
+
+    /// A tombstone per alert record key on every alert topic: compaction then removes
+    /// the erased pairs' alerts.
+    async fn tombstones(&self, keys: &[String]) -> Result<(), ServiceError> {
+        let mut sends = Vec::new();
+        for topic in self.topics.alert_topics() {
+            for key in keys {
+                let record: FutureRecord<'_, str, [u8]> =
+                    FutureRecord::to(&topic).key(key.as_str());
+                sends.push(self.enqueue(record)?);
+            }
+        }
+        self.delivered(sends).await
+    }
+
+    /// Hands a record to the producer without waiting for its delivery.
+    fn enqueue(&self, record: FutureRecord<'_, str, [u8]>) -> Result<DeliveryFuture, ServiceError> {
+        let topic = record.topic.to_string();
+        self.producer
+            .send_result(record)
+            .map_err(|(e, _)| unavailable(&topic, e))
+    }
+
+    /// Waits until every record handed over is stored.
+    async fn delivered(&self, sends: Vec<DeliveryFuture>) -> Result<(), ServiceError> {
+        for sent in sends {
+            match sent.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(unavailable("its topic", e)),
+                Err(_) => return Err(ServiceError::Unavailable("kafka producer closed".into())),
+            }
+        }
+        Ok(())
+    }
+
     /// Sends a false positive to the detection stage, in the input partition that owns
     /// the pair (the alert's own header; the pair key's partition when not known).
     pub async fn suppress(&self, alert: &Alert) -> Result<(), ServiceError> {
@@ -294,6 +540,14 @@ impl KafkaDesk {
             .map(|_| ())
             .map_err(|(e, _)| unavailable(&self.topics.input, e))
     }
+}
+
+/// Whether `alert` names the user `subject` (as suspect, target or evidence sender).
+fn involves(alert: &Alert, subject: &str) -> bool {
+    let of = |user: &str| codec::subject(&alert.tenant, user) == subject;
+    of(&alert.suspect.user_id)
+        || of(&alert.target.user_id)
+        || alert.evidence.iter().any(|e| of(&e.sender_id))
 }
 
 fn unavailable(topic: &str, e: rdkafka::error::KafkaError) -> ServiceError {

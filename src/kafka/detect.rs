@@ -18,7 +18,7 @@ use crate::detect::pack::RulePack;
 use crate::detect::state::{KeyMap, PairKey};
 use crate::metrics::{EngineCounters, Metrics};
 use rdkafka::message::{BorrowedMessage, Message};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -58,6 +58,9 @@ struct Part {
     encoded: Vec<Encoded>,
     alerts: Vec<Alert>,
     sampled: u32,
+    /// Erasures done in this batch: request and pairs removed, acknowledged once the
+    /// batch's changelog (with their tombstones) is sent.
+    erased: Vec<(String, i64, u32)>,
 }
 
 /// A changelog record: pair key, input offset, and the pair's tenant hash and encoded
@@ -106,6 +109,13 @@ impl Part {
                             let (key, _) = PairKey::of(&s.tenant, &s.a, &s.b);
                             self.touched.insert(key, m.offset());
                         }
+                    }
+                    Ok(codec::Control::Erase(e)) => {
+                        let live = self.engine.forget_user(Some(&e.tenant), &e.user);
+                        for k in self.engine.forgotten_pairs() {
+                            self.touched.insert(*k, m.offset());
+                        }
+                        self.erased.push((e.request, m.offset(), live as u32));
                     }
                     Err(why) => self.outbox.push((i, Outcome::Rejected(why))),
                 }
@@ -230,6 +240,11 @@ pub struct Detect {
     pack: Arc<RulePack>,
     parts: HashMap<i32, Part>,
     last_checkpoint: Instant,
+    /// A checkpoint is due whatever the interval (an erasure was applied).
+    checkpoint_now: bool,
+    /// The input partitions this stage owns, shared with the desk (which deletes the
+    /// local checkpoints of the others when a user is erased).
+    owned: Arc<Mutex<HashSet<i32>>>,
 }
 
 /// Fewer records than this are detected on the consumer's thread alone: starting
@@ -268,7 +283,15 @@ impl Detect {
             pack,
             parts: HashMap::new(),
             last_checkpoint: Instant::now(),
+            checkpoint_now: false,
+            owned: Arc::default(),
         }
+    }
+
+    /// Shares the set of owned input partitions (see [`super::desk::DeskThread`]).
+    pub fn with_owned(mut self, owned: Arc<Mutex<HashSet<i32>>>) -> Detect {
+        self.owned = owned;
+        self
     }
 
     fn refresh_pack(&mut self) {
@@ -361,6 +384,10 @@ pub fn dead_letter(
 
 impl Stage for Detect {
     fn assign(&mut self, partition: i32, committed: Option<i64>) -> anyhow::Result<i64> {
+        self.owned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(partition);
         let mut engine = Engine::new(self.pack.clone(), self.engine.clone());
         let r = self.restorer.restore(
             &self.topics.input,
@@ -387,6 +414,7 @@ impl Stage for Detect {
                 encoded: Vec::new(),
                 alerts: Vec::new(),
                 sampled: 0,
+                erased: Vec::new(),
             },
         );
         self.metrics.kafka.partitions.set(self.parts.len() as i64);
@@ -394,6 +422,10 @@ impl Stage for Detect {
     }
 
     fn revoke(&mut self, partition: i32) {
+        self.owned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&partition);
         if let Some(part) = self.parts.remove(&partition) {
             self.metrics
                 .pairs
@@ -444,7 +476,18 @@ impl Stage for Detect {
     fn before_commit(&mut self, out: &mut Output) -> Result<(), Failed> {
         let groups = spread(self.parts.values_mut(), |p| p.touched.len(), self.threads);
         in_parallel(groups, Part::encode_touched);
+        let mut erased = Vec::new();
         for (&p, part) in self.parts.iter_mut() {
+            erased.extend(
+                part.erased
+                    .drain(..)
+                    .map(|(request, offset, pairs)| codec::Erased {
+                        request,
+                        partition: p,
+                        offset,
+                        pairs,
+                    }),
+            );
             for (k, offset, value) in part.encoded.drain(..) {
                 // A pair that is gone is a tombstone, its offset in a header; a state
                 // has its tenant in one.
@@ -462,11 +505,27 @@ impl Stage for Detect {
                 )?;
             }
         }
+        for e in &erased {
+            let payload =
+                serde_json::to_vec(e).map_err(|err| Failed::Fatal(err.to_string()))?;
+            out.send(
+                &self.topics.decisions,
+                None,
+                e.request.as_bytes(),
+                Some(&payload),
+                Some(codec::record_headers(codec::RECORD_ERASED)),
+                Kind::Erased,
+            )?;
+        }
+        if !erased.is_empty() {
+            // The local checkpoints are written again at once: none keeps the user.
+            self.checkpoint_now = true;
+        }
         Ok(())
     }
 
     fn checkpoint_due(&self) -> bool {
-        self.last_checkpoint.elapsed() >= self.checkpoint_every
+        self.checkpoint_now || self.last_checkpoint.elapsed() >= self.checkpoint_every
     }
 
     fn after_commit(&mut self, out: &Output, positions: &BTreeMap<i32, i64>, all: bool) {
@@ -483,6 +542,7 @@ impl Stage for Detect {
             return;
         }
         self.last_checkpoint = Instant::now();
+        self.checkpoint_now = false;
         for (&p, part) in self.parts.iter_mut() {
             let Some(&offset) = positions.get(&p) else {
                 continue;

@@ -399,6 +399,8 @@ struct Ctx<S> {
     health: Arc<StageHealth>,
     /// Leader updates librdkafka skipped for want of a topic name (see `log`).
     null_topic_updates: std::sync::atomic::AtomicU64,
+    /// Set when the instance stops: an assignment that cannot start soon is given up.
+    stop: Arc<AtomicBool>,
 }
 
 impl<S: Stage> Ctx<S> {
@@ -532,6 +534,11 @@ impl<S: Stage> ConsumerContext for Ctx<S> {
                 let committed = loop {
                     match consumer.committed_offsets(tpl.clone(), CALL_TIMEOUT) {
                         Ok(c) => break c,
+                        Err(e) if self.stop.load(Ordering::Relaxed) => {
+                            // Stopping: the partitions go to another member anyway.
+                            tracing::info!(error = %e, "committed offsets unavailable while stopping; not taking the partitions");
+                            return;
+                        }
                         Err(e) if attempt < 3 => {
                             attempt += 1;
                             tracing::warn!(error = %e, attempt, "committed offsets unavailable; retrying");
@@ -696,6 +703,7 @@ pub fn run<S: Stage>(
         stage_name,
         health: health.clone(),
         null_topic_updates: Default::default(),
+        stop: stop.clone(),
     };
     let consumer: BaseConsumer<Ctx<S>> = consumer_config.create_with_context(ctx)?;
     consumer.subscribe(&[&topic])?;

@@ -344,11 +344,16 @@ pub fn start(
             .then(|| format!("{}{suffix}", k.transactional_id()))
     };
     let mut threads = Vec::new();
+    // The input partitions detection owns: the desk deletes the local checkpoints of
+    // the others when a user is erased.
+    let owned = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
     let (desk, reader) = desk::new(
         &base,
         &k.group_id,
         topics.clone(),
-        &config.data_dir().join("kafka").join("desk"),
+        k.alerts_topic_compacted,
+        &config.data_dir().join("kafka"),
+        owned.clone(),
         metrics.clone(),
     )?;
     let desk_health = health.stage("desk");
@@ -422,7 +427,8 @@ pub fn start(
             Duration::from_millis(Config::duration(&config.durability.checkpoint_interval) as u64),
             metrics.clone(),
             k.detect_threads(),
-        );
+        )
+        .with_owned(owned.clone());
         let consumer = driver::consumer_config(&base, &k.group_id, instance_id.as_deref());
         let detect = health.stage("detect");
         let (m, h, s) = (metrics.clone(), detect.clone(), stop.clone());

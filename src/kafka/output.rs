@@ -393,7 +393,7 @@ pub struct Output {
     in_txn: bool,
     metrics: Arc<Metrics>,
     /// The produced-records counter per [`Kind`], resolved once.
-    produced: [IntCounter; 4],
+    produced: [IntCounter; 5],
     dead_letters: DeadLetterPolicy,
 }
 
@@ -405,14 +405,17 @@ pub enum Kind {
     DeadLetter,
     Changelog,
     Rekeyed,
+    /// An input partition's part of an erasure done (to the decisions topic).
+    Erased,
 }
 
 impl Kind {
-    const ALL: [Kind; 4] = [
+    const ALL: [Kind; 5] = [
         Kind::Alert,
         Kind::DeadLetter,
         Kind::Changelog,
         Kind::Rekeyed,
+        Kind::Erased,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -421,6 +424,7 @@ impl Kind {
             Kind::DeadLetter => "dead_letter",
             Kind::Changelog => "changelog",
             Kind::Rekeyed => "rekeyed",
+            Kind::Erased => "erased",
         }
     }
 }

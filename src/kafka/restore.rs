@@ -191,6 +191,30 @@ impl Restorer {
         })
     }
 
+    /// A pair's last state in the changelog, read to its end (`GetPair` in Kafka mode:
+    /// as of the last batch each owner committed). Reads every changelog partition, so
+    /// its cost grows with the changelog.
+    pub fn find(&self, key: &PairKey) -> anyhow::Result<Option<crate::detect::state::PairState>> {
+        let deadline = Instant::now() + self.timeout;
+        let md = self
+            .consumer
+            .fetch_metadata(Some(&self.changelog), Duration::from_secs(10))?;
+        let partitions = md.topics().first().map_or(0, |t| t.partitions().len()) as i32;
+        let mut found = None;
+        for p in 0..partitions {
+            let marks = self.watermarks(&self.changelog, p, deadline)?;
+            if marks.0 >= marks.1 {
+                continue;
+            }
+            self.read_changelog(p, Offset::Beginning, marks, deadline, |k, _, state| {
+                if k == *key {
+                    found = state;
+                }
+            })?;
+        }
+        Ok(found)
+    }
+
     /// A partition's watermarks; a broker down or a leader moving is waited out, up to
     /// the restore's deadline.
     fn watermarks(

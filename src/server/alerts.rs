@@ -433,7 +433,8 @@ impl AlertBook {
     }
 
     /// Erases every alert of `tenant` (`None`: of every tenant) naming `user` (as
-    /// suspect, target or evidence sender) from memory and from the whole log on disk. Returns how many were removed.
+    /// suspect, target or evidence sender) from memory and from the whole log on disk.
+    /// Returns how many were removed.
     pub fn forget_user(&mut self, tenant: Option<&str>, user: &str) -> io::Result<usize> {
         let involves = |a: &Alert| {
             tenant.is_none_or(|t| t == a.tenant)
@@ -441,6 +442,12 @@ impl AlertBook {
                     || a.target.user_id == user
                     || a.evidence.iter().any(|e| e.sender_id == user))
         };
+        Ok(self.forget(involves)?.len())
+    }
+
+    /// Erases every alert `involves` holds for, from memory and from the whole log on
+    /// disk; returns the alerts removed (each line once).
+    pub fn forget(&mut self, involves: impl Fn(&Alert) -> bool) -> io::Result<Vec<Alert>> {
         self.history.retain(|l| !involves(&l.alert));
         self.open.retain(|_, l| !involves(&l.alert));
         let kept: HashSet<&str> = self
@@ -455,21 +462,21 @@ impl AlertBook {
         let path = self.dir.join(ALERTS_FILE);
         let tmp = self.dir.join("alerts.jsonl.tmp");
         let mut out = std::io::BufWriter::new(File::create(&tmp)?);
-        let mut removed = 0;
+        let mut removed = Vec::new();
         for line in BufReader::new(File::open(&path)?).split(b'\n') {
             let line = line?;
             match serde_json::from_slice::<Alert>(&line) {
-                Ok(a) if involves(&a) => removed += 1,
+                Ok(a) if involves(&a) => removed.push(a),
                 _ => {
                     out.write_all(&line)?;
                     out.write_all(b"\n")?;
                 }
             }
         }
-        if removed == 0 {
+        if removed.is_empty() {
             drop(out);
             std::fs::remove_file(&tmp)?;
-            return Ok(0);
+            return Ok(removed);
         }
         out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         std::fs::rename(&tmp, &path)?;

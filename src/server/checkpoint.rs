@@ -82,6 +82,19 @@ fn corrupt(m: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("checkpoint: {m}"))
 }
 
+/// The log position of the checkpoint of `dir`, from its header alone (not checked: a
+/// damaged file is refused when it is read whole); `None` without one.
+pub fn position(dir: &Path) -> io::Result<Option<u64>> {
+    let mut f = match File::open(dir.join(FILE)) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut head = [0u8; 16];
+    f.read_exact(&mut head)?;
+    Ok(Some(u64::from_le_bytes(head[8..16].try_into().unwrap())))
+}
+
 /// Reads the checkpoint of `dir`, if there is one.
 pub fn read(dir: &Path) -> io::Result<Option<Restored>> {
     let mut f = match File::open(dir.join(FILE)) {

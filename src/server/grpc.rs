@@ -853,6 +853,8 @@ pub struct Admin {
     pub rules_dir: String,
     /// `ReloadRules` loads only directories under this one (empty: only `rules_dir`).
     pub rules_root: String,
+    /// How long `ForgetUser` waits for the group in Kafka mode (`desk.erase_timeout`).
+    pub erase_timeout: Duration,
 }
 
 #[tonic::async_trait]
@@ -874,9 +876,8 @@ impl pb::admin_service_server::AdminService for Admin {
         };
         let state = self
             .backend
-            .local()?
             .pair(&tenant, &req.user_a, &req.user_b)
-            .await
+            .await?
             .ok_or_else(|| ServiceError::NotFound("no state for this pair".into()))?;
         Ok(Response::new(super::summary::pair_summary(
             &tenant,
@@ -923,11 +924,29 @@ impl pb::admin_service_server::AdminService for Admin {
             "" => crate::detect::event::DEFAULT_TENANT.to_string(),
             t => t.to_string(),
         };
+        let pseudonym = super::pseudonym(&self.pseudonym_key, &user);
+        let pipeline = match &self.backend {
+            Backend::Local(p) => p,
+            Backend::Kafka(k) => {
+                let done = k.desk.forget(&tenant, &user, self.erase_timeout).await?;
+                tracing::info!(
+                    user = %pseudonym,
+                    pairs = done.pairs,
+                    alerts = done.alerts,
+                    pending = done.pending.len(),
+                    "user forgotten across the group"
+                );
+                return Ok(Response::new(pb::ForgetUserResponse {
+                    pairs_removed: done.pairs,
+                    alerts_removed: done.alerts,
+                    pending: done.pending,
+                }));
+            }
+        };
         let erasure = super::pipeline::Erasure {
             tenant: Some(tenant),
-            user: user.clone(),
+            user,
         };
-        let pipeline = self.backend.local()?;
         let (reply, replies) = std::sync::mpsc::channel();
         let payload = erasure.to_payload();
         pipeline
@@ -944,10 +963,11 @@ impl pb::admin_service_server::AdminService for Admin {
         .map_err(|e| ServiceError::Internal(e.to_string()))?;
         // A checkpoint now, so the log segments holding the user's messages are deleted.
         pipeline.checkpoint().await?;
-        tracing::info!(user = %super::pseudonym(&self.pseudonym_key, &user), pairs, alerts, "user forgotten");
+        tracing::info!(user = %pseudonym, pairs, alerts, "user forgotten");
         Ok(Response::new(pb::ForgetUserResponse {
             pairs_removed: pairs as u32,
             alerts_removed: alerts as u32,
+            pending: Vec::new(),
         }))
     }
 }

@@ -79,11 +79,35 @@ pub struct KafkaBackend {
     pub limits: Limits,
     pub max_batch: usize,
     pub metrics: Arc<Metrics>,
-    pub alerts_topic: String,
     pub desk: Arc<crate::kafka::desk::KafkaDesk>,
+    /// Reads pair state back from the changelog, for `GetPair`.
+    pub changelog: Arc<std::sync::Mutex<crate::kafka::restore::Restorer>>,
 }
 
 impl Backend {
+    /// A pair's state: from its shard (embedded), or its last state in the changelog
+    /// (Kafka).
+    pub async fn pair(
+        &self,
+        tenant: &str,
+        a: &str,
+        b: &str,
+    ) -> Result<Option<crate::detect::state::PairState>, ServiceError> {
+        match self {
+            Backend::Local(p) => Ok(p.pair(tenant, a, b).await),
+            Backend::Kafka(k) => {
+                let key = crate::detect::state::PairKey::of(tenant, a, b).0;
+                let reader = k.changelog.clone();
+                tokio::task::spawn_blocking(move || {
+                    reader.lock().unwrap_or_else(|p| p.into_inner()).find(&key)
+                })
+                .await
+                .map_err(|e| ServiceError::Internal(e.to_string()))?
+                .map_err(|e| ServiceError::Unavailable(format!("reading the pair state changelog: {e}")))
+            }
+        }
+    }
+
     /// The desk: the alert book and its live feed (embedded: fed by this instance's
     /// detection; Kafka: read back from the alert and decisions topics).
     pub fn desk(
@@ -133,18 +157,6 @@ impl Backend {
                 p.append(pipeline::Route::Suppress(sup), payload).await.map(|_| ())
             }
             Backend::Kafka(k) => k.desk.suppress(alert).await,
-        }
-    }
-
-    /// The embedded pipeline, for the RPCs that only it serves.
-    pub fn local(&self) -> Result<&Pipeline, ServiceError> {
-        match self {
-            Backend::Local(p) => Ok(p),
-            Backend::Kafka(k) => Err(ServiceError::FailedPrecondition(format!(
-                "this RPC serves the embedded mode; in Kafka mode alerts are on topic {} \
-                 and pair state is spread over the consumer group",
-                k.alerts_topic
-            ))),
         }
     }
 
@@ -369,6 +381,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         rules_dir: config.engine.rules_dir.clone(),
         rules_root: config.engine.rules_root.clone(),
         pseudonym_key: pseudonym_key(&config),
+        erase_timeout: Duration::from_millis(Config::duration(&config.desk.erase_timeout) as u64),
     });
     let mut builder = tonic::transport::Server::builder();
     if !config.tls.cert.is_empty() {
@@ -578,8 +591,14 @@ async fn start_backend(
             limits,
             max_batch,
             metrics: metrics.clone(),
-            alerts_topic: config.kafka.alerts_topic.clone(),
             desk: handle.desk.clone(),
+            changelog: Arc::new(std::sync::Mutex::new(crate::kafka::restore::Restorer::new(
+                &crate::kafka::client_config(&config.kafka),
+                &format!("{}.lookup", config.kafka.group_id),
+                &config.kafka.changelog(),
+                config.data_dir().join("kafka"),
+                Duration::from_millis(Config::duration(&config.kafka.restore_timeout) as u64),
+            )?)),
         }));
         tracing::info!(brokers = %config.kafka.brokers, "kafka mode");
         return Ok((backend, Stages::Kafka(handle)));
