@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The README's Kafka walk-through, run for real: a tansu broker (Kafka protocol, from
 # PyPI), `pairwatch serve` in Kafka mode creating its topics, and the confluent-kafka
-# Python client producing the worked example and reading the P0 alert back.
+# Python client producing the worked example and reading the P0 alert back; then the
+# moderation loop: the alert is claimed and resolved as a false positive with the CLI,
+# the rest of the conversation is produced, and no new alert of that pattern comes.
 # Tools are cached in target/tmp/; nothing is left running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,9 +45,25 @@ for _ in $(seq 300); do
 done
 if [ "$ready" != yes ]; then echo "pairwatch did not become ready"; cat "$work/pairwatch.log"; exit 1; fi
 
-if ! PYTHONPATH=$py python3 scripts/kafka_roundtrip.py --brokers "127.0.0.1:$kport" examples/sextortion_fr.jsonl; then
-  echo "--- pairwatch log"; tail -50 "$work/pairwatch.log"; exit 1
-fi
+roundtrip() { PYTHONPATH=$py python3 scripts/kafka_roundtrip.py --brokers "127.0.0.1:$kport" "$@"; }
+fail() { echo "$1"; echo "--- pairwatch log"; tail -50 "$work/pairwatch.log"; exit 1; }
+# The first 11 messages: the P0 sextortion alert.
+roundtrip --lines 1-11 examples/sextortion_fr.jsonl | tee "$work/first.txt" || fail "no P0 alert"
+alert=$(sed -n 's/^ALERT_ID=//p' "$work/first.txt")
+# A moderator claims it and finds it a false positive (the desk reads the alerts topic;
+# it may take a moment to list this one).
+for _ in $(seq 100); do
+  "$bin" claim --addr "127.0.0.1:$gport" --alert "$alert" --moderator mod-7 >"$work/claim.txt" 2>&1 && break
+  sleep 0.2
+done
+cat "$work/claim.txt"
+"$bin" resolve --addr "127.0.0.1:$gport" --alert "$alert" --moderator mod-7 \
+  --decision false_positive --reason walkthrough || fail "resolve failed"
+# The rest: the countdown and the threats would raise SEXTORTION again; the contact
+# ending (the last message) shows the conversation was processed.
+roundtrip --lines 12-18 --expect-update CONTACT_ENDED --forbid-pattern SEXTORTION \
+  --except-id "$alert" examples/sextortion_fr.jsonl || fail "the false positive did not hold"
+echo "no new SEXTORTION alert after the false positive"
 # The metrics an SRE would look at after this run.
 python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$hport/metrics').read().decode())" \
-  | grep -E '^pairwatch_(kafka_records_(consumed|produced)_total|alerts_raised_total)' | grep -v ' 0$'
+  | grep -E '^pairwatch_(kafka_records_(consumed|produced)_total|alerts_raised_total|moderation_)' | grep -v ' 0$'

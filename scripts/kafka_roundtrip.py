@@ -5,7 +5,10 @@ alerts pairwatch produces back from the alerts topic.
 
     python3 scripts/kafka_roundtrip.py --brokers 127.0.0.1:9092 examples/sextortion_fr.jsonl
 
-Exits 0 once an alert of --expect priority (default P0) has been read, 1 on timeout.
+Exits 0 once an alert of --expect priority (default P0) has been read (its id printed as
+ALERT_ID=...), 1 on timeout. --lines A-B produces those lines only. With --expect-update
+KIND it waits for an update of that kind instead, and fails if a new alert of
+--forbid-pattern other than --except-id comes first (a false positive must hold).
 """
 import argparse
 import json
@@ -32,6 +35,10 @@ def main():
     ap.add_argument("--alerts-topic", default="pairwatch.alerts")
     ap.add_argument("--expect", default="P0")
     ap.add_argument("--timeout", type=float, default=90.0)
+    ap.add_argument("--lines", help="A-B: produce lines A to B (from 1) only")
+    ap.add_argument("--expect-update", help="wait for an alert update of this kind")
+    ap.add_argument("--forbid-pattern", help="a new alert of this pattern is a failure")
+    ap.add_argument("--except-id", default="", help="the one alert of that pattern allowed")
     ap.add_argument("events", help="JSON lines, one event per line")
     args = ap.parse_args()
 
@@ -42,10 +49,14 @@ def main():
         if err is not None:
             failed.append(err)
 
+    first, last = 1, None
+    if args.lines:
+        a, b = args.lines.split("-")
+        first, last = int(a), int(b)
     sent = 0
     with open(args.events, encoding="utf-8") as f:
-        for line in f:
-            if not line.strip():
+        for number, line in enumerate(f, start=1):
+            if not line.strip() or number < first or (last is not None and number > last):
                 continue
             event = json.loads(line)
             producer.produce(
@@ -85,11 +96,24 @@ def main():
                 f"key={msg.key().decode()} respond_by={alert.get('respond_by', '-')} "
                 f"header-priority={headers.get('pairwatch-priority')}"
             )
-            if alert["priority"] == args.expect:
+            update = (alert.get("update") or {}).get("kind")
+            if args.expect_update:
+                if update == args.expect_update:
+                    return 0
+                if (
+                    update is None
+                    and alert["pattern"] == args.forbid_pattern
+                    and alert["alert_id"] != args.except_id
+                ):
+                    print(f"a new {args.forbid_pattern} alert came: {alert['alert_id']}", file=sys.stderr)
+                    return 1
+            elif alert["priority"] == args.expect:
+                print(f"ALERT_ID={alert['alert_id']}")
                 return 0
     finally:
         consumer.close()
-    print(f"no {args.expect} alert within {args.timeout}s", file=sys.stderr)
+    wanted = f"{args.expect_update} update" if args.expect_update else f"{args.expect} alert"
+    print(f"no {wanted} within {args.timeout}s", file=sys.stderr)
     return 1
 
 

@@ -9,12 +9,14 @@
 //! - [`pack_dir`]: reading a rule pack directory from disk.
 //! - [`config`]: service configuration (defaults, file, environment).
 //! - [`metrics`]: every Prometheus metric, in one place.
-//! - [`server`]: `pairwatch serve`: gRPC, write-ahead log, checkpoints, shards, HTTP.
+//! - [`server`]: `pairwatch serve`: gRPC, write-ahead log, checkpoints, shards, HTTP, and
+//!   the moderators' desk (open alerts, claims, decisions, the audit log).
 //! - [`kafka`]: Kafka mode of `serve`: consumer group, detection threads, alerts and
-//!   dead letters out, state changelog, rebalances, exactly-once transactions.
+//!   dead letters out, state changelog, rebalances, exactly-once transactions, the desk
+//!   read back from the alert and decisions topics, erasure across the group.
 //! - Tools: [`replay`] (`pairwatch replay`, events JSONL in, alerts JSONL out), [`eval`]
 //!   (`pairwatch eval`, backtesting on labelled history and comparing two rule packs), [`client`] (`pairwatch publish`
-//!   / `subscribe`, a gRPC client), [`workload`] (a deterministic synthetic chat stream),
+//!   / `subscribe` / `claim` / `resolve`, a gRPC client), [`workload`] (a deterministic synthetic chat stream),
 //!   [`bench`] (`pairwatch bench`, the load generator).
 
 pub mod bench;

@@ -22,6 +22,7 @@ pub struct Metrics {
     claims: IntCounterVec,
     pub processing_seconds: Histogram,
     pub event_to_alert_seconds: Histogram,
+    pub decision_to_suppression_seconds: Histogram,
     pub pairs: IntGaugeVec,
     pub queue_depth: IntGaugeVec,
     pub ingest_queue_depth: IntGauge,
@@ -270,6 +271,10 @@ impl Metrics {
             event_to_alert_seconds: histogram(
                 "pairwatch_alerts_event_to_alert_seconds",
                 "From event receipt to alert emission.",
+            ),
+            decision_to_suppression_seconds: histogram(
+                "pairwatch_moderation_decision_to_suppression_seconds",
+                "Kafka mode: from a false-positive decision to its suppression in the pair state.",
             ),
             pairs: gauge_vec(
                 "pairwatch_state_pairs",

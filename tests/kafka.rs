@@ -1037,12 +1037,19 @@ async fn desk_of(server: &Running) -> common::desk::Desk {
 /// now detected by B, raises no new alert. A desk-only instance shows the same desk.
 async fn desk_across_a_hand_over(broker: &dyn Broker, test: &str) {
     let s = Setup::new(broker, test);
-    let a = start(s.config("a"), CancellationToken::new()).await.unwrap();
+    let a = start(s.config("a"), CancellationToken::new())
+        .await
+        .unwrap();
     let desk_a = desk_of(&a).await;
     let alert = desk_a.raise("k-scam", "k-teen", WAIT).await;
     let other = desk_a.raise("k-scam2", "k-teen2", WAIT).await;
-    desk_a.claim(&other.alert_id, "mod-cy", false).await.unwrap();
-    desk_a.claim_conflict_then_false_positive(&alert.alert_id).await;
+    desk_a
+        .claim(&other.alert_id, "mod-cy", false)
+        .await
+        .unwrap();
+    desk_a
+        .claim_conflict_then_false_positive(&alert.alert_id)
+        .await;
     let ma = metrics(&a).await;
     assert_eq!(
         metric(
@@ -1052,7 +1059,9 @@ async fn desk_across_a_hand_over(broker: &dyn Broker, test: &str) {
         1.0,
         "{ma}"
     );
-    let b = start(s.config("b"), CancellationToken::new()).await.unwrap();
+    let b = start(s.config("b"), CancellationToken::new())
+        .await
+        .unwrap();
     // B joins and owns partitions first; then A leaves and B takes over the rest.
     let deadline = Instant::now() + WAIT;
     while metric(&metrics(&b).await, "pairwatch_kafka_assigned_partitions") == 0.0 {
@@ -1062,11 +1071,22 @@ async fn desk_across_a_hand_over(broker: &dyn Broker, test: &str) {
     a.stop().await.unwrap();
     let desk_b = desk_of(&b).await;
     let held = desk_b
-        .open_until(WAIT, |open| open.iter().any(|x| x.alert_id == other.alert_id))
+        .open_until(WAIT, |open| {
+            open.iter().any(|x| x.alert_id == other.alert_id)
+        })
         .await;
-    assert!(held.iter().all(|x| x.alert_id != alert.alert_id), "decided on A: not open on B");
-    let refused = desk_b.claim(&other.alert_id, "mod-ana", false).await.unwrap_err();
-    assert!(refused.message().contains("\"mod-cy\""), "the claim holds on B: {refused:?}");
+    assert!(
+        held.iter().all(|x| x.alert_id != alert.alert_id),
+        "decided on A: not open on B"
+    );
+    let refused = desk_b
+        .claim(&other.alert_id, "mod-ana", false)
+        .await
+        .unwrap_err();
+    assert!(
+        refused.message().contains("\"mod-cy\""),
+        "the claim holds on B: {refused:?}"
+    );
     desk_b
         .no_re_alert_after_false_positive("k-scam", "k-teen", WAIT)
         .await;
@@ -1076,7 +1096,8 @@ async fn desk_across_a_hand_over(broker: &dyn Broker, test: &str) {
     let desk_only = desk_of(&only).await;
     let open = desk_only
         .open_until(WAIT, |open| {
-            open.iter().any(|x| x.pattern == pairwatch::proto::pb::Pattern::SelfHarmRisk as i32)
+            open.iter()
+                .any(|x| x.pattern == pairwatch::proto::pb::Pattern::SelfHarmRisk as i32)
         })
         .await;
     let want = desk_b.open_until(WAIT, |_| true).await;
@@ -1085,9 +1106,47 @@ async fn desk_across_a_hand_over(broker: &dyn Broker, test: &str) {
         ids.sort();
         ids
     };
-    assert_eq!(ids(&open), ids(&want), "the desk-only instance shows the same desk");
+    assert_eq!(
+        ids(&open),
+        ids(&want),
+        "the desk-only instance shows the same desk"
+    );
+    let refused = desk_only
+        .claim(&other.alert_id, "mod-ana", false)
+        .await
+        .unwrap_err();
+    assert!(
+        refused.message().contains("\"mod-cy\""),
+        "and the same claims: {refused:?}"
+    );
+    // Its feed replays the desk from the beginning: every alert raised.
+    let mut feed =
+        pairwatch::proto::pb::alert_service_client::AlertServiceClient::new(desk_only.ch.clone())
+            .subscribe(pairwatch::proto::pb::SubscribeRequest {
+                from_beginning: true,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+    let mut seen = HashSet::new();
+    let complete = |seen: &HashSet<String>| {
+        seen.contains(&alert.alert_id) && open.iter().all(|x| seen.contains(&x.alert_id))
+    };
+    while !complete(&seen) {
+        match tokio::time::timeout(Duration::from_secs(10), feed.message()).await {
+            Ok(Ok(Some(env))) => {
+                seen.insert(env.alert.unwrap().alert_id);
+            }
+            other => panic!("the feed ended before every alert: {other:?}"),
+        }
+    }
     let mo = metrics(&only).await;
-    assert_eq!(metric(&mo, "pairwatch_kafka_assigned_partitions"), 0.0, "no detection");
+    assert_eq!(
+        metric(&mo, "pairwatch_kafka_assigned_partitions"),
+        0.0,
+        "no detection"
+    );
     only.stop().await.unwrap();
     b.stop().await.unwrap();
 }
@@ -1105,7 +1164,13 @@ async fn forget_while_partitions_move(broker: &dyn Broker, test: &str) {
     let mut events = Vec::new();
     for (i, kid) in kids.iter().enumerate() {
         events.extend(escalation("t", "u-gone", kid, start_at, &format!("g{i}")));
-        events.extend(escalation("t", &format!("u-stay{i}"), kid, start_at, &format!("s{i}")));
+        events.extend(escalation(
+            "t",
+            &format!("u-stay{i}"),
+            kid,
+            start_at,
+            &format!("s{i}"),
+        ));
     }
     events.extend(escalation("t2", "u-gone", "u-kid0", start_at, "elsewhere"));
     let (config_a, config_b) = (s.config("a"), s.config("b"));
@@ -1134,7 +1199,11 @@ async fn forget_while_partitions_move(broker: &dyn Broker, test: &str) {
         if naming_gone(&open, "t") == kids.len() && naming_gone(&open, "t2") == 1 {
             break;
         }
-        assert!(Instant::now() < deadline, "the alerts never came: {}", open.len());
+        assert!(
+            Instant::now() < deadline,
+            "the alerts never came: {}",
+            open.len()
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let mut admin_a = pb::admin_service_client::AdminServiceClient::new(ch_a.clone());
@@ -1143,8 +1212,18 @@ async fn forget_while_partitions_move(broker: &dyn Broker, test: &str) {
         user_a: "u-gone".into(),
         user_b: user_b.into(),
     };
-    let before = admin_a.get_pair(pair("t", "u-kid3")).await.unwrap().into_inner();
-    assert_eq!(before.evidence_count, 4, "GetPair reads the changelog: {before:?}");
+    // GetPair reads the changelog, which follows the alerts at the end of each batch.
+    let deadline = Instant::now() + WAIT;
+    let before = loop {
+        match admin_a.get_pair(pair("t", "u-kid3")).await {
+            Ok(p) if p.get_ref().evidence_count == 4 => break p.into_inner(),
+            Ok(_) | Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            other => panic!("GetPair never read the pair back: {other:?}"),
+        }
+    };
+    assert_eq!(before.sides.len(), 2);
 
     // B joins: partitions move while the erasure runs.
     let b = start(config_b, CancellationToken::new()).await.unwrap();
@@ -1163,7 +1242,10 @@ async fn forget_while_partitions_move(broker: &dyn Broker, test: &str) {
     assert!(forgot.alerts_removed >= kids.len() as u32, "{forgot:?}");
     let gone = admin_a.get_pair(pair("t", "u-kid3")).await.unwrap_err();
     assert_eq!(gone.code(), tonic::Code::NotFound);
-    assert!(admin_a.get_pair(pair("t2", "u-kid0")).await.is_ok(), "another tenant's user stays");
+    assert!(
+        admin_a.get_pair(pair("t2", "u-kid0")).await.is_ok(),
+        "another tenant's user stays"
+    );
     // Asking again is safe: nothing left.
     let again = admin_a
         .forget_user(pb::ForgetUserRequest {
@@ -1173,7 +1255,11 @@ async fn forget_while_partitions_move(broker: &dyn Broker, test: &str) {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!((again.pairs_removed, again.alerts_removed), (0, 0), "{again:?}");
+    assert_eq!(
+        (again.pairs_removed, again.alerts_removed),
+        (0, 0),
+        "{again:?}"
+    );
     // Both desks: nothing of the user in tenant t; t2's alert stays.
     let ch_b = desk_of(&b).await.ch;
     for ch in [ch_a, ch_b] {
@@ -1206,9 +1292,15 @@ async fn forget_while_partitions_move(broker: &dyn Broker, test: &str) {
     }
     a.stop().await.unwrap();
     b.stop().await.unwrap();
-    let gone_keys: HashSet<PairKey> = kids.iter().map(|k| PairKey::of("t", "u-gone", k).0).collect();
+    let gone_keys: HashSet<PairKey> = kids
+        .iter()
+        .map(|k| PairKey::of("t", "u-gone", k).0)
+        .collect();
     let state = s.changelog_state();
-    assert!(state.keys().all(|k| !gone_keys.contains(k)), "the changelog, read to its end, keeps the user");
+    assert!(
+        state.keys().all(|k| !gone_keys.contains(k)),
+        "the changelog, read to its end, keeps the user"
+    );
     assert!(state.contains_key(&PairKey::of("t2", "u-gone", "u-kid0").0));
     assert!(state.contains_key(&PairKey::of("t", "u-stay3", "u-kid3").0));
     let mut checkpoints = 0;
@@ -1229,6 +1321,108 @@ async fn forget_while_partitions_move(broker: &dyn Broker, test: &str) {
         }
     }
     assert!(checkpoints > 0, "local checkpoints were written");
+}
+
+/// The figures of the desk in Kafka mode, on tansu: two instances sharing 100,000 pairs;
+/// the time `ForgetUser` takes across the group, and from a false positive to its
+/// suppression in the owner's pair state. A measurement, not a check: run with
+/// `cargo test --release --test kafka measure_desk -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn measure_desk_erasure_and_suppression_with_100k_pairs() {
+    use pairwatch::proto::pb;
+    let broker = Real::new();
+    let s = Setup::new(&broker, "desk-measure");
+    let a = start(s.config("a"), CancellationToken::new()).await.unwrap();
+    let b = start(s.config("b"), CancellationToken::new()).await.unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let owned = |m: &str| metric(m, "pairwatch_kafka_assigned_partitions");
+        let (ma, mb) = (metrics(&a).await, metrics(&b).await);
+        if owned(&ma) > 0.0 && owned(&mb) > 0.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the group never settled");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let at = "2026-03-01T20:00:00Z";
+    let mut events: Vec<Event> = (0..100_000)
+        .map(|i| {
+            let line = common::msg(
+                &format!("m{i}"),
+                at,
+                (&format!("u-{i}"), "ADULT"),
+                (&format!("v-{i}"), "AGE_13_15"),
+                "salut, ça va ?",
+            );
+            Event::from_json(&line, &Default::default()).unwrap()
+        })
+        .collect();
+    for i in 0..10 {
+        let line = common::msg(&format!("g{i}"), at, ("u-gone", "ADULT"), (&format!("v-{i}"), "AGE_13_15"), "salut");
+        events.push(Event::from_json(&line, &Default::default()).unwrap());
+    }
+    let loaded = Instant::now();
+    s.produce(&events);
+    s.wait_consumed();
+    let pairs = |m: &str| metric(m, "pairwatch_state_pairs");
+    let (ma, mb) = (metrics(&a).await, metrics(&b).await);
+    eprintln!(
+        "loaded {} events in {:?}: {} + {} pairs",
+        events.len(),
+        loaded.elapsed(),
+        pairs(&ma),
+        pairs(&mb)
+    );
+    let mut admin = pb::admin_service_client::AdminServiceClient::new(desk_of(&a).await.ch);
+    let mut times = Vec::new();
+    for round in 0..5 {
+        let t = Instant::now();
+        let done = admin
+            .forget_user(pb::ForgetUserRequest {
+                user_id: "u-gone".into(),
+                tenant: "t".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        times.push(t.elapsed());
+        assert!(done.pending.is_empty(), "{done:?}");
+        if round == 0 {
+            assert_eq!(done.pairs_removed, 10);
+        }
+    }
+    eprintln!("ForgetUser across 2 instances, 100,010 pairs: {times:?}");
+    // Decision to suppression: alerts raised, resolved as false positives on A.
+    let desk = desk_of(&a).await;
+    let mut resolved = 0;
+    for i in 0..20 {
+        let alert = desk.raise(&format!("k-s{i}"), &format!("k-v{i}"), WAIT).await;
+        desk.resolve(&alert.alert_id, "mod-m", pb::Decision::FalsePositive, "")
+            .await
+            .unwrap();
+        resolved += 1;
+    }
+    let name = "pairwatch_moderation_decision_to_suppression_seconds";
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (ma, mb) = (metrics(&a).await, metrics(&b).await);
+        let count = metric(&ma, &format!("{name}_count")) + metric(&mb, &format!("{name}_count"));
+        if count >= resolved as f64 {
+            let sum = metric(&ma, &format!("{name}_sum")) + metric(&mb, &format!("{name}_sum"));
+            eprintln!("decision to suppression: {count} decisions, mean {:.1} ms", sum / count * 1000.0);
+            for m in [ma, mb] {
+                for l in m.lines().filter(|l| l.starts_with(&format!("{name}_bucket"))) {
+                    eprintln!("  {l}");
+                }
+            }
+            break;
+        }
+        assert!(Instant::now() < deadline, "suppressions not applied");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    a.stop().await.unwrap();
+    b.stop().await.unwrap();
 }
 
 // ---------------------------------------------------------------- the suite// ---------------------------------------------------------------- the suite

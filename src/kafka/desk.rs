@@ -272,7 +272,10 @@ impl DeskThread {
                 if let Err(e) = std::fs::remove_dir_all(&dir) {
                     tracing::error!(partition = p, error = %e, "desk: cannot delete a stale local checkpoint");
                 } else {
-                    tracing::info!(partition = p, "desk: stale local checkpoint deleted after an erasure");
+                    tracing::info!(
+                        partition = p,
+                        "desk: stale local checkpoint deleted after an erasure"
+                    );
                 }
             }
             _ => {}
@@ -339,7 +342,8 @@ impl KafkaDesk {
     /// Produces an audit line to the decisions topic, keyed by the alert's pair, and
     /// waits until this desk has read it back (so it has taken effect, or lost a race).
     pub async fn record(&self, line: &AuditLine, alert: &Alert) -> Result<(), ServiceError> {
-        let payload = serde_json::to_vec(line).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let payload =
+            serde_json::to_vec(line).map_err(|e| ServiceError::Internal(e.to_string()))?;
         let key = codec::alert_pair_key(alert);
         let headers = OwnedHeaders::new().insert(Header {
             key: CONTENT_TYPE,
@@ -394,7 +398,8 @@ impl KafkaDesk {
             tenant: tenant.to_string(),
             user: user.to_string(),
         };
-        let notice = serde_json::to_vec(&notice).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let notice =
+            serde_json::to_vec(&notice).map_err(|e| ServiceError::Internal(e.to_string()))?;
         let ask = serde_json::to_vec(&ask).map_err(|e| ServiceError::Internal(e.to_string()))?;
         let partitions = self.input_partitions().await?;
         let mut sends = vec![self.enqueue(
@@ -465,7 +470,9 @@ impl KafkaDesk {
                 .map_err(|e| unavailable(&topic, e))?;
             match md.topics().first().map(|t| t.partitions().len()) {
                 Some(n) if n > 0 => Ok(n as i32),
-                _ => Err(ServiceError::Unavailable(format!("topic {topic} has no partitions"))),
+                _ => Err(ServiceError::Unavailable(format!(
+                    "topic {topic} has no partitions"
+                ))),
             }
         })
         .await
@@ -510,7 +517,8 @@ impl KafkaDesk {
     /// the pair (the alert's own header; the pair key's partition when not known).
     pub async fn suppress(&self, alert: &Alert) -> Result<(), ServiceError> {
         let sup = Suppress::of(alert);
-        let payload = serde_json::to_vec(&sup).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let payload =
+            serde_json::to_vec(&sup).map_err(|e| ServiceError::Internal(e.to_string()))?;
         let key = codec::alert_pair_key(alert);
         let headers = OwnedHeaders::new()
             .insert(Header {

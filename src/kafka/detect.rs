@@ -105,6 +105,12 @@ impl Part {
             if let Some(control) = codec::decode_control(m.payload(), m.headers()) {
                 match control {
                     Ok(codec::Control::Suppress(s)) => {
+                        if let Some(sent) = m.timestamp().to_millis() {
+                            let ms = (crate::detect::time::now_millis() - sent).max(0);
+                            w.metrics
+                                .decision_to_suppression_seconds
+                                .observe(ms as f64 / 1000.0);
+                        }
                         if self.engine.suppress(&s.tenant, &s.a, &s.b, s.pattern) {
                             let (key, _) = PairKey::of(&s.tenant, &s.a, &s.b);
                             self.touched.insert(key, m.offset());
@@ -506,8 +512,7 @@ impl Stage for Detect {
             }
         }
         for e in &erased {
-            let payload =
-                serde_json::to_vec(e).map_err(|err| Failed::Fatal(err.to_string()))?;
+            let payload = serde_json::to_vec(e).map_err(|err| Failed::Fatal(err.to_string()))?;
             out.send(
                 &self.topics.decisions,
                 None,

@@ -276,10 +276,10 @@ impl AlertBook {
         // a decided alert (its decision read first, as a Kafka desk may) is not open.
         let stands = !self.decided.contains_key(&logged.alert.alert_id)
             && (logged.alert.update.is_none()
-            || self
-                .open
-                .get(&key)
-                .is_some_and(|o| o.alert.alert_id == logged.alert.alert_id));
+                || self
+                    .open
+                    .get(&key)
+                    .is_some_and(|o| o.alert.alert_id == logged.alert.alert_id));
         if stands {
             self.open.insert(key, logged.clone());
         }

@@ -89,9 +89,7 @@ impl From<ServiceError> for Status {
             ServiceError::Saturated | ServiceError::ResourceExhausted(_) => {
                 Status::resource_exhausted(msg)
             }
-            ServiceError::ShuttingDown | ServiceError::Unavailable(_) => {
-                Status::unavailable(msg)
-            }
+            ServiceError::ShuttingDown | ServiceError::Unavailable(_) => Status::unavailable(msg),
             ServiceError::Internal(_) => Status::internal(msg),
         }
     }
@@ -674,7 +672,7 @@ impl pb::alert_service_server::AlertService for Alerts {
             self.max_subscribers,
             &self.backend.metrics().subscribers,
         )
-            .ok_or_else(|| {
+        .ok_or_else(|| {
             tracing::warn!(
                 max = self.max_subscribers,
                 "alert subscription refused: too many subscribers"
@@ -744,9 +742,15 @@ impl pb::alert_service_server::AlertService for Alerts {
         let now = crate::detect::time::now_millis();
         let (line, alert) = {
             let b = book.read().unwrap_or_else(|p| p.into_inner());
-            let line =
-                b.claim_line(&req.alert_id, &req.moderator_id, now, self.lease, req.release)
-                    .map_err(ServiceError::from)?;
+            let line = b
+                .claim_line(
+                    &req.alert_id,
+                    &req.moderator_id,
+                    now,
+                    self.lease,
+                    req.release,
+                )
+                .map_err(ServiceError::from)?;
             let alert = b.get(&req.alert_id).map(|l| l.alert.clone());
             (line, alert)
         };
@@ -828,9 +832,7 @@ impl pb::alert_service_server::AlertService for Alerts {
         // In log order, another decision may have come first: the first one stands.
         let (taken, open) = {
             let b = book.read().unwrap_or_else(|p| p.into_inner());
-            let taken = b
-                .decision(&req.alert_id)
-                .map(|(d, m)| (d, m.to_string()));
+            let taken = b.decision(&req.alert_id).map(|(d, m)| (d, m.to_string()));
             (taken, b.open_counts())
         };
         let metrics = self.backend.metrics();

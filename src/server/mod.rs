@@ -5,7 +5,8 @@
 //!
 //! - [`pipeline`]: the log thread, the shard threads, the alert writer thread;
 //! - [`wal`], [`checkpoint`]: what survives a crash;
-//! - [`alerts`]: the alert log, open alerts, decisions;
+//! - [`alerts`]: the alert log, open alerts, decisions, claims (the desk's book);
+//! - [`desk`]: the desk's rules: audit lines, claims, ListOpen order and pages;
 //! - [`grpc`], [`auth`], [`summary`]: the gRPC services; [`http`]: metrics and health.
 
 pub mod alerts;
@@ -103,7 +104,9 @@ impl Backend {
                 })
                 .await
                 .map_err(|e| ServiceError::Internal(e.to_string()))?
-                .map_err(|e| ServiceError::Unavailable(format!("reading the pair state changelog: {e}")))
+                .map_err(|e| {
+                    ServiceError::Unavailable(format!("reading the pair state changelog: {e}"))
+                })
             }
         }
     }
@@ -154,7 +157,9 @@ impl Backend {
                 let sup = pipeline::Suppress::of(alert);
                 let payload =
                     serde_json::to_vec(&sup).map_err(|e| ServiceError::Internal(e.to_string()))?;
-                p.append(pipeline::Route::Suppress(sup), payload).await.map(|_| ())
+                p.append(pipeline::Route::Suppress(sup), payload)
+                    .await
+                    .map(|_| ())
             }
             Backend::Kafka(k) => k.desk.suppress(alert).await,
         }
