@@ -1279,6 +1279,28 @@ async fn forget_while_partitions_move(broker: &dyn Broker, test: &str) {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+    // The user's activity after the erasure is new: it alerts, and the desks show it.
+    s.produce(&escalation("t", "u-gone", "u-kid9", start_at, "after"));
+    for ch in [desk_of(&a).await.ch, desk_of(&b).await.ch] {
+        let mut alerts = pb::alert_service_client::AlertServiceClient::new(ch);
+        let deadline = Instant::now() + WAIT;
+        while naming_gone(
+            &alerts
+                .list_open(pb::ListOpenRequest::default())
+                .await
+                .unwrap()
+                .into_inner()
+                .alerts,
+            "t",
+        ) != 1
+        {
+            assert!(
+                Instant::now() < deadline,
+                "a new alert of the erased user was hidden"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     // The group settles (A and B share the partitions) before both stop.
     let deadline = Instant::now() + WAIT;
     loop {
@@ -1333,8 +1355,12 @@ async fn measure_desk_erasure_and_suppression_with_100k_pairs() {
     use pairwatch::proto::pb;
     let broker = Real::new();
     let s = Setup::new(&broker, "desk-measure");
-    let a = start(s.config("a"), CancellationToken::new()).await.unwrap();
-    let b = start(s.config("b"), CancellationToken::new()).await.unwrap();
+    let a = start(s.config("a"), CancellationToken::new())
+        .await
+        .unwrap();
+    let b = start(s.config("b"), CancellationToken::new())
+        .await
+        .unwrap();
     let deadline = Instant::now() + WAIT;
     loop {
         let owned = |m: &str| metric(m, "pairwatch_kafka_assigned_partitions");
@@ -1359,7 +1385,13 @@ async fn measure_desk_erasure_and_suppression_with_100k_pairs() {
         })
         .collect();
     for i in 0..10 {
-        let line = common::msg(&format!("g{i}"), at, ("u-gone", "ADULT"), (&format!("v-{i}"), "AGE_13_15"), "salut");
+        let line = common::msg(
+            &format!("g{i}"),
+            at,
+            ("u-gone", "ADULT"),
+            (&format!("v-{i}"), "AGE_13_15"),
+            "salut",
+        );
         events.push(Event::from_json(&line, &Default::default()).unwrap());
     }
     let loaded = Instant::now();
@@ -1397,7 +1429,9 @@ async fn measure_desk_erasure_and_suppression_with_100k_pairs() {
     let desk = desk_of(&a).await;
     let mut resolved = 0;
     for i in 0..20 {
-        let alert = desk.raise(&format!("k-s{i}"), &format!("k-v{i}"), WAIT).await;
+        let alert = desk
+            .raise(&format!("k-s{i}"), &format!("k-v{i}"), WAIT)
+            .await;
         desk.resolve(&alert.alert_id, "mod-m", pb::Decision::FalsePositive, "")
             .await
             .unwrap();
@@ -1410,9 +1444,15 @@ async fn measure_desk_erasure_and_suppression_with_100k_pairs() {
         let count = metric(&ma, &format!("{name}_count")) + metric(&mb, &format!("{name}_count"));
         if count >= resolved as f64 {
             let sum = metric(&ma, &format!("{name}_sum")) + metric(&mb, &format!("{name}_sum"));
-            eprintln!("decision to suppression: {count} decisions, mean {:.1} ms", sum / count * 1000.0);
+            eprintln!(
+                "decision to suppression: {count} decisions, mean {:.1} ms",
+                sum / count * 1000.0
+            );
             for m in [ma, mb] {
-                for l in m.lines().filter(|l| l.starts_with(&format!("{name}_bucket"))) {
+                for l in m
+                    .lines()
+                    .filter(|l| l.starts_with(&format!("{name}_bucket")))
+                {
                     eprintln!("  {l}");
                 }
             }

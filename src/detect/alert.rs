@@ -144,6 +144,13 @@ pub struct VictimNotice {
 }
 
 impl Alert {
+    /// Every user the alert names: suspect, target, and each evidence sender.
+    pub fn user_ids(&self) -> impl Iterator<Item = &str> {
+        [self.suspect.user_id.as_str(), self.target.user_id.as_str()]
+            .into_iter()
+            .chain(self.evidence.iter().map(|e| e.sender_id.as_str()))
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
     }

@@ -10,6 +10,7 @@ use crate::proto::{event_from_proto, pb};
 use prost::Message as _;
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 
 pub const CONTENT_TYPE: &str = "content-type";
 pub const JSON: &str = "application/json";
@@ -189,6 +190,9 @@ pub struct EraseRequest {
 pub struct EraseNotice {
     pub request: String,
     pub subject: String,
+    /// Per input partition, the offset of the erase record: alerts raised by records
+    /// before it are erased, later ones (the user's new activity) are not.
+    pub offsets: BTreeMap<i32, i64>,
 }
 
 /// One input partition's erasure done: the pairs it removed.
@@ -215,10 +219,15 @@ pub fn record_headers(kind: &str) -> OwnedHeaders {
         })
 }
 
+/// The key of an alert's audit lines on the decisions topic: hex SHA-256 of its pair
+/// key, the same for every line of the alert, naming no user.
+pub fn pair_digest(a: &Alert) -> String {
+    crate::detect::digest::hex(&Sha256::digest(alert_pair_key(a).as_bytes()))
+}
+
 /// A user of a tenant as the desks' records name it: hex SHA-256 of `tenant NUL user`.
 pub fn subject(tenant: &str, user: &str) -> String {
-    use sha2::Digest;
-    let mut h = sha2::Sha256::new();
+    let mut h = Sha256::new();
     h.update(tenant.as_bytes());
     h.update([0]);
     h.update(user.as_bytes());
@@ -226,6 +235,8 @@ pub fn subject(tenant: &str, user: &str) -> String {
 }
 /// Header of an alert record: the input partition that owns its pair.
 pub const PARTITION_HEADER: &str = "pairwatch-partition";
+/// Header of an alert record: the input offset of the record that raised it.
+pub const INPUT_OFFSET_HEADER: &str = "pairwatch-input-offset";
 
 /// What a control record asks of detection.
 pub enum Control {
@@ -454,10 +465,11 @@ pub fn dead_letter<'a>(
 }
 
 /// Headers on an alert record, for routing without parsing the JSON.
-pub fn alert_headers(a: &Alert, input_partition: i32) -> OwnedHeaders {
+pub fn alert_headers(a: &Alert, input_partition: i32, input_offset: i64) -> OwnedHeaders {
     let mut h = OwnedHeaders::new();
     let update = a.update.as_ref().map(|u| u.kind.as_str());
     let owner = input_partition.to_string();
+    let offset = input_offset.to_string();
     for (k, v) in [
         (CONTENT_TYPE, Some(JSON)),
         ("pairwatch-alert-id", Some(a.alert_id.as_str())),
@@ -468,6 +480,7 @@ pub fn alert_headers(a: &Alert, input_partition: i32) -> OwnedHeaders {
         ("pairwatch-update", update),
         // The input partition that owns the pair: where the desk sends its decisions.
         (PARTITION_HEADER, Some(owner.as_str())),
+        (INPUT_OFFSET_HEADER, Some(offset.as_str())),
     ] {
         if let Some(v) = v {
             h = h.insert(Header {

@@ -14,7 +14,8 @@
 
 use super::codec::{
     self, EraseNotice, EraseRequest, Erased, CONTENT_TYPE, CONTROL_ERASE, CONTROL_HEADER,
-    CONTROL_SUPPRESS, JSON, PARTITION_HEADER, RECORD_ERASE, RECORD_ERASED, RECORD_HEADER,
+    CONTROL_SUPPRESS, INPUT_OFFSET_HEADER, JSON, PARTITION_HEADER, RECORD_ERASE, RECORD_ERASED,
+    RECORD_HEADER,
 };
 use super::health::StageHealth;
 use super::Topics;
@@ -49,8 +50,11 @@ pub struct KafkaDesk {
     topics: Topics,
     /// Per decisions partition, the next offset the desk will read.
     read: watch::Receiver<HashMap<i32, i64>>,
-    /// Input partition of each alert's pair, from the alert records.
-    owners: Arc<Mutex<HashMap<String, i32>>>,
+    /// Input partition and offset of the record that raised each alert (from the alert
+    /// records' headers).
+    owners: Arc<Mutex<HashMap<String, (i32, i64)>>>,
+    /// Per alert topic partition, the next offset the desk will read.
+    alerts_read: watch::Receiver<HashMap<(String, i32), i64>>,
     /// Erasures seen on the decisions topic, by request.
     erasures: watch::Receiver<HashMap<String, Erasure>>,
     /// Alert topics are compacted: an erasure writes a tombstone per erased alert key.
@@ -60,8 +64,10 @@ pub struct KafkaDesk {
 /// Where an erasure stands, as this desk has read it.
 #[derive(Clone, Debug, Default)]
 pub struct Erasure {
-    /// This desk dropped the user's alerts: how many, and their record keys.
-    pub desk: Option<(usize, Vec<String>)>,
+    /// This desk dropped the user's alerts: how many.
+    pub desk: Option<usize>,
+    /// The record keys of the alerts dropped (then and since).
+    pub keys: HashSet<String>,
     /// Input partitions done, with the pairs each removed.
     pub partitions: BTreeMap<i32, u32>,
 }
@@ -80,10 +86,13 @@ pub struct DeskThread {
     book: Arc<RwLock<AlertBook>>,
     feed: broadcast::Sender<Logged>,
     read: watch::Sender<HashMap<i32, i64>>,
-    owners: Arc<Mutex<HashMap<String, i32>>>,
+    owners: Arc<Mutex<HashMap<String, (i32, i64)>>>,
     erasures: watch::Sender<HashMap<String, Erasure>>,
-    /// Users erased (as [`codec::subject`]): their alerts read later are dropped too.
-    erased: std::cell::RefCell<HashSet<String>>,
+    /// Users erased (as [`codec::subject`]), with the erasure that asked and where its
+    /// records are: their alerts from before it, read later, are dropped too.
+    erased: std::cell::RefCell<HashMap<String, (String, BTreeMap<i32, i64>)>>,
+    /// Per alert topic partition, the next offset the desk will read.
+    alerts_read: watch::Sender<HashMap<(String, i32), i64>>,
     /// Where detection keeps its local checkpoints, and the partitions it owns.
     state_dir: PathBuf,
     owned: Arc<Mutex<HashSet<i32>>>,
@@ -109,6 +118,7 @@ pub fn new(
     let (read_tx, read_rx) = watch::channel(HashMap::new());
     let owners = Arc::new(Mutex::new(HashMap::new()));
     let (erasures_tx, erasures_rx) = watch::channel(HashMap::new());
+    let (alerts_read_tx, alerts_read_rx) = watch::channel(HashMap::new());
     let mut c = super::driver::consumer_config(base, &format!("{group}.desk"), None);
     c.set("enable.partition.eof", "false");
     let consumer: BaseConsumer = c.create()?;
@@ -121,6 +131,7 @@ pub fn new(
         topics: topics.clone(),
         read: read_rx,
         owners: owners.clone(),
+        alerts_read: alerts_read_rx,
         erasures: erasures_rx,
         alerts_compacted,
     };
@@ -132,6 +143,7 @@ pub fn new(
         owners,
         erasures: erasures_tx,
         erased: Default::default(),
+        alerts_read: alerts_read_tx,
         state_dir: state_dir.to_path_buf(),
         owned,
         topics,
@@ -212,8 +224,33 @@ impl DeskThread {
                 self.publish();
                 let _ = self.read.send(read.clone());
             }
+            self.note_alert_positions();
         }
         Ok(())
+    }
+
+    /// Publishes how far the alert topics are read: the consumer's positions, which
+    /// also pass the transaction markers no record is delivered for.
+    fn note_alert_positions(&self) {
+        let Ok(tpl) = self.consumer.position() else {
+            return;
+        };
+        let now: HashMap<(String, i32), i64> = tpl
+            .elements()
+            .iter()
+            .filter(|e| e.topic() != self.topics.decisions)
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) => Some(((e.topic().to_string(), e.partition()), o)),
+                _ => None,
+            })
+            .collect();
+        self.alerts_read.send_if_modified(|read| {
+            let changed = *read != now;
+            if changed {
+                *read = now;
+            }
+            changed
+        });
     }
 
     fn apply_line(&self, payload: Option<&[u8]>) {
@@ -227,34 +264,48 @@ impl DeskThread {
         }
     }
 
-    /// An erasure asked: drops the user's alerts and evidence from the desk, and any
-    /// alert of theirs read later.
+    /// An erasure asked: drops the user's alerts and evidence from the desk, and those
+    /// from before the erasure read later. Alerts the user's later activity raises stay.
     fn erase(&self, payload: Option<&[u8]>) {
         let Some(notice) = payload.and_then(|p| serde_json::from_slice::<EraseNotice>(p).ok())
         else {
             tracing::warn!("desk: an erase record without its subject, skipped");
             return;
         };
-        let subject = notice.subject.clone();
+        let before = |a: &Alert| self.before(a, &notice.offsets);
         let forgotten = self
             .book
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .forget(|a| involves(a, &subject));
-        let done = match forgotten {
-            Ok(alerts) => {
-                let keys: HashSet<String> = alerts.iter().map(codec::alert_pair_key).collect();
-                Some((alerts.len(), keys.into_iter().collect()))
-            }
+            .forget(|a| involves(a, &notice.subject) && before(a));
+        let (done, keys) = match forgotten {
+            Ok(alerts) => (
+                Some(alerts.len()),
+                alerts.iter().map(codec::alert_pair_key).collect(),
+            ),
             Err(e) => {
                 tracing::error!(error = %e, "desk: cannot rewrite the alert cache to erase a user");
-                None
+                (None, HashSet::new())
             }
         };
-        self.erased.borrow_mut().insert(notice.subject);
+        self.erased
+            .borrow_mut()
+            .insert(notice.subject, (notice.request.clone(), notice.offsets));
         self.erasures.send_modify(|all| {
-            all.entry(notice.request).or_default().desk = done;
+            let e = all.entry(notice.request).or_default();
+            e.desk = done;
+            e.keys.extend(keys);
         });
+    }
+
+    /// Whether `alert` was raised by a record before the erase records at `offsets` (an
+    /// alert whose origin is not known counts as before).
+    fn before(&self, alert: &Alert, offsets: &BTreeMap<i32, i64>) -> bool {
+        let owners = self.owners.lock().unwrap_or_else(|p| p.into_inner());
+        match owners.get(&alert.alert_id) {
+            Some((p, o)) => offsets.get(p).is_none_or(|erase| o < erase),
+            None => true,
+        }
     }
 
     /// Deletes this instance's local checkpoint of input partition `p` if detection does
@@ -303,18 +354,31 @@ impl DeskThread {
             tracing::warn!("desk: an alerts record that is not an alert, skipped");
             return;
         };
-        let erased = self.erased.borrow();
-        if !erased.is_empty() && erased.iter().any(|s| involves(&alert, s)) {
-            return;
-        }
-        let owner = header(m, PARTITION_HEADER)
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .and_then(|v| v.parse::<i32>().ok());
-        if let Some(p) = owner {
+        let number = |key: &str| {
+            header(m, key)
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .and_then(|v| v.parse::<i64>().ok())
+        };
+        if let (Some(p), Some(o)) = (number(PARTITION_HEADER), number(INPUT_OFFSET_HEADER)) {
             self.owners
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(alert.alert_id.clone(), p);
+                .insert(alert.alert_id.clone(), (p as i32, o));
+        }
+        let erased = self.erased.borrow();
+        if !erased.is_empty() {
+            let hit = alert.user_ids().find_map(|u| {
+                erased
+                    .get(&codec::subject(&alert.tenant, u))
+                    .filter(|(_, offsets)| self.before(&alert, offsets))
+            });
+            if let Some((request, _)) = hit {
+                let key = codec::alert_pair_key(&alert);
+                self.erasures.send_modify(|all| {
+                    all.entry(request.clone()).or_default().keys.insert(key);
+                });
+                return;
+            }
         }
         self.book
             .write()
@@ -339,12 +403,14 @@ impl DeskThread {
 }
 
 impl KafkaDesk {
-    /// Produces an audit line to the decisions topic, keyed by the alert's pair, and
-    /// waits until this desk has read it back (so it has taken effect, or lost a race).
+    /// Produces an audit line to the decisions topic, keyed by a digest of the alert's
+    /// pair (every line of an alert in one partition, in order; no user id in the key),
+    /// and waits until this desk has read it back (so it has taken effect, or lost a
+    /// race).
     pub async fn record(&self, line: &AuditLine, alert: &Alert) -> Result<(), ServiceError> {
         let payload =
             serde_json::to_vec(line).map_err(|e| ServiceError::Internal(e.to_string()))?;
-        let key = codec::alert_pair_key(alert);
+        let key = codec::pair_digest(alert);
         let headers = OwnedHeaders::new().insert(Header {
             key: CONTENT_TYPE,
             value: Some(JSON),
@@ -389,25 +455,16 @@ impl KafkaDesk {
         timeout: Duration,
     ) -> Result<Forgotten, ServiceError> {
         let request = crate::detect::digest::hex(&crate::server::random_bytes(16));
-        let notice = EraseNotice {
-            request: request.clone(),
-            subject: codec::subject(tenant, user),
-        };
         let ask = EraseRequest {
             request: request.clone(),
             tenant: tenant.to_string(),
             user: user.to_string(),
         };
-        let notice =
-            serde_json::to_vec(&notice).map_err(|e| ServiceError::Internal(e.to_string()))?;
         let ask = serde_json::to_vec(&ask).map_err(|e| ServiceError::Internal(e.to_string()))?;
         let partitions = self.input_partitions().await?;
-        let mut sends = vec![self.enqueue(
-            FutureRecord::to(&self.topics.decisions)
-                .key(request.as_str())
-                .payload(notice.as_slice())
-                .headers(codec::record_headers(RECORD_ERASE)),
-        )?];
+        // Where the desk must have read the alerts to: every alert raised so far.
+        let alerts_end = self.alerts_end().await?;
+        let mut sends = Vec::new();
         for p in 0..partitions {
             let headers = OwnedHeaders::new()
                 .insert(Header {
@@ -428,13 +485,38 @@ impl KafkaDesk {
                 )?,
             );
         }
-        self.delivered(sends).await?;
-        let mut erasures = self.erasures.clone();
+        // The desks learn where the erase records are: alerts raised before them go.
+        let offsets = self.delivered(sends).await?.into_iter().collect();
+        let notice = EraseNotice {
+            request: request.clone(),
+            subject: codec::subject(tenant, user),
+            offsets,
+        };
+        let notice =
+            serde_json::to_vec(&notice).map_err(|e| ServiceError::Internal(e.to_string()))?;
+        let sent = self.enqueue(
+            FutureRecord::to(&self.topics.decisions)
+                .key(request.as_str())
+                .payload(notice.as_slice())
+                .headers(codec::record_headers(RECORD_ERASE)),
+        )?;
+        self.delivered(vec![sent]).await?;
+        let (mut erasures, mut alerts_read) = (self.erasures.clone(), self.alerts_read.clone());
         let complete = |all: &HashMap<String, Erasure>| {
             all.get(&request)
                 .is_some_and(|e| e.desk.is_some() && e.partitions.len() >= partitions as usize)
         };
-        let _ = tokio::time::timeout(timeout, erasures.wait_for(complete)).await;
+        let caught_up = |read: &HashMap<(String, i32), i64>| {
+            alerts_end
+                .iter()
+                .all(|(tp, end)| read.get(tp).is_some_and(|r| r >= end))
+        };
+        let _ = tokio::time::timeout(timeout, async {
+            let _ = erasures.wait_for(complete).await;
+            let _ = alerts_read.wait_for(caught_up).await;
+        })
+        .await;
+        let desk_caught_up = caught_up(&self.alerts_read.borrow());
         let state = self
             .erasures
             .borrow()
@@ -445,13 +527,14 @@ impl KafkaDesk {
             .filter(|p| !state.partitions.contains_key(p))
             .map(|p| format!("partition {p}"))
             .collect();
-        let (alerts, keys) = state.desk.unwrap_or_else(|| {
+        if state.desk.is_none() || !desk_caught_up {
             pending.push("desk".into());
-            (0, Vec::new())
-        });
+        }
         if self.alerts_compacted {
+            let keys: Vec<String> = state.keys.iter().cloned().collect();
             self.tombstones(&keys).await?;
         }
+        let alerts = state.desk.unwrap_or(0);
         Ok(Forgotten {
             pairs: state.partitions.values().sum(),
             alerts: alerts as u32,
@@ -490,7 +573,7 @@ impl KafkaDesk {
                 sends.push(self.enqueue(record)?);
             }
         }
-        self.delivered(sends).await
+        self.delivered(sends).await.map(|_| ())
     }
 
     /// Hands a record to the producer without waiting for its delivery.
@@ -501,16 +584,45 @@ impl KafkaDesk {
             .map_err(|(e, _)| unavailable(&topic, e))
     }
 
-    /// Waits until every record handed over is stored.
-    async fn delivered(&self, sends: Vec<DeliveryFuture>) -> Result<(), ServiceError> {
+    /// Waits until every record handed over is stored; returns where (partition,
+    /// offset), in order.
+    async fn delivered(&self, sends: Vec<DeliveryFuture>) -> Result<Vec<(i32, i64)>, ServiceError> {
+        let mut at = Vec::with_capacity(sends.len());
         for sent in sends {
             match sent.await {
-                Ok(Ok(_)) => {}
+                Ok(Ok(d)) => at.push((d.partition, d.offset)),
                 Ok(Err((e, _))) => return Err(unavailable("its topic", e)),
                 Err(_) => return Err(ServiceError::Unavailable("kafka producer closed".into())),
             }
         }
-        Ok(())
+        Ok(at)
+    }
+
+    /// The end of every alert topic partition now.
+    async fn alerts_end(&self) -> Result<HashMap<(String, i32), i64>, ServiceError> {
+        let producer = self.producer.clone();
+        let topics = self.topics.alert_topics();
+        tokio::task::spawn_blocking(move || {
+            let client = producer.client();
+            let mut ends = HashMap::new();
+            for topic in topics {
+                let md = client
+                    .fetch_metadata(Some(&topic), Duration::from_secs(10))
+                    .map_err(|e| unavailable(&topic, e))?;
+                let parts = md.topics().first().map_or(0, |t| t.partitions().len()) as i32;
+                for p in 0..parts {
+                    let (_, high) = client
+                        .fetch_watermarks(&topic, p, Duration::from_secs(10))
+                        .map_err(|e| unavailable(&topic, e))?;
+                    if high > 0 {
+                        ends.insert((topic.clone(), p), high);
+                    }
+                }
+            }
+            Ok(ends)
+        })
+        .await
+        .map_err(|e| ServiceError::Internal(e.to_string()))?
     }
 
     /// Sends a false positive to the detection stage, in the input partition that owns
@@ -534,7 +646,7 @@ impl KafkaDesk {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&alert.alert_id)
-            .copied();
+            .map(|(p, _)| *p);
         let mut record = FutureRecord::to(&self.topics.input)
             .key(key.as_str())
             .payload(&payload)
@@ -552,10 +664,9 @@ impl KafkaDesk {
 
 /// Whether `alert` names the user `subject` (as suspect, target or evidence sender).
 fn involves(alert: &Alert, subject: &str) -> bool {
-    let of = |user: &str| codec::subject(&alert.tenant, user) == subject;
-    of(&alert.suspect.user_id)
-        || of(&alert.target.user_id)
-        || alert.evidence.iter().any(|e| of(&e.sender_id))
+    alert
+        .user_ids()
+        .any(|u| codec::subject(&alert.tenant, u) == subject)
 }
 
 fn unavailable(topic: &str, e: rdkafka::error::KafkaError) -> ServiceError {

@@ -329,7 +329,7 @@ fn produce_alert(
         None,
         key.as_bytes(),
         Some(json.as_bytes()),
-        Some(codec::alert_headers(a, m.partition())),
+        Some(codec::alert_headers(a, m.partition(), m.offset())),
         Kind::Alert,
     )?;
     if let Some(u) = &a.update {

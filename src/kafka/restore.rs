@@ -200,19 +200,21 @@ impl Restorer {
             .consumer
             .fetch_metadata(Some(&self.changelog), Duration::from_secs(10))?;
         let partitions = md.topics().first().map_or(0, |t| t.partitions().len()) as i32;
-        let mut found = None;
+        // The record of the latest input offset wins (a late write from a previous
+        // owner does not), as in a restore.
+        let mut found: Option<(i64, Option<crate::detect::state::PairState>)> = None;
         for p in 0..partitions {
             let marks = self.watermarks(&self.changelog, p, deadline)?;
             if marks.0 >= marks.1 {
                 continue;
             }
-            self.read_changelog(p, Offset::Beginning, marks, deadline, |k, _, state| {
-                if k == *key {
-                    found = state;
+            self.read_changelog(p, Offset::Beginning, marks, deadline, |k, offset, state| {
+                if k == *key && found.as_ref().is_none_or(|(o, _)| offset >= *o) {
+                    found = Some((offset, state));
                 }
             })?;
         }
-        Ok(found)
+        Ok(found.and_then(|(_, state)| state))
     }
 
     /// A partition's watermarks; a broker down or a leader moving is waited out, up to

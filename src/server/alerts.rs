@@ -84,8 +84,8 @@ pub struct AlertBook {
     memory: usize,
     ids: HashSet<String>,
     open: HashMap<OpenKey, Logged>,
-    /// Decided alerts: the decision and who took it.
-    decided: HashMap<String, (Decision, String)>,
+    /// Decided alerts: the decision, who took it, and when (the line's time).
+    decided: HashMap<String, (Decision, String, String)>,
     claims: Claims,
     next_cursor: u64,
 }
@@ -173,15 +173,16 @@ impl AlertBook {
 
     /// Applies an audit line, in log order: a claim, a release, or a decision (which
     /// closes the alert). The first decision of an alert stands; a claim on a decided
-    /// alert changes nothing.
+    /// alert, and a decision while another moderator holds the alert, change nothing.
     pub fn apply(&mut self, line: &AuditLine) {
-        if self.decided.contains_key(&line.alert_id) {
+        if self.decided.contains_key(&line.alert_id) || !self.claims.apply(line) {
             return;
         }
-        self.claims.apply(line);
         if let (Action::Decide, Some(d)) = (line.action, line.decision) {
-            self.decided
-                .insert(line.alert_id.clone(), (d, line.moderator_id.clone()));
+            self.decided.insert(
+                line.alert_id.clone(),
+                (d, line.moderator_id.clone(), line.at.clone()),
+            );
             self.open.retain(|_, l| l.alert.alert_id != line.alert_id);
         }
     }
@@ -228,17 +229,20 @@ impl AlertBook {
         now: Millis,
         lease: Millis,
         release: bool,
-    ) -> Result<AuditLine, DeskError> {
+    ) -> Result<(AuditLine, Arc<Alert>), DeskError> {
         let alert = self.actionable(alert_id, moderator, now)?;
         if release {
             if self.claims.holder(alert_id, now).is_none() {
                 return Err(DeskError::NotHolder(alert_id.into()));
             }
-            return Ok(AuditLine::of(Action::Release, &alert, moderator, now));
+            return Ok((
+                AuditLine::of(Action::Release, &alert, moderator, now),
+                alert,
+            ));
         }
         let mut line = AuditLine::of(Action::Claim, &alert, moderator, now);
         line.until = Some(format_rfc3339(now + lease));
-        Ok(line)
+        Ok((line, alert))
     }
 
     /// The audit line of a decision, with the alert it closes.
@@ -263,8 +267,15 @@ impl AlertBook {
     }
 
     /// The decision on `alert_id` and who took it, if it was decided.
-    pub fn decision(&self, alert_id: &str) -> Option<(Decision, &str)> {
-        self.decided.get(alert_id).map(|(d, m)| (*d, m.as_str()))
+    pub fn decided_by(&self, alert_id: &str) -> Option<(Decision, &str)> {
+        self.decided.get(alert_id).map(|(d, m, _)| (*d, m.as_str()))
+    }
+
+    /// Whether `line` is the decision that stands on its alert.
+    pub fn stands(&self, line: &AuditLine) -> bool {
+        self.decided.get(&line.alert_id).is_some_and(|(d, m, at)| {
+            Some(*d) == line.decision && *m == line.moderator_id && *at == line.at
+        })
     }
 
     fn remember(&mut self, cursor: u64, alert: Arc<Alert>) {
@@ -436,12 +447,8 @@ impl AlertBook {
     /// suspect, target or evidence sender) from memory and from the whole log on disk.
     /// Returns how many were removed.
     pub fn forget_user(&mut self, tenant: Option<&str>, user: &str) -> io::Result<usize> {
-        let involves = |a: &Alert| {
-            tenant.is_none_or(|t| t == a.tenant)
-                && (a.suspect.user_id == user
-                    || a.target.user_id == user
-                    || a.evidence.iter().any(|e| e.sender_id == user))
-        };
+        let involves =
+            |a: &Alert| tenant.is_none_or(|t| t == a.tenant) && a.user_ids().any(|u| u == user);
         Ok(self.forget(involves)?.len())
     }
 
@@ -450,12 +457,6 @@ impl AlertBook {
     pub fn forget(&mut self, involves: impl Fn(&Alert) -> bool) -> io::Result<Vec<Alert>> {
         self.history.retain(|l| !involves(&l.alert));
         self.open.retain(|_, l| !involves(&l.alert));
-        let kept: HashSet<&str> = self
-            .history
-            .iter()
-            .map(|l| l.alert.alert_id.as_str())
-            .collect();
-        self.claims.retain(|id| kept.contains(id));
         self.pending.retain(|a| !involves(a));
         self.pending_ids = self.pending.iter().map(|a| a.stream_key()).collect();
         // The log on disk holds more than memory: filter it line by line.
@@ -466,7 +467,10 @@ impl AlertBook {
         for line in BufReader::new(File::open(&path)?).split(b'\n') {
             let line = line?;
             match serde_json::from_slice::<Alert>(&line) {
-                Ok(a) if involves(&a) => removed.push(a),
+                Ok(a) if involves(&a) => {
+                    self.claims.remove(&a.alert_id);
+                    removed.push(a);
+                }
                 _ => {
                     out.write_all(&line)?;
                     out.write_all(b"\n")?;
@@ -681,7 +685,7 @@ mod tests {
 
         // m1 claims "old"; m2 can neither claim nor resolve it while the lease runs.
         let lease = 600_000;
-        let claim = book.claim_line("old", "m1", t0, lease, false).unwrap();
+        let (claim, _) = book.claim_line("old", "m1", t0, lease, false).unwrap();
         book.record(&claim).unwrap();
         let err = book
             .claim_line("old", "m2", t0 + 1, lease, false)

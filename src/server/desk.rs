@@ -13,6 +13,8 @@ use std::collections::HashMap;
 pub const DEFAULT_LEASE_MS: Millis = 10 * 60 * 1000;
 /// Longest reason code.
 pub const MAX_REASON_CODE: usize = 32;
+/// Claims held at which expired ones are cleared out.
+const PURGE_AT: usize = 4096;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -153,41 +155,48 @@ impl Claims {
         }
     }
 
-    /// Applies a line in log order. A claim takes effect only if nobody else held the
-    /// alert at the line's time, so that every reader of the same lines (two desks on one
-    /// decisions topic) agrees on the holder whatever raced to write them.
-    pub fn apply(&mut self, line: &AuditLine) {
+    /// Applies a line in log order; returns whether it took effect. A claim, and a
+    /// decision, take effect only if nobody else held the alert at the line's time, so
+    /// that every reader of the same lines (two desks on one decisions topic) agrees on
+    /// the holder and the decision whatever raced to write them.
+    pub fn apply(&mut self, line: &AuditLine) -> bool {
         let at = line.at_ms();
+        let free = self.check(&line.alert_id, &line.moderator_id, at).is_ok();
         match line.action {
-            Action::Claim => {
-                if self.check(&line.alert_id, &line.moderator_id, at).is_ok() {
-                    let until = line.until.as_deref().and_then(parse_rfc3339).unwrap_or(at);
-                    self.held.insert(
-                        line.alert_id.clone(),
-                        Held {
-                            moderator_id: line.moderator_id.clone(),
-                            until,
-                        },
-                    );
+            Action::Claim if free => {
+                if self.held.len() >= PURGE_AT {
+                    self.held.retain(|_, h| h.until > at);
                 }
+                let until = line.until.as_deref().and_then(parse_rfc3339).unwrap_or(at);
+                self.held.insert(
+                    line.alert_id.clone(),
+                    Held {
+                        moderator_id: line.moderator_id.clone(),
+                        until,
+                    },
+                );
+                true
             }
             Action::Release => {
-                if self
+                let holder = self
                     .holder(&line.alert_id, at)
-                    .is_some_and(|h| h.moderator_id == line.moderator_id)
-                {
+                    .is_some_and(|h| h.moderator_id == line.moderator_id);
+                if holder {
                     self.held.remove(&line.alert_id);
                 }
+                holder
             }
-            Action::Decide => {
+            Action::Decide if free => {
                 self.held.remove(&line.alert_id);
+                true
             }
+            Action::Claim | Action::Decide => false,
         }
     }
 
-    /// Drops the claims of alerts no longer kept.
-    pub fn retain(&mut self, keep: impl Fn(&str) -> bool) {
-        self.held.retain(|id, _| keep(id));
+    /// Drops the claim on `alert_id` (an alert erased).
+    pub fn remove(&mut self, alert_id: &str) {
+        self.held.remove(alert_id);
     }
 }
 
@@ -345,8 +354,11 @@ mod tests {
         assert!(c.check("b", "m2", t0 + 100).is_ok());
         c.apply(&line(Action::Claim, "b", "m2", t0 + 100, Some(t0 + 700)));
         assert_eq!(c.holder("b", t0 + 150).unwrap().moderator_id, "m2");
-        // A decision ends the claim.
-        c.apply(&line(Action::Decide, "b", "m2", t0 + 200, None));
+        // A decision by someone else while the claim runs does not take effect (a desk
+        // that had not read the claim yet let it through); the holder's ends the claim.
+        assert!(!c.apply(&line(Action::Decide, "b", "m1", t0 + 200, None)));
+        assert_eq!(c.holder("b", t0 + 200).unwrap().moderator_id, "m2");
+        assert!(c.apply(&line(Action::Decide, "b", "m2", t0 + 200, None)));
         assert!(c.holder("b", t0 + 200).is_none());
     }
 

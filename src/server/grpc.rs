@@ -740,21 +740,17 @@ impl pb::alert_service_server::AlertService for Alerts {
         required("moderator_id", &req.moderator_id)?;
         let book = self.backend.desk().0;
         let now = crate::detect::time::now_millis();
-        let (line, alert) = {
-            let b = book.read().unwrap_or_else(|p| p.into_inner());
-            let line = b
-                .claim_line(
-                    &req.alert_id,
-                    &req.moderator_id,
-                    now,
-                    self.lease,
-                    req.release,
-                )
-                .map_err(ServiceError::from)?;
-            let alert = b.get(&req.alert_id).map(|l| l.alert.clone());
-            (line, alert)
-        };
-        let alert = alert.ok_or_else(|| ServiceError::NotFound(req.alert_id.clone()))?;
+        let (line, alert) = book
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .claim_line(
+                &req.alert_id,
+                &req.moderator_id,
+                now,
+                self.lease,
+                req.release,
+            )
+            .map_err(ServiceError::from)?;
         self.backend.record(line, &alert).await?;
         // In log order, a rival's claim may have come first.
         let held = book
@@ -814,6 +810,20 @@ impl pb::alert_service_server::AlertService for Alerts {
         }
         let book = self.backend.desk().0;
         let now = crate::detect::time::now_millis();
+        // The same decision again by the same moderator (a retry after a lost answer):
+        // done already; a false positive's suppression is sent again (it is idempotent).
+        let retried = {
+            let b = book.read().unwrap_or_else(|p| p.into_inner());
+            let same = b.decided_by(&req.alert_id) == Some((decision, req.moderator_id.as_str()));
+            same.then(|| b.get(&req.alert_id).map(|l| l.alert.clone()))
+                .flatten()
+        };
+        if let Some(alert) = retried {
+            if decision == Decision::FalsePositive {
+                self.backend.suppress(&alert).await?;
+            }
+            return Ok(Response::new(pb::ResolveResponse {}));
+        }
         let (line, alert) = book
             .read()
             .unwrap_or_else(|p| p.into_inner())
@@ -825,21 +835,29 @@ impl pb::alert_service_server::AlertService for Alerts {
                 now,
             )
             .map_err(ServiceError::from)?;
-        if decision == Decision::FalsePositive {
-            self.backend.suppress(&alert).await?;
-        }
-        self.backend.record(line, &alert).await?;
-        // In log order, another decision may have come first: the first one stands.
-        let (taken, open) = {
+        self.backend.record(line.clone(), &alert).await?;
+        // In log order, another decision or a rival's claim may have come first: only
+        // the decision that stands counts, and only it may suppress.
+        let (stands, holder, open) = {
             let b = book.read().unwrap_or_else(|p| p.into_inner());
-            let taken = b.decision(&req.alert_id).map(|(d, m)| (d, m.to_string()));
-            (taken, b.open_counts())
+            let holder = b.holder(&req.alert_id, now).cloned();
+            (b.stands(&line), holder, b.open_counts())
         };
         let metrics = self.backend.metrics();
         metrics.set_open(open);
-        match taken {
-            Some((d, m)) if d == decision && m == req.moderator_id => {}
-            _ => return Err(ServiceError::from(DeskError::AlreadyResolved(req.alert_id)).into()),
+        if !stands {
+            let refused = match holder {
+                Some(h) if h.moderator_id != req.moderator_id => DeskError::HeldBy {
+                    alert_id: req.alert_id,
+                    holder: h.moderator_id,
+                    until: h.until,
+                },
+                _ => DeskError::AlreadyResolved(req.alert_id),
+            };
+            return Err(ServiceError::from(refused).into());
+        }
+        if decision == Decision::FalsePositive {
+            self.backend.suppress(&alert).await?;
         }
         metrics.decision(&alert.rules, decision.as_str());
         tracing::info!(alert_id = %alert.alert_id, decision = decision.as_str(), "alert resolved");
