@@ -72,6 +72,10 @@ pub struct Erasure {
     pub partitions: BTreeMap<i32, u32>,
 }
 
+/// An erased user, for the alerts read later: the request, and where its erase records
+/// are in each input partition.
+type ErasedUser = (String, BTreeMap<i32, i64>);
+
 /// What `ForgetUser` did in Kafka mode.
 pub struct Forgotten {
     pub pairs: u32,
@@ -90,7 +94,7 @@ pub struct DeskThread {
     erasures: watch::Sender<HashMap<String, Erasure>>,
     /// Users erased (as [`codec::subject`]), with the erasure that asked and where its
     /// records are: their alerts from before it, read later, are dropped too.
-    erased: std::cell::RefCell<HashMap<String, (String, BTreeMap<i32, i64>)>>,
+    erased: std::cell::RefCell<HashMap<String, ErasedUser>>,
     /// Per alert topic partition, the next offset the desk will read.
     alerts_read: watch::Sender<HashMap<(String, i32), i64>>,
     /// Where detection keeps its local checkpoints, and the partitions it owns.

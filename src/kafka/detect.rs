@@ -547,16 +547,19 @@ impl Stage for Detect {
             return;
         }
         self.last_checkpoint = Instant::now();
-        self.checkpoint_now = false;
+        // An erasure's checkpoints stay due until every partition could write one.
+        let mut deferred = false;
         for (&p, part) in self.parts.iter_mut() {
             let Some(&offset) = positions.get(&p) else {
                 continue;
             };
+            if offset == part.checkpointed_at {
+                continue;
+            }
             // Restored pairs ahead of the position (the skip map) are not in a
             // checkpoint's terms: wait until the partition has passed them.
-            if offset == part.checkpointed_at
-                || (!part.skip.is_empty() && offset <= part.skip_until)
-            {
+            if !part.skip.is_empty() && offset <= part.skip_until {
+                deferred = true;
                 continue;
             }
             let t = Instant::now();
@@ -578,6 +581,7 @@ impl Stage for Detect {
                 .checkpoint_seconds
                 .observe(t.elapsed().as_secs_f64());
         }
+        self.checkpoint_now &= deferred;
         let pairs: usize = self.parts.values().map(|p| p.engine.pairs()).sum();
         self.metrics.checkpoint_pairs.set(pairs as i64);
     }
