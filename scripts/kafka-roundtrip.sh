@@ -2,8 +2,9 @@
 # The README's Kafka walk-through, run for real: a tansu broker (Kafka protocol, from
 # PyPI), `pairwatch serve` in Kafka mode creating its topics, and the confluent-kafka
 # Python client producing the worked example and reading the P0 alert back; then the
-# moderation loop: the alert is claimed and resolved as a false positive with the CLI,
-# the rest of the conversation is produced, and no new alert of that pattern comes.
+# moderation loop: the alert, seen in `pairwatch subscribe`, is claimed and resolved as a
+# false positive with the CLI, the rest of the conversation is produced, and no new
+# alert of that pattern comes.
 # Tools are cached in target/tmp/; nothing is left running.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,22 +48,33 @@ if [ "$ready" != yes ]; then echo "pairwatch did not become ready"; cat "$work/p
 
 roundtrip() { PYTHONPATH=$py python3 scripts/kafka_roundtrip.py --brokers "127.0.0.1:$kport" "$@"; }
 fail() { echo "$1"; echo "--- pairwatch log"; tail -50 "$work/pairwatch.log"; exit 1; }
-# The first 11 messages: the P0 sextortion alert.
+# A moderator's feed: the desk's alerts as JSON lines, as they come.
+"$bin" subscribe --addr "127.0.0.1:$gport" --from-beginning >"$work/feed.jsonl" 2>"$work/subscribe.log" &
+pids+=($!)
+# Alerts of PATTERN in the feed that are not updates, by id.
+feed_ids() {
+  python3 -c 'import json,sys
+for l in open(sys.argv[1]):
+    a = json.loads(l)
+    if a["pattern"] == sys.argv[2] and not a.get("update"):
+        print(a["alert_id"])' "$work/feed.jsonl" "$1"
+}
+# The first 11 messages: the P0 sextortion alert, on the alerts topic and in the feed.
 roundtrip --lines 1-11 examples/sextortion_fr.jsonl | tee "$work/first.txt" || fail "no P0 alert"
 alert=$(sed -n 's/^ALERT_ID=//p' "$work/first.txt")
-# A moderator claims it and finds it a false positive (the desk reads the alerts topic;
-# it may take a moment to list this one).
-for _ in $(seq 100); do
-  "$bin" claim --addr "127.0.0.1:$gport" --alert "$alert" --moderator mod-7 >"$work/claim.txt" 2>&1 && break
-  sleep 0.2
-done
-cat "$work/claim.txt"
+for _ in $(seq 100); do feed_ids SEXTORTION | grep -qx "$alert" && break; sleep 0.2; done
+feed_ids SEXTORTION | grep -qx "$alert" || fail "the alert never reached pairwatch subscribe"
+echo "pairwatch subscribe: alert $alert"
+# A moderator claims it and finds it a false positive.
+"$bin" claim --addr "127.0.0.1:$gport" --alert "$alert" --moderator mod-7 || fail "claim failed"
 "$bin" resolve --addr "127.0.0.1:$gport" --alert "$alert" --moderator mod-7 \
   --decision false_positive --reason walkthrough || fail "resolve failed"
 # The rest: the countdown and the threats would raise SEXTORTION again; the contact
 # ending (the last message) shows the conversation was processed.
 roundtrip --lines 12-18 --expect-update CONTACT_ENDED --forbid-pattern SEXTORTION \
   --except-id "$alert" examples/sextortion_fr.jsonl || fail "the false positive did not hold"
+sleep 1
+[ "$(feed_ids SEXTORTION)" = "$alert" ] || fail "pairwatch subscribe shows a new SEXTORTION alert"
 echo "no new SEXTORTION alert after the false positive"
 # The metrics an SRE would look at after this run.
 python3 -c "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$hport/metrics').read().decode())" \

@@ -1070,9 +1070,11 @@ async fn desk_across_a_hand_over(broker: &dyn Broker, test: &str) {
     }
     a.stop().await.unwrap();
     let desk_b = desk_of(&b).await;
+    // B's desk reads the alert and decisions topics in no set order: it settles.
     let held = desk_b
         .open_until(WAIT, |open| {
             open.iter().any(|x| x.alert_id == other.alert_id)
+                && open.iter().all(|x| x.alert_id != alert.alert_id)
         })
         .await;
     assert!(
@@ -1094,18 +1096,15 @@ async fn desk_across_a_hand_over(broker: &dyn Broker, test: &str) {
     c.desk.role = "desk".into();
     let only = start(c, CancellationToken::new()).await.unwrap();
     let desk_only = desk_of(&only).await;
-    let open = desk_only
-        .open_until(WAIT, |open| {
-            open.iter()
-                .any(|x| x.pattern == pairwatch::proto::pb::Pattern::SelfHarmRisk as i32)
-        })
-        .await;
-    let want = desk_b.open_until(WAIT, |_| true).await;
     let ids = |v: &[pairwatch::proto::pb::Alert]| {
         let mut ids: Vec<String> = v.iter().map(|x| x.alert_id.clone()).collect();
         ids.sort();
         ids
     };
+    let want = desk_b.open_until(WAIT, |_| true).await;
+    let open = desk_only
+        .open_until(WAIT, |open| ids(open) == ids(&want))
+        .await;
     assert_eq!(
         ids(&open),
         ids(&want),
@@ -1240,8 +1239,19 @@ async fn forget_while_partitions_move(broker: &dyn Broker, test: &str) {
     assert!(forgot.pending.is_empty(), "{forgot:?}");
     assert_eq!(forgot.pairs_removed, kids.len() as u32);
     assert!(forgot.alerts_removed >= kids.len() as u32, "{forgot:?}");
-    let gone = admin_a.get_pair(pair("t", "u-kid3")).await.unwrap_err();
-    assert_eq!(gone.code(), tonic::Code::NotFound);
+    // At least once, the acknowledgement and the tombstones leave on two producers: the
+    // changelog shows the deletion within moments of the answer.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match admin_a.get_pair(pair("t", "u-kid3")).await {
+            Err(gone) if gone.code() == tonic::Code::NotFound => break,
+            other => assert!(
+                Instant::now() < deadline,
+                "the pair is still there: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     assert!(
         admin_a.get_pair(pair("t2", "u-kid0")).await.is_ok(),
         "another tenant's user stays"
