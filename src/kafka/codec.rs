@@ -206,6 +206,20 @@ pub struct Erased {
     pub pairs: u32,
 }
 
+/// The headers of a control record on the input topic asking `kind` (`suppress`,
+/// `erase`).
+pub fn control_headers(kind: &str) -> OwnedHeaders {
+    OwnedHeaders::new()
+        .insert(Header {
+            key: CONTENT_TYPE,
+            value: Some(JSON),
+        })
+        .insert(Header {
+            key: CONTROL_HEADER,
+            value: Some(kind),
+        })
+}
+
 /// The headers of a decisions-topic record of `kind` (`erase`, `erased`).
 pub fn record_headers(kind: &str) -> OwnedHeaders {
     OwnedHeaders::new()

@@ -13,9 +13,8 @@
 //! it is applied in order with the pair's events, in the same transaction and changelog.
 
 use super::codec::{
-    self, EraseNotice, EraseRequest, Erased, CONTENT_TYPE, CONTROL_ERASE, CONTROL_HEADER,
-    CONTROL_SUPPRESS, INPUT_OFFSET_HEADER, JSON, PARTITION_HEADER, RECORD_ERASE, RECORD_ERASED,
-    RECORD_HEADER,
+    self, EraseNotice, EraseRequest, Erased, CONTENT_TYPE, CONTROL_ERASE, CONTROL_SUPPRESS,
+    INPUT_OFFSET_HEADER, JSON, PARTITION_HEADER, RECORD_ERASE, RECORD_ERASED, RECORD_HEADER,
 };
 use super::health::StageHealth;
 use super::Topics;
@@ -470,22 +469,13 @@ impl KafkaDesk {
         let alerts_end = self.alerts_end().await?;
         let mut sends = Vec::new();
         for p in 0..partitions {
-            let headers = OwnedHeaders::new()
-                .insert(Header {
-                    key: CONTENT_TYPE,
-                    value: Some(JSON),
-                })
-                .insert(Header {
-                    key: CONTROL_HEADER,
-                    value: Some(CONTROL_ERASE),
-                });
             sends.push(
                 self.enqueue(
                     FutureRecord::to(&self.topics.input)
                         .partition(p)
                         .key(request.as_str())
                         .payload(ask.as_slice())
-                        .headers(headers),
+                        .headers(codec::control_headers(CONTROL_ERASE)),
                 )?,
             );
         }
@@ -636,15 +626,6 @@ impl KafkaDesk {
         let payload =
             serde_json::to_vec(&sup).map_err(|e| ServiceError::Internal(e.to_string()))?;
         let key = codec::alert_pair_key(alert);
-        let headers = OwnedHeaders::new()
-            .insert(Header {
-                key: CONTENT_TYPE,
-                value: Some(JSON),
-            })
-            .insert(Header {
-                key: CONTROL_HEADER,
-                value: Some(CONTROL_SUPPRESS),
-            });
         let owner = self
             .owners
             .lock()
@@ -654,7 +635,7 @@ impl KafkaDesk {
         let mut record = FutureRecord::to(&self.topics.input)
             .key(key.as_str())
             .payload(&payload)
-            .headers(headers);
+            .headers(codec::control_headers(CONTROL_SUPPRESS));
         if let Some(p) = owner {
             record = record.partition(p);
         }
