@@ -106,10 +106,118 @@ pub struct Durability {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Auth {
-    /// Bearer tokens per role. With no token at all, authentication is off (local use).
+    /// Bearer tokens per role, each for every tenant (shorthand for `tokens` entries with
+    /// `tenants = ["*"]`). With no token at all, authentication is off (local use).
     pub ingest_tokens: Vec<String>,
     pub moderator_tokens: Vec<String>,
     pub admin_tokens: Vec<String>,
+    /// Tokens with a name, a role and the tenants they may act on.
+    pub tokens: Vec<TokenGrant>,
+}
+
+/// Roles a token can have.
+pub const ROLES: [&str; 3] = ["ingest", "moderator", "admin"];
+
+/// One `[[auth.tokens]]` entry.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenGrant {
+    /// Named in logs of denied calls instead of the token (default `auth.tokens[i]`).
+    pub name: String,
+    /// The secret itself, or
+    pub token: String,
+    /// a file holding it (a mounted Secret); read at start, surrounding whitespace trimmed.
+    pub token_file: String,
+    /// `ingest`, `moderator` or `admin`.
+    pub role: String,
+    /// Tenants the token may act on; `["*"]` for every tenant.
+    pub tenants: Vec<String>,
+}
+
+impl TokenGrant {
+    /// The secret: `token`, or the content of `token_file`.
+    pub fn secret(&self) -> Result<String, String> {
+        match (self.token.is_empty(), self.token_file.is_empty()) {
+            (false, true) => Ok(self.token.clone()),
+            (true, false) => std::fs::read_to_string(&self.token_file)
+                .map(|t| t.trim().to_string())
+                .map_err(|e| format!("cannot read token_file {:?}: {e}", self.token_file)),
+            _ => Err("give exactly one of `token` and `token_file`".to_string()),
+        }
+    }
+}
+
+impl Auth {
+    /// Every token as a grant: the named entries, then the per-role lists (every tenant).
+    pub fn grants(&self) -> Vec<TokenGrant> {
+        let mut out: Vec<TokenGrant> = self
+            .tokens
+            .iter()
+            .enumerate()
+            .map(|(i, g)| TokenGrant {
+                name: match g.name.as_str() {
+                    "" => format!("auth.tokens[{i}]"),
+                    n => n.to_string(),
+                },
+                ..g.clone()
+            })
+            .collect();
+        for (list, role) in [
+            (&self.ingest_tokens, "ingest"),
+            (&self.moderator_tokens, "moderator"),
+            (&self.admin_tokens, "admin"),
+        ] {
+            out.extend(list.iter().enumerate().map(|(i, t)| TokenGrant {
+                name: format!("auth.{role}_tokens[{i}]"),
+                token: t.clone(),
+                token_file: String::new(),
+                role: role.to_string(),
+                tenants: vec!["*".to_string()],
+            }));
+        }
+        out
+    }
+
+    /// Problems with the tokens, one line each.
+    fn problems(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        let mut names = std::collections::BTreeSet::new();
+        for g in self.grants() {
+            let at = format!("`{}`", g.name);
+            match g.secret() {
+                Ok(t) if t.len() < 16 => {
+                    errors.push(format!("{at}: every token needs at least 16 characters"))
+                }
+                Ok(_) => {}
+                Err(e) => errors.push(format!("{at}: {e}")),
+            }
+            if !ROLES.contains(&g.role.as_str()) {
+                errors.push(format!(
+                    "{at}: role {:?} is not one of {}",
+                    g.role,
+                    ROLES.join(", ")
+                ));
+            }
+            if g.tenants.is_empty() {
+                errors.push(format!(
+                    "{at}: list the tenants it may act on, or [\"*\"] for every tenant"
+                ));
+            }
+            if g.tenants
+                .iter()
+                .any(|t| t.trim().is_empty() || t.contains('\0'))
+            {
+                errors.push(format!("{at}: a tenant cannot be empty or hold a NUL"));
+            }
+            if g.tenants.len() > 1 && g.tenants.iter().any(|t| t == "*") {
+                errors.push(format!("{at}: \"*\" stands alone in `tenants`"));
+            }
+            if !names.insert(g.name.clone()) {
+                errors.push(format!("{at}: two tokens have this name"));
+            }
+        }
+        errors
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -388,6 +496,7 @@ impl Default for Config {
                 ingest_tokens: vec![],
                 moderator_tokens: vec![],
                 admin_tokens: vec![],
+                tokens: vec![],
             },
             tls: Tls {
                 cert: String::new(),
@@ -726,15 +835,7 @@ impl Config {
         if !self.tls.client_ca.is_empty() && self.tls.cert.is_empty() {
             errors.push("`tls.client_ca` (mutual TLS) needs `tls.cert` and `tls.key`".to_string());
         }
-        for (key, tokens) in [
-            ("auth.ingest_tokens", &self.auth.ingest_tokens),
-            ("auth.moderator_tokens", &self.auth.moderator_tokens),
-            ("auth.admin_tokens", &self.auth.admin_tokens),
-        ] {
-            if tokens.iter().any(|t| t.len() < 16) {
-                errors.push(format!("`{key}`: every token needs at least 16 characters"));
-            }
-        }
+        errors.extend(self.auth.problems());
         if !self.engine.rules_dir.is_empty()
             && !std::path::Path::new(&self.engine.rules_dir).is_dir()
         {
@@ -759,6 +860,9 @@ impl Config {
             &mut c.auth.admin_tokens,
         ] {
             tokens.iter_mut().for_each(|t| *t = MASK.to_string());
+        }
+        for g in c.auth.tokens.iter_mut().filter(|g| !g.token.is_empty()) {
+            g.token = MASK.to_string();
         }
         if !c.log.pseudonym_key.is_empty() {
             c.log.pseudonym_key = MASK.to_string();
@@ -798,6 +902,100 @@ mod tests {
         assert_eq!(c, Config::default());
         assert_eq!(c.server.grpc_addr, "127.0.0.1:50051");
         assert_eq!(c.server.http_addr, "127.0.0.1:9464");
+    }
+
+    #[test]
+    fn scoped_tokens_from_the_file_and_from_token_files_are_masked_when_shown() {
+        let dir = std::env::temp_dir().join(format!("pw-config-tokens-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let secret = dir.join("eu-moderators");
+        std::fs::write(&secret, "eu-moderator-secret-0123\n").unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(
+            &file,
+            format!(
+                r#"
+[auth]
+admin_tokens = ["root-admin-secret-012345"]
+
+[[auth.tokens]]
+name = "eu-moderators"
+token_file = {secret:?}
+role = "moderator"
+tenants = ["game-eu"]
+
+[[auth.tokens]]
+token = "us-ingest-secret-0123456"
+role = "ingest"
+tenants = ["game-us"]
+"#
+            ),
+        )
+        .unwrap();
+        let c = Config::load(Some(&file), env(&[])).unwrap();
+        let grants = c.auth.grants();
+        assert_eq!(grants.len(), 3);
+        assert_eq!(grants[0].secret().unwrap(), "eu-moderator-secret-0123");
+        assert_eq!(grants[1].name, "auth.tokens[1]");
+        assert_eq!(grants[2].name, "auth.admin_tokens[0]");
+        assert_eq!(grants[2].tenants, ["*"]);
+        let shown = c.show();
+        for secret in [
+            "eu-moderator-secret",
+            "us-ingest-secret",
+            "root-admin-secret",
+        ] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("eu-moderators") && shown.contains("game-eu"));
+
+        // Every mistake is named with the token's name, never its secret.
+        std::fs::write(
+            &file,
+            format!(
+                r#"
+[[auth.tokens]]
+name = "both"
+token = "a-token-long-enough-0123"
+token_file = {secret:?}
+role = "moderator"
+tenants = ["x"]
+
+[[auth.tokens]]
+name = "gone"
+token_file = "/nonexistent/pairwatch-token"
+role = "ingest"
+tenants = ["x"]
+
+[[auth.tokens]]
+name = "odd"
+token = "short"
+role = "owner"
+tenants = []
+
+[[auth.tokens]]
+name = "odd"
+token = "another-token-0123456789"
+role = "admin"
+tenants = ["*", "x"]
+"#
+            ),
+        )
+        .unwrap();
+        let err = Config::load(Some(&file), env(&[])).unwrap_err().to_string();
+        for part in [
+            "`both`: give exactly one of `token` and `token_file`",
+            "`gone`: cannot read token_file",
+            "`odd`: every token needs at least 16 characters",
+            "`odd`: role \"owner\" is not one of ingest, moderator, admin",
+            "`odd`: list the tenants it may act on",
+            "`odd`: \"*\" stands alone",
+            "`odd`: two tokens have this name",
+        ] {
+            assert!(err.contains(part), "{part} in {err}");
+        }
+        assert!(!err.contains("another-token"), "{err}");
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

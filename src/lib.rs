@@ -9,8 +9,9 @@
 //! - [`pack_dir`]: reading a rule pack directory from disk.
 //! - [`config`]: service configuration (defaults, file, environment).
 //! - [`metrics`]: every Prometheus metric, in one place.
-//! - [`server`]: `pairwatch serve`: gRPC, write-ahead log, checkpoints, shards, HTTP, and
-//!   the moderators' desk (open alerts, claims, decisions, the audit log).
+//! - [`server`]: `pairwatch serve`: gRPC (tokens scoped to tenants), write-ahead log,
+//!   checkpoints, shards, HTTP, and the moderators' desk (open alerts, claims,
+//!   decisions, the audit log).
 //! - [`kafka`]: Kafka mode of `serve`: consumer group, detection threads, alerts and
 //!   dead letters out, state changelog, rebalances, exactly-once transactions, the desk
 //!   read back from the alert and decisions topics, erasure across the group.

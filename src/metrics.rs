@@ -20,6 +20,8 @@ pub struct Metrics {
     updates: IntCounterVec,
     decisions: IntCounterVec,
     claims: IntCounterVec,
+    /// Calls refused by authentication or a token's scope, by reason.
+    auth_denied: IntCounterVec,
     pub processing_seconds: Histogram,
     pub event_to_alert_seconds: Histogram,
     pub decision_to_suppression_seconds: Histogram,
@@ -254,6 +256,11 @@ impl Metrics {
             signals,
             alerts,
             updates,
+            auth_denied: counter_vec(
+                "pairwatch_auth_denied_total",
+                "Calls and events refused by authentication or by a token's tenant scope, by reason.",
+                &["reason"],
+            ),
             decisions: counter_vec(
                 "pairwatch_moderation_decisions_total",
                 "Moderator decisions, by rule and decision.",
@@ -453,8 +460,15 @@ impl Metrics {
             m.rejected.with_label_values(&[reason]);
         }
         // Rejections decided by the gRPC layer, not by event validation.
-        for reason in ["bad_protobuf", "saturated"] {
+        for reason in [
+            "bad_protobuf",
+            "saturated",
+            crate::server::auth::Denied::Tenant.as_str(),
+        ] {
             m.rejected.with_label_values(&[reason]);
+        }
+        for why in crate::server::auth::Denied::ALL {
+            m.auth_denied.with_label_values(&[why.as_str()]);
         }
         for kind in ["alert", "changelog", "dead_letter", "rekeyed", "event"] {
             m.kafka.produced.with_label_values(&[kind]);
@@ -489,6 +503,10 @@ impl Metrics {
         for r in rules {
             self.decisions.with_label_values(&[r, decision]).inc();
         }
+    }
+
+    pub fn auth_denied(&self, reason: &str) {
+        self.auth_denied.with_label_values(&[reason]).inc();
     }
 
     pub fn claim(&self, outcome: &str) {

@@ -1475,6 +1475,19 @@ async fn measure_desk_erasure_and_suppression_with_100k_pairs() {
     b.stop().await.unwrap();
 }
 
+/// Tenant scopes in Kafka mode: the table of every RPC × role × tenant of
+/// `tests/common/scopes.rs` against one instance, its desk read from the topics.
+async fn tenant_scopes_hold(broker: &dyn Broker, test: &str) {
+    let s = Setup::new(broker, test);
+    let mut c = s.config("a");
+    common::scopes::configure(&mut c.auth);
+    let a = start(c, CancellationToken::new()).await.unwrap();
+    let ch = desk_of(&a).await.ch;
+    let seeded = common::scopes::seed(&ch, WAIT).await;
+    common::scopes::run_table(ch, a.http_addr, &seeded).await;
+    a.stop().await.unwrap();
+}
+
 // ---------------------------------------------------------------- the suite// ---------------------------------------------------------------- the suite
 
 /// Each scenario twice: on the mock cluster (`<name>::mock`) and on the real broker
@@ -1512,6 +1525,7 @@ on_both_brokers! {
     takeover_by_the_survivor => takeover_after_kill_9, true;
     desk_hand_over => desk_across_a_hand_over;
     forget_across_instances => forget_while_partitions_move;
+    tenant_scopes => tenant_scopes_hold;
 }
 
 // ---------------------------------------------------------------- mock cluster only

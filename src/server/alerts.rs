@@ -567,8 +567,13 @@ mod tests {
 
     fn all() -> Query {
         Query {
+            min_priority: None,
+            tenant: None,
+            scope: super::super::auth::Scope::All,
+            pattern: None,
+            claimed: ClaimFilter::Any,
+            after: None,
             limit: 10,
-            ..Query::default()
         }
     }
 
@@ -682,6 +687,14 @@ mod tests {
         );
         assert_eq!(ids(&second), ["old", "late"]);
         assert_eq!(token, None, "the last page");
+        let elsewhere = Query {
+            scope: super::super::auth::Scope::of(&["another-tenant".into()]),
+            ..all()
+        };
+        assert!(
+            book.list_open(&elsewhere, t0).0.is_empty(),
+            "outside the scope"
+        );
 
         // m1 claims "old"; m2 can neither claim nor resolve it while the lease runs.
         let lease = 600_000;

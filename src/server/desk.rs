@@ -4,6 +4,7 @@
 //! paged. No I/O: [`super::alerts::AlertBook`] keeps the lines and the alerts.
 
 use super::alerts::Logged;
+use super::auth::Scope;
 use crate::detect::rules::{Pattern, Priority};
 use crate::detect::time::{format_rfc3339, parse_rfc3339, Millis};
 use serde::{Deserialize, Serialize};
@@ -210,11 +211,13 @@ pub enum ClaimFilter {
 }
 
 /// A ListOpen request, checked.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Query {
     /// Only this priority or more urgent (`None`: all).
     pub min_priority: Option<Priority>,
     pub tenant: Option<String>,
+    /// The tenants the caller may see.
+    pub scope: Scope,
     pub pattern: Option<Pattern>,
     pub claimed: ClaimFilter,
     /// Only alerts after this place in the order (from the previous page's token).
@@ -285,6 +288,7 @@ pub fn page<'a>(
             let claimed = claims.holder(&a.alert_id, now).is_some();
             q.min_priority.is_none_or(|m| a.priority <= m)
                 && q.tenant.as_deref().is_none_or(|t| t == a.tenant)
+                && q.scope.allows(&a.tenant)
                 && q.pattern.is_none_or(|p| p == a.pattern)
                 && match q.claimed {
                     ClaimFilter::Any => true,

@@ -2,6 +2,7 @@
 //! hand work to the pipeline; they never touch pair state themselves.
 
 use super::alerts::Logged;
+use super::auth::{Caller, Denied};
 use super::desk::{ClaimFilter, Decision, DeskError, Held, Place, Query};
 use super::pipeline::{Command, Pipeline, Route};
 use super::Backend;
@@ -63,6 +64,8 @@ pub enum ServiceError {
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
     FailedPrecondition(String),
     #[error("{0}")]
     OutOfRange(String),
@@ -84,6 +87,7 @@ impl From<ServiceError> for Status {
         match e {
             ServiceError::InvalidArgument(_) => Status::invalid_argument(msg),
             ServiceError::NotFound(_) => Status::not_found(msg),
+            ServiceError::PermissionDenied(_) => Status::permission_denied(msg),
             ServiceError::FailedPrecondition(_) => Status::failed_precondition(msg),
             ServiceError::OutOfRange(_) => Status::out_of_range(msg),
             ServiceError::Saturated | ServiceError::ResourceExhausted(_) => {
@@ -123,10 +127,11 @@ fn saturated(metrics: &crate::metrics::Metrics, id: String) -> (String, String, 
     )
 }
 
-/// Validates one event and queues it (for the log, or for Kafka), waiting at most `wait`
-/// for room; the receiver yields its ack.
+/// Validates one event, checks its tenant is the caller's, and queues it (for the log,
+/// or for Kafka), waiting at most `wait` for room; the receiver yields its ack.
 async fn submit(
     b: &Backend,
+    caller: &Caller,
     ev: pb::ChatEvent,
     wait: Duration,
 ) -> Result<oneshot::Receiver<Result<u64, String>>, (String, String, &'static str)> {
@@ -135,6 +140,16 @@ async fn submit(
         b.metrics().rejected(e.reason());
         (id.clone(), e.to_string(), e.reason())
     })?;
+    if !caller.allows(&event.tenant) {
+        let code = Denied::Tenant.as_str();
+        b.metrics().rejected(code);
+        b.metrics().auth_denied(code);
+        let reason = format!(
+            "this token may not publish for tenant {:?}: it is outside the token's tenants",
+            event.tenant
+        );
+        return Err((id, reason, code));
+    }
     let p = match b {
         Backend::Local(p) => p,
         Backend::Kafka(k) => {
@@ -253,6 +268,7 @@ impl ingest::ingest_service_server::IngestService for Ingest {
         &self,
         request: Request<Streaming<pb::ChatEvent>>,
     ) -> Result<Response<AckStream>, Status> {
+        let caller = Caller::of(&request);
         let mut inbound = request.into_inner();
         let p = self.backend.clone();
         let wait = self.intake_wait;
@@ -260,6 +276,7 @@ impl ingest::ingest_service_server::IngestService for Ingest {
         let (out_tx, out_rx) = mpsc::channel(STREAM_WINDOW);
         tokio::spawn(async move {
             let mut read = 0u64;
+            let mut out_of_scope = 0u64;
             while let Some(item) = inbound.next().await {
                 let ev = match item {
                     Ok(ev) => ev,
@@ -271,14 +288,18 @@ impl ingest::ingest_service_server::IngestService for Ingest {
                 };
                 read += 1;
                 let id = ev.event_id.clone();
-                let entry = match submit(&p, ev, wait).await {
+                let entry = match submit(&p, &caller, ev, wait).await {
                     Ok(rx) => Pending::Queued(id, rx),
-                    Err((id, reason, code)) => Pending::Answered(ack_err(id, reason, code)),
+                    Err((id, reason, code)) => {
+                        out_of_scope += u64::from(code == Denied::Tenant.as_str());
+                        Pending::Answered(ack_err(id, reason, code))
+                    }
                 };
                 if pending_tx.send(entry).await.is_err() {
                     break;
                 }
             }
+            log_out_of_scope(&caller, "Publish", out_of_scope);
         });
         // Acks go out in the order the events came in.
         tokio::spawn(async move {
@@ -301,6 +322,7 @@ impl ingest::ingest_service_server::IngestService for Ingest {
         &self,
         request: Request<BatchRequest>,
     ) -> Result<Response<pb::PublishBatchResponse>, Status> {
+        let caller = Caller::of(&request);
         let events = request.into_inner().events;
         let max = self.backend.max_batch();
         if events.len() > max {
@@ -316,7 +338,8 @@ impl ingest::ingest_service_server::IngestService for Ingest {
             match pb::ChatEvent::decode(bytes.as_slice()) {
                 Ok(ev) => {
                     let id = ev.event_id.clone();
-                    waiting.push((id, submit(&self.backend, ev, self.intake_wait).await));
+                    let queued = submit(&self.backend, &caller, ev, self.intake_wait).await;
+                    waiting.push((id, queued));
                 }
                 Err(e) => {
                     bad.push(i);
@@ -340,6 +363,11 @@ impl ingest::ingest_service_server::IngestService for Ingest {
                 "publish batch: events that cannot be decoded were rejected"
             );
         }
+        let out_of_scope = waiting
+            .iter()
+            .filter(|(_, w)| matches!(w, Err((_, _, code)) if *code == Denied::Tenant.as_str()))
+            .count();
+        log_out_of_scope(&caller, "PublishBatch", out_of_scope as u64);
         let mut results = Vec::with_capacity(waiting.len());
         for (id, w) in waiting {
             results.push(match w {
@@ -349,6 +377,35 @@ impl ingest::ingest_service_server::IngestService for Ingest {
         }
         Ok(Response::new(pb::PublishBatchResponse { results }))
     }
+}
+
+/// Logs once per call the events refused for their tenant (each was counted).
+fn log_out_of_scope(caller: &Caller, rpc: &str, events: u64) {
+    if events > 0 {
+        tracing::warn!(
+            token = %caller.name,
+            rpc,
+            events,
+            reason = Denied::Tenant.as_str(),
+            "events refused: tenant outside the token's tenants"
+        );
+    }
+}
+
+/// Refuses an explicit tenant filter outside the caller's tenants.
+fn check_tenant_filter(
+    caller: &Caller,
+    metrics: &crate::metrics::Metrics,
+    rpc: &str,
+    tenant: &str,
+) -> Result<(), ServiceError> {
+    if tenant.is_empty() || caller.allows(tenant) {
+        return Ok(());
+    }
+    caller.denied(metrics, rpc, Denied::Tenant);
+    Err(ServiceError::PermissionDenied(
+        "the tenant filter names a tenant outside this token's tenants".into(),
+    ))
 }
 
 fn parse_min_priority(s: &str) -> Result<Priority, ServiceError> {
@@ -386,8 +443,8 @@ impl From<DeskError> for ServiceError {
     }
 }
 
-/// A ListOpen request, checked.
-fn list_query(req: pb::ListOpenRequest) -> Result<Query, ServiceError> {
+/// A ListOpen request, checked, limited to `caller`'s tenants.
+fn list_query(req: pb::ListOpenRequest, caller: &Caller) -> Result<Query, ServiceError> {
     let pattern = match pb::Pattern::try_from(req.pattern) {
         Ok(pb::Pattern::Unspecified) => None,
         Ok(p) => {
@@ -424,6 +481,7 @@ fn list_query(req: pb::ListOpenRequest) -> Result<Query, ServiceError> {
     Ok(Query {
         min_priority: Some(parse_min_priority(&req.min_priority)?),
         tenant: Some(req.tenant).filter(|t| !t.is_empty()),
+        scope: caller.scope.clone(),
         pattern,
         claimed,
         after,
@@ -477,6 +535,28 @@ impl Alerts {
             buffer: buffer.max(1),
             open: Arc::new(AtomicUsize::new(0)),
             lease,
+        }
+    }
+}
+
+impl Alerts {
+    /// Refuses an alert of a tenant outside the caller's as if it did not exist, so
+    /// the answer does not confirm that it does.
+    fn visible(&self, caller: &Caller, rpc: &str, alert_id: &str) -> Result<(), ServiceError> {
+        let tenant = self
+            .backend
+            .desk()
+            .0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(alert_id)
+            .map(|l| l.alert.tenant.clone());
+        match tenant {
+            Some(t) if !caller.allows(&t) => {
+                caller.denied(self.backend.metrics(), rpc, Denied::Tenant);
+                Err(DeskError::NotFound(alert_id.into()).into())
+            }
+            _ => Ok(()),
         }
     }
 }
@@ -634,11 +714,15 @@ impl pb::alert_service_server::AlertService for Alerts {
         &self,
         request: Request<pb::SubscribeRequest>,
     ) -> Result<Response<AlertStream>, Status> {
+        let caller = Caller::of(&request);
         let req = request.into_inner();
+        check_tenant_filter(&caller, self.backend.metrics(), "Subscribe", &req.tenant)?;
         let min = parse_min_priority(&req.min_priority)?;
         let tenant = Some(req.tenant).filter(|t| !t.is_empty());
         let keep = move |l: &Logged| {
-            l.alert.priority <= min && tenant.as_ref().is_none_or(|t| *t == l.alert.tenant)
+            l.alert.priority <= min
+                && tenant.as_ref().is_none_or(|t| *t == l.alert.tenant)
+                && caller.allows(&l.alert.tenant)
         };
         let (book, feed) = self.backend.desk();
         // Subscribe before reading the log, so nothing falls between the two.
@@ -710,7 +794,10 @@ impl pb::alert_service_server::AlertService for Alerts {
         &self,
         request: Request<pb::ListOpenRequest>,
     ) -> Result<Response<pb::ListOpenResponse>, Status> {
-        let q = list_query(request.into_inner())?;
+        let caller = Caller::of(&request);
+        let req = request.into_inner();
+        check_tenant_filter(&caller, self.backend.metrics(), "ListOpen", &req.tenant)?;
+        let q = list_query(req, &caller)?;
         let now = crate::detect::time::now_millis();
         let (page, next) = self
             .backend
@@ -735,9 +822,11 @@ impl pb::alert_service_server::AlertService for Alerts {
         &self,
         request: Request<pb::ClaimRequest>,
     ) -> Result<Response<pb::ClaimResponse>, Status> {
+        let caller = Caller::of(&request);
         let req = request.into_inner();
         required("alert_id", &req.alert_id)?;
         required("moderator_id", &req.moderator_id)?;
+        self.visible(&caller, "Claim", &req.alert_id)?;
         let book = self.backend.desk().0;
         let now = crate::detect::time::now_millis();
         let (line, alert) = book
@@ -787,6 +876,7 @@ impl pb::alert_service_server::AlertService for Alerts {
         &self,
         request: Request<pb::ResolveRequest>,
     ) -> Result<Response<pb::ResolveResponse>, Status> {
+        let caller = Caller::of(&request);
         let req = request.into_inner();
         let decision = match pb::Decision::try_from(req.decision) {
             Ok(pb::Decision::Confirmed) => Decision::Confirmed,
@@ -808,6 +898,7 @@ impl pb::alert_service_server::AlertService for Alerts {
             ))
             .into());
         }
+        self.visible(&caller, "Resolve", &req.alert_id)?;
         let book = self.backend.desk().0;
         let now = crate::detect::time::now_millis();
         // The same decision again by the same moderator (a retry after a lost answer):
@@ -883,6 +974,7 @@ impl pb::admin_service_server::AdminService for Admin {
         &self,
         request: Request<pb::GetPairRequest>,
     ) -> Result<Response<pb::PairSummary>, Status> {
+        let caller = Caller::of(&request);
         let req = request.into_inner();
         if req.user_a.is_empty() || req.user_b.is_empty() {
             return Err(
@@ -894,11 +986,16 @@ impl pb::admin_service_server::AdminService for Admin {
         } else {
             req.tenant
         };
+        let no_state = || ServiceError::NotFound("no state for this pair".into());
+        if !caller.allows(&tenant) {
+            caller.denied(self.backend.metrics(), "GetPair", Denied::Tenant);
+            return Err(no_state().into());
+        }
         let state = self
             .backend
             .pair(&tenant, &req.user_a, &req.user_b)
             .await?
-            .ok_or_else(|| ServiceError::NotFound("no state for this pair".into()))?;
+            .ok_or_else(no_state)?;
         Ok(Response::new(super::summary::pair_summary(
             &tenant,
             &req.user_a,
@@ -911,6 +1008,16 @@ impl pb::admin_service_server::AdminService for Admin {
         &self,
         request: Request<pb::ReloadRulesRequest>,
     ) -> Result<Response<pb::ReloadRulesResponse>, Status> {
+        let caller = Caller::of(&request);
+        if !caller.global_admin {
+            caller.denied(self.backend.metrics(), "ReloadRules", Denied::GlobalAdmin);
+            return Err(ServiceError::PermissionDenied(
+                "ReloadRules changes detection for every tenant: it needs an admin token of \
+                 every tenant (tenants = [\"*\"])"
+                    .into(),
+            )
+            .into());
+        }
         let requested = request.into_inner().dir;
         let dir = super::allowed_rules_dir(&requested, &self.rules_dir, &self.rules_root)
             .inspect_err(|_| {
@@ -931,6 +1038,7 @@ impl pb::admin_service_server::AdminService for Admin {
         &self,
         request: Request<pb::ForgetUserRequest>,
     ) -> Result<Response<pb::ForgetUserResponse>, Status> {
+        let caller = Caller::of(&request);
         let req = request.into_inner();
         let user = req.user_id;
         required("user_id", &user)?;
@@ -944,6 +1052,13 @@ impl pb::admin_service_server::AdminService for Admin {
             "" => crate::detect::event::DEFAULT_TENANT.to_string(),
             t => t.to_string(),
         };
+        if !caller.allows(&tenant) {
+            caller.denied(self.backend.metrics(), "ForgetUser", Denied::Tenant);
+            return Err(ServiceError::NotFound(
+                "no such user in this tenant for this token".into(),
+            )
+            .into());
+        }
         let pseudonym = super::pseudonym(&self.pseudonym_key, &user);
         let pipeline = match &self.backend {
             Backend::Local(p) => p,

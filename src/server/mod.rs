@@ -7,7 +7,8 @@
 //! - [`wal`], [`checkpoint`]: what survives a crash;
 //! - [`alerts`]: the alert log, open alerts, decisions, claims (the desk's book);
 //! - [`desk`]: the desk's rules: audit lines, claims, ListOpen order and pages;
-//! - [`grpc`], [`auth`], [`summary`]: the gRPC services; [`http`]: metrics and health.
+//! - [`grpc`], [`summary`]: the gRPC services; [`auth`]: tokens, roles, tenant scopes;
+//! - [`http`]: metrics and health.
 
 pub mod alerts;
 pub mod auth;
@@ -361,7 +362,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
     let (backend, stages) =
         start_backend(&config, shards, limits, pack, &metrics, kafka_health).await?;
 
-    let tokens = Tokens::new(&config.auth);
+    let tokens = Tokens::new(&config.auth, metrics.clone()).map_err(anyhow::Error::msg)?;
     if !tokens.enabled() {
         tracing::warn!("no auth token configured: every RPC is allowed (fine on loopback only)");
     }

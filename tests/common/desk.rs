@@ -29,14 +29,22 @@ fn authed<T>(msg: T, token: &Option<String>) -> Request<T> {
     r
 }
 
-fn event(id: &str, at: &str, from: (&str, &str), to: (&str, &str), text: &str) -> pb::ChatEvent {
+/// One event of `tenant` (an image when `text` is empty), as the gRPC API takes it.
+pub fn event(
+    tenant: &str,
+    id: &str,
+    at: &str,
+    from: (&str, &str),
+    to: (&str, &str),
+    text: &str,
+) -> pb::ChatEvent {
     let line = if text.is_empty() {
         super::image(id, at, from, to)
     } else {
         super::msg(id, at, from, to, text)
     };
     let mut e = Event::from_json(&line, &Limits::default()).unwrap();
-    e.tenant = TENANT.into();
+    e.tenant = tenant.into();
     pb::ChatEvent::from(&e)
 }
 
@@ -51,22 +59,31 @@ fn conversation(suspect: &str, teen: &str) -> Vec<pb::ChatEvent> {
     let id = |n: u32| format!("{suspect}-e{n}");
     vec![
         event(
+            TENANT,
             &id(1),
             "2026-03-01T20:00:00Z",
             s,
             v,
             "t'es trop mignon, envoie une photo de toi",
         ),
-        event(&id(2), "2026-03-01T20:05:00Z", v, s, ""),
+        event(TENANT, &id(2), "2026-03-01T20:05:00Z", v, s, ""),
         event(
+            TENANT,
             &id(3),
             "2026-03-01T20:06:00Z",
             s,
             v,
             "j'ai tout enregistré. envoie 200€ en PCS sinon j'envoie tout à tes potes",
         ),
-        event(&id(4), "2026-03-01T20:07:00Z", s, v, "t'as 1h"),
-        event(&id(5), "2026-03-01T20:09:00Z", v, s, "je vais me tuer"),
+        event(TENANT, &id(4), "2026-03-01T20:07:00Z", s, v, "t'as 1h"),
+        event(
+            TENANT,
+            &id(5),
+            "2026-03-01T20:09:00Z",
+            v,
+            s,
+            "je vais me tuer",
+        ),
     ]
 }
 

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod desk;
+pub mod scopes;
 
 use pairwatch::detect::alert::Alert;
 use pairwatch::detect::engine::{Engine, EngineConfig};
