@@ -36,6 +36,7 @@ pub struct Config {
     pub tls: Tls,
     pub log: Log,
     pub desk: Desk,
+    pub sinks: Sinks,
     pub kafka: Kafka,
 }
 
@@ -134,16 +135,22 @@ pub struct TokenGrant {
     pub tenants: Vec<String>,
 }
 
+/// A secret given inline (`key`) or in a file (`key_file`: a mounted Secret, read now,
+/// surrounding whitespace trimmed): exactly one of the two.
+fn inline_or_file(key: &str, inline: &str, file: &str) -> Result<String, String> {
+    match (inline.is_empty(), file.is_empty()) {
+        (false, true) => Ok(inline.to_string()),
+        (true, false) => std::fs::read_to_string(file)
+            .map(|t| t.trim().to_string())
+            .map_err(|e| format!("cannot read {key}_file {file:?}: {e}")),
+        _ => Err(format!("give exactly one of `{key}` and `{key}_file`")),
+    }
+}
+
 impl TokenGrant {
     /// The secret: `token`, or the content of `token_file`.
     pub fn secret(&self) -> Result<String, String> {
-        match (self.token.is_empty(), self.token_file.is_empty()) {
-            (false, true) => Ok(self.token.clone()),
-            (true, false) => std::fs::read_to_string(&self.token_file)
-                .map(|t| t.trim().to_string())
-                .map_err(|e| format!("cannot read token_file {:?}: {e}", self.token_file)),
-            _ => Err("give exactly one of `token` and `token_file`".to_string()),
-        }
+        inline_or_file("token", &self.token, &self.token_file)
     }
 }
 
@@ -250,6 +257,141 @@ pub struct Desk {
     /// How long `ForgetUser` waits, in Kafka mode, for every partition's owner and the
     /// desk to confirm; it then answers with what is still pending.
     pub erase_timeout: String,
+    /// How long a console session lasts after its login.
+    pub session_ttl: String,
+}
+
+/// Where alerts go besides the alert log, the gRPC feed and (Kafka mode) the topics.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Sinks {
+    /// HTTP destinations each alert is POSTed to, signed.
+    pub webhooks: Vec<Webhook>,
+}
+
+/// Most webhook destinations (metric labels carry their index).
+pub const MAX_WEBHOOKS: usize = 16;
+
+/// One `[[sinks.webhooks]]` destination.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Webhook {
+    /// `https://...`; plain `http://` only to a loopback address.
+    pub url: String,
+    /// The HMAC-SHA256 key of the `pairwatch-signature` header, or
+    pub secret: String,
+    /// a file holding it (read at start, surrounding whitespace trimmed).
+    pub secret_file: String,
+    /// Only alerts of this priority or more urgent.
+    pub min_priority: String,
+    /// Only alerts of these tenants (`["*"]`: every tenant).
+    pub tenants: Vec<String>,
+    /// How long one attempt may take.
+    pub timeout: String,
+    /// How long an alert is retried before it goes to the dead letters.
+    pub max_age: String,
+    /// A PEM file of the CA that signs the destination's certificate (empty: the
+    /// system's roots).
+    pub ca_file: String,
+}
+
+impl Default for Webhook {
+    fn default() -> Self {
+        Webhook {
+            url: String::new(),
+            secret: String::new(),
+            secret_file: String::new(),
+            min_priority: "P3".into(),
+            tenants: Vec::new(),
+            timeout: "10s".into(),
+            max_age: "1h".into(),
+            ca_file: String::new(),
+        }
+    }
+}
+
+impl Webhook {
+    /// The signing secret: `secret`, or the content of `secret_file`.
+    pub fn signing_secret(&self) -> Result<String, String> {
+        inline_or_file("secret", &self.secret, &self.secret_file)
+    }
+
+    /// Problems with this destination, each prefixed with `at`.
+    fn problems(&self, at: &str) -> Vec<String> {
+        let mut errors = Vec::new();
+        match self.signing_secret() {
+            Ok(s) if s.len() < 16 => {
+                errors.push(format!("{at}: the secret needs at least 16 characters"))
+            }
+            Ok(_) => {}
+            Err(e) => errors.push(format!("{at}: {e}")),
+        }
+        if let Err(e) = webhook_target(&self.url) {
+            errors.push(format!("{at}: {e}"));
+        }
+        if crate::detect::rules::Priority::parse(&self.min_priority).is_none() {
+            errors.push(format!(
+                "{at}: min_priority {:?} is not P0..P3",
+                self.min_priority
+            ));
+        }
+        if self.tenants.is_empty() {
+            errors.push(format!(
+                "{at}: list the tenants whose alerts it receives, or [\"*\"] for every tenant"
+            ));
+        }
+        for (key, v) in [("timeout", &self.timeout), ("max_age", &self.max_age)] {
+            if parse_duration(v).is_none_or(|d| d <= 0) {
+                errors.push(format!("{at}: {key} {v:?} is not a duration like 10s, 1h"));
+            }
+        }
+        errors
+    }
+}
+
+/// A webhook URL's scheme, host and port, checked: https, or http to loopback only.
+pub fn webhook_target(url: &str) -> Result<(bool, String, u16), String> {
+    let (https, rest) = if let Some(r) = url.strip_prefix("https://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("http://") {
+        (false, r)
+    } else {
+        return Err(format!("url {url:?} is not http(s)://host[:port]/path"));
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.is_empty() || authority.contains('@') {
+        return Err(format!("url {url:?} has no host (or holds credentials)"));
+    }
+    let default_port = if https { 443 } else { 80 };
+    // `[v6]:port`, `[v6]`, `host:port` or `host`.
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (h, after) = v6
+                .split_once(']')
+                .ok_or_else(|| format!("url {url:?}: unclosed `[`"))?;
+            (h, after.strip_prefix(':'))
+        }
+        None => match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        },
+    };
+    let port = match port {
+        None => default_port,
+        Some(p) => p
+            .parse()
+            .map_err(|_| format!("url {url:?}: {p:?} is not a port"))?,
+    };
+    let loopback = host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !https && !loopback {
+        return Err(format!(
+            "url {url:?}: plain http is allowed only to a loopback address; use https"
+        ));
+    }
+    Ok((https, host.to_string(), port))
 }
 
 /// Kafka mode (on when `brokers` is set): events from a topic, alerts to a topic.
@@ -512,7 +654,9 @@ impl Default for Config {
                 claim_lease: "10m".into(),
                 role: "all".into(),
                 erase_timeout: "60s".into(),
+                session_ttl: "8h".into(),
             },
+            sinks: Sinks::default(),
             kafka: Kafka::default(),
         }
     }
@@ -687,6 +831,7 @@ impl Config {
             ("server.shutdown_grace", &self.server.shutdown_grace),
             ("desk.claim_lease", &self.desk.claim_lease),
             ("desk.erase_timeout", &self.desk.erase_timeout),
+            ("desk.session_ttl", &self.desk.session_ttl),
             ("kafka.restore_timeout", &self.kafka.restore_timeout),
             ("engine.pair_ttl", &self.engine.pair_ttl),
             ("engine.deadline_clock", &self.engine.deadline_clock),
@@ -702,6 +847,21 @@ impl Config {
                     "`{key}`: {v:?} is not a duration like 30s, 5m, 24h, 30d"
                 ));
             }
+        }
+        if self.sinks.webhooks.len() > MAX_WEBHOOKS {
+            errors.push(format!(
+                "`sinks.webhooks`: at most {MAX_WEBHOOKS} destinations"
+            ));
+        }
+        for (i, w) in self.sinks.webhooks.iter().enumerate() {
+            errors.extend(w.problems(&format!("`sinks.webhooks[{i}]`")));
+        }
+        if !self.sinks.webhooks.is_empty() && self.kafka.enabled() {
+            errors.push(
+                "`sinks.webhooks`: webhook delivery runs in embedded mode only for now; in \
+                 Kafka mode, consume the alert topics"
+                    .to_string(),
+            );
         }
         match self.desk.role.as_str() {
             "all" => {}
@@ -864,6 +1024,9 @@ impl Config {
         for g in c.auth.tokens.iter_mut().filter(|g| !g.token.is_empty()) {
             g.token = MASK.to_string();
         }
+        for w in c.sinks.webhooks.iter_mut().filter(|w| !w.secret.is_empty()) {
+            w.secret = MASK.to_string();
+        }
         if !c.log.pseudonym_key.is_empty() {
             c.log.pseudonym_key = MASK.to_string();
         }
@@ -928,6 +1091,11 @@ tenants = ["game-eu"]
 token = "us-ingest-secret-0123456"
 role = "ingest"
 tenants = ["game-us"]
+
+[[sinks.webhooks]]
+url = "https://review.example.org/hook"
+secret = "webhook-signing-secret-01"
+tenants = ["game-eu"]
 "#
             ),
         )
@@ -944,6 +1112,7 @@ tenants = ["game-us"]
             "eu-moderator-secret",
             "us-ingest-secret",
             "root-admin-secret",
+            "webhook-signing-secret",
         ] {
             assert!(!shown.contains(secret), "{shown}");
         }
@@ -996,6 +1165,30 @@ tenants = ["*", "x"]
         }
         assert!(!err.contains("another-token"), "{err}");
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn webhook_urls_are_https_or_loopback_http() {
+        assert_eq!(
+            webhook_target("https://review.example.org/hook").unwrap(),
+            (true, "review.example.org".into(), 443)
+        );
+        assert_eq!(
+            webhook_target("http://127.0.0.1:8080/x").unwrap(),
+            (false, "127.0.0.1".into(), 8080)
+        );
+        assert_eq!(webhook_target("http://[::1]/x").unwrap().2, 80);
+        assert!(webhook_target("http://localhost:9/x").is_ok());
+        for bad in [
+            "http://review.example.org/hook",
+            "http://10.0.0.5/hook",
+            "ftp://x/y",
+            "https://user:pw@x/y",
+            "https://x:port/y",
+            "https:///y",
+        ] {
+            assert!(webhook_target(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -15,6 +15,10 @@
 //! - [`kafka`]: Kafka mode of `serve`: consumer group, detection threads, alerts and
 //!   dead letters out, state changelog, rebalances, exactly-once transactions, the desk
 //!   read back from the alert and decisions topics, erasure across the group.
+//! - [`console`]: the moderators' web console at `/desk` (queue, alert view, claims,
+//!   decisions, evidence packages), served by the HTTP port.
+//! - [`sinks`]: webhook destinations: signed POSTs of alerts, retried, dead-lettered,
+//!   each from its saved place in the alert log (embedded mode).
 //! - Tools: [`replay`] (`pairwatch replay`, events JSONL in, alerts JSONL out), [`eval`]
 //!   (`pairwatch eval`, backtesting on labelled history and comparing two rule packs), [`client`] (`pairwatch publish`
 //!   / `subscribe` / `claim` / `resolve`, a gRPC client), [`workload`] (a deterministic synthetic chat stream),
@@ -23,6 +27,7 @@
 pub mod bench;
 pub mod client;
 pub mod config;
+pub mod console;
 pub mod detect;
 pub mod eval;
 pub mod kafka;
@@ -31,4 +36,5 @@ pub mod pack_dir;
 pub mod proto;
 pub mod replay;
 pub mod server;
+pub mod sinks;
 pub mod workload;

@@ -22,6 +22,10 @@ pub struct Metrics {
     claims: IntCounterVec,
     /// Calls refused by authentication or a token's scope, by reason.
     auth_denied: IntCounterVec,
+    /// Webhook attempts by destination index and outcome.
+    webhooks: IntCounterVec,
+    /// Alerts logged that a webhook destination has not finished with yet.
+    webhook_queue: IntGaugeVec,
     pub processing_seconds: Histogram,
     pub event_to_alert_seconds: Histogram,
     pub decision_to_suppression_seconds: Histogram,
@@ -256,6 +260,16 @@ impl Metrics {
             signals,
             alerts,
             updates,
+            webhooks: counter_vec(
+                "pairwatch_webhook_deliveries_total",
+                "Webhook attempts, by destination (its index in sinks.webhooks) and outcome: delivered, retried, dead_lettered.",
+                &["destination", "outcome"],
+            ),
+            webhook_queue: gauge_vec(
+                "pairwatch_webhook_queue_depth",
+                "Alerts logged that a webhook destination has not delivered or dead-lettered yet, by destination index.",
+                &["destination"],
+            ),
             auth_denied: counter_vec(
                 "pairwatch_auth_denied_total",
                 "Calls and events refused by authentication or by a token's tenant scope, by reason.",
@@ -503,6 +517,26 @@ impl Metrics {
         for r in rules {
             self.decisions.with_label_values(&[r, decision]).inc();
         }
+    }
+
+    /// Shows a webhook destination's series from the start.
+    pub fn webhook_labels(&self, destination: &str) {
+        for outcome in ["delivered", "retried", "dead_lettered"] {
+            self.webhooks.with_label_values(&[destination, outcome]);
+        }
+        self.webhook_queue.with_label_values(&[destination]);
+    }
+
+    pub fn webhook(&self, destination: &str, outcome: &str) {
+        self.webhooks
+            .with_label_values(&[destination, outcome])
+            .inc();
+    }
+
+    pub fn webhook_queue(&self, destination: &str, depth: i64) {
+        self.webhook_queue
+            .with_label_values(&[destination])
+            .set(depth);
     }
 
     pub fn auth_denied(&self, reason: &str) {

@@ -88,6 +88,9 @@ pub struct AlertBook {
     decided: HashMap<String, (Decision, String, String)>,
     claims: Claims,
     next_cursor: u64,
+    /// Counts the changes a moderator's screen must show beyond new alerts: claims,
+    /// releases, decisions, erasures.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl AlertBook {
@@ -114,6 +117,7 @@ impl AlertBook {
             decided: HashMap::new(),
             claims: Claims::default(),
             next_cursor: 1,
+            changes: tokio::sync::watch::Sender::new(0),
         };
         let mut bad_lines = 0u64;
         let mut at = 0u64;
@@ -178,6 +182,7 @@ impl AlertBook {
         if self.decided.contains_key(&line.alert_id) || !self.claims.apply(line) {
             return;
         }
+        self.changes.send_modify(|n| *n += 1);
         if let (Action::Decide, Some(d)) = (line.action, line.decision) {
             self.decided.insert(
                 line.alert_id.clone(),
@@ -262,6 +267,12 @@ impl AlertBook {
     }
 
     /// Who holds `alert_id` at `now`.
+    /// Follows claims, releases, decisions and erasures (not new alerts: the feed has
+    /// those).
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
     pub fn holder(&self, alert_id: &str, now: Millis) -> Option<&Held> {
         self.claims.holder(alert_id, now)
     }
@@ -435,11 +446,7 @@ impl AlertBook {
 
     /// One page of open alerts for `q`, most urgent first (see [`super::desk::page`]),
     /// with their claims at `now`, and the next page's token.
-    pub fn list_open(
-        &self,
-        q: &Query,
-        now: Millis,
-    ) -> (Vec<(Logged, Option<Held>)>, Option<String>) {
+    pub fn list_open(&self, q: &Query, now: Millis) -> super::desk::Page {
         super::desk::page(self.open.values(), &self.claims, q, now)
     }
 
@@ -455,6 +462,7 @@ impl AlertBook {
     /// Erases every alert `involves` holds for, from memory and from the whole log on
     /// disk; returns the alerts removed (each line once).
     pub fn forget(&mut self, involves: impl Fn(&Alert) -> bool) -> io::Result<Vec<Alert>> {
+        self.changes.send_modify(|n| *n += 1);
         self.history.retain(|l| !involves(&l.alert));
         self.open.retain(|_, l| !involves(&l.alert));
         self.pending.retain(|a| !involves(a));

@@ -110,7 +110,7 @@ pub struct Caller {
 
 impl Caller {
     /// Anyone, when authentication is off.
-    fn open() -> Caller {
+    pub fn open() -> Caller {
         Caller {
             name: Arc::from("anonymous"),
             scope: Scope::All,
@@ -203,6 +203,15 @@ impl Tokens {
             caller.global_admin |= g.role == Role::Admin && g.scope == Scope::All;
         }
         Ok(caller)
+    }
+
+    /// The moderator (or admin) holding `token`, for the console's login; a refusal is
+    /// counted.
+    pub fn moderator(&self, token: &str) -> Result<Caller, Denied> {
+        self.caller(token, &[Role::Moderator]).inspect_err(|why| {
+            self.metrics.auth_denied(why.as_str());
+            tracing::warn!(reason = why.as_str(), "console login denied");
+        })
     }
 
     /// An interceptor letting through callers holding one of `roles` (admin always),

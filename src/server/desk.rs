@@ -274,6 +274,9 @@ impl Place {
     }
 }
 
+/// A page of open alerts with each one's claim, and the next page's token.
+pub type Page = (Vec<(Logged, Option<Held>)>, Option<String>);
+
 /// One page of open alerts for `q`, in the desk's order, with each alert's claim at
 /// `now`, and the token of the next page (when there are more).
 pub fn page<'a>(
@@ -281,7 +284,7 @@ pub fn page<'a>(
     claims: &Claims,
     q: &Query,
     now: Millis,
-) -> (Vec<(Logged, Option<Held>)>, Option<String>) {
+) -> Page {
     let mut hits: Vec<(Place, &Logged)> = open
         .filter(|l| {
             let a = &l.alert;

@@ -542,7 +542,7 @@ impl Alerts {
 impl Alerts {
     /// Refuses an alert of a tenant outside the caller's as if it did not exist, so
     /// the answer does not confirm that it does.
-    fn visible(&self, caller: &Caller, rpc: &str, alert_id: &str) -> Result<(), ServiceError> {
+    pub fn visible(&self, caller: &Caller, rpc: &str, alert_id: &str) -> Result<(), ServiceError> {
         let tenant = self
             .backend
             .desk()
@@ -795,17 +795,7 @@ impl pb::alert_service_server::AlertService for Alerts {
         request: Request<pb::ListOpenRequest>,
     ) -> Result<Response<pb::ListOpenResponse>, Status> {
         let caller = Caller::of(&request);
-        let req = request.into_inner();
-        check_tenant_filter(&caller, self.backend.metrics(), "ListOpen", &req.tenant)?;
-        let q = list_query(req, &caller)?;
-        let now = crate::detect::time::now_millis();
-        let (page, next) = self
-            .backend
-            .desk()
-            .0
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .list_open(&q, now);
+        let (page, next) = self.open_page(&caller, request.into_inner())?;
         Ok(Response::new(pb::ListOpenResponse {
             alerts: page
                 .iter()
@@ -824,9 +814,50 @@ impl pb::alert_service_server::AlertService for Alerts {
     ) -> Result<Response<pb::ClaimResponse>, Status> {
         let caller = Caller::of(&request);
         let req = request.into_inner();
+        let held = self.claim_for(&caller, &req).await?;
+        Ok(Response::new(pb::ClaimResponse {
+            claim: held.as_ref().map(claim_state),
+        }))
+    }
+
+    async fn resolve(
+        &self,
+        request: Request<pb::ResolveRequest>,
+    ) -> Result<Response<pb::ResolveResponse>, Status> {
+        let caller = Caller::of(&request);
+        self.resolve_for(&caller, &request.into_inner()).await?;
+        Ok(Response::new(pb::ResolveResponse {}))
+    }
+}
+
+impl Alerts {
+    /// One page of the open alerts `caller` may see, for `req` (ListOpen and the console).
+    pub fn open_page(
+        &self,
+        caller: &Caller,
+        req: pb::ListOpenRequest,
+    ) -> Result<super::desk::Page, ServiceError> {
+        check_tenant_filter(caller, self.backend.metrics(), "ListOpen", &req.tenant)?;
+        let q = list_query(req, caller)?;
+        let now = crate::detect::time::now_millis();
+        Ok(self
+            .backend
+            .desk()
+            .0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .list_open(&q, now))
+    }
+
+    /// Claims (or releases) an alert for `caller`: the claim in force after, if any.
+    pub async fn claim_for(
+        &self,
+        caller: &Caller,
+        req: &pb::ClaimRequest,
+    ) -> Result<Option<Held>, ServiceError> {
         required("alert_id", &req.alert_id)?;
         required("moderator_id", &req.moderator_id)?;
-        self.visible(&caller, "Claim", &req.alert_id)?;
+        self.visible(caller, "Claim", &req.alert_id)?;
         let book = self.backend.desk().0;
         let now = crate::detect::time::now_millis();
         let (line, alert) = book
@@ -850,34 +881,30 @@ impl pb::alert_service_server::AlertService for Alerts {
         let outcome = match (&held, req.release) {
             (Some(h), _) if h.moderator_id != req.moderator_id => {
                 return Err(ServiceError::from(DeskError::HeldBy {
-                    alert_id: req.alert_id,
+                    alert_id: req.alert_id.clone(),
                     holder: h.moderator_id.clone(),
                     until: h.until,
-                })
-                .into())
+                }))
             }
             (None, false) => {
                 return Err(ServiceError::FailedPrecondition(format!(
                     "alert {:?} was resolved before the claim took effect",
                     req.alert_id
-                ))
-                .into())
+                )))
             }
             (_, true) => "released",
             (Some(_), false) => "claimed",
         };
         self.backend.metrics().claim(outcome);
-        Ok(Response::new(pb::ClaimResponse {
-            claim: held.filter(|_| !req.release).as_ref().map(claim_state),
-        }))
+        Ok(held.filter(|_| !req.release))
     }
 
-    async fn resolve(
+    /// Resolves an alert for `caller` (Resolve and the console).
+    pub async fn resolve_for(
         &self,
-        request: Request<pb::ResolveRequest>,
-    ) -> Result<Response<pb::ResolveResponse>, Status> {
-        let caller = Caller::of(&request);
-        let req = request.into_inner();
+        caller: &Caller,
+        req: &pb::ResolveRequest,
+    ) -> Result<(), ServiceError> {
         let decision = match pb::Decision::try_from(req.decision) {
             Ok(pb::Decision::Confirmed) => Decision::Confirmed,
             Ok(pb::Decision::FalsePositive) => Decision::FalsePositive,
@@ -885,8 +912,7 @@ impl pb::alert_service_server::AlertService for Alerts {
             _ => {
                 return Err(ServiceError::InvalidArgument(
                     "decision must be CONFIRMED, FALSE_POSITIVE or ESCALATED".into(),
-                )
-                .into())
+                ))
             }
         };
         required("alert_id", &req.alert_id)?;
@@ -895,10 +921,9 @@ impl pb::alert_service_server::AlertService for Alerts {
             return Err(ServiceError::InvalidArgument(format!(
                 "reason_code must be at most {} lowercase letters, digits, '_' or '-': a code, not free text",
                 super::desk::MAX_REASON_CODE
-            ))
-            .into());
+            )));
         }
-        self.visible(&caller, "Resolve", &req.alert_id)?;
+        self.visible(caller, "Resolve", &req.alert_id)?;
         let book = self.backend.desk().0;
         let now = crate::detect::time::now_millis();
         // The same decision again by the same moderator (a retry after a lost answer):
@@ -913,7 +938,7 @@ impl pb::alert_service_server::AlertService for Alerts {
             if decision == Decision::FalsePositive {
                 self.backend.suppress(&alert).await?;
             }
-            return Ok(Response::new(pb::ResolveResponse {}));
+            return Ok(());
         }
         let (line, alert) = book
             .read()
@@ -939,20 +964,20 @@ impl pb::alert_service_server::AlertService for Alerts {
         if !stands {
             let refused = match holder {
                 Some(h) if h.moderator_id != req.moderator_id => DeskError::HeldBy {
-                    alert_id: req.alert_id,
+                    alert_id: req.alert_id.clone(),
                     holder: h.moderator_id,
                     until: h.until,
                 },
-                _ => DeskError::AlreadyResolved(req.alert_id),
+                _ => DeskError::AlreadyResolved(req.alert_id.clone()),
             };
-            return Err(ServiceError::from(refused).into());
+            return Err(ServiceError::from(refused));
         }
         if decision == Decision::FalsePositive {
             self.backend.suppress(&alert).await?;
         }
         metrics.decision(&alert.rules, decision.as_str());
         tracing::info!(alert_id = %alert.alert_id, decision = decision.as_str(), "alert resolved");
-        Ok(Response::new(pb::ResolveResponse {}))
+        Ok(())
     }
 }
 

@@ -2,7 +2,8 @@
 //! `/healthz` (the process runs), `/readyz` (state restored, serving, and the last write
 //! of each store succeeded: an instance whose disk is full sends clients elsewhere; in
 //! Kafka mode, the partitions assigned and restored, consuming, the brokers reachable,
-//! see [`crate::kafka::health`]). An unready answer says why.
+//! see [`crate::kafka::health`]). An unready answer says why. The moderators' console
+//! ([`crate::console`]) is served beside them, under `/desk`.
 
 use crate::metrics::{Metrics, Store};
 use axum::extract::State;
@@ -19,6 +20,8 @@ pub struct HttpState {
     pub ready: Arc<AtomicBool>,
     /// Kafka mode: the stages' readiness.
     pub kafka: Option<Arc<crate::kafka::health::Health>>,
+    /// The moderators' console, once the back end runs.
+    pub console: crate::console::Cell,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -26,7 +29,8 @@ pub fn router(state: HttpState) -> Router {
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(crate::console::router(state.console))
 }
 
 async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {

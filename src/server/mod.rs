@@ -347,10 +347,12 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         .kafka
         .enabled()
         .then(|| Arc::new(crate::kafka::health::Health::new(&metrics)));
+    let console = crate::console::Cell::default();
     let http_state = http::HttpState {
         metrics: metrics.clone(),
         ready: ready.clone(),
         kafka: kafka_health.clone(),
+        console: console.clone(),
     };
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
@@ -361,6 +363,9 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
 
     let (backend, stages) =
         start_backend(&config, shards, limits, pack, &metrics, kafka_health).await?;
+    if let Backend::Local(p) = &backend {
+        crate::sinks::start(&config, &p.book, &p.feed, &metrics, &shutdown)?;
+    }
 
     let tokens = Tokens::new(&config.auth, metrics.clone()).map_err(anyhow::Error::msg)?;
     if !tokens.enabled() {
@@ -375,13 +380,23 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         Duration::from_millis(Config::duration(&config.shards.ingest_queue_wait) as u64);
     let ingest = grpc::IngestServiceServer::new(grpc::Ingest::new(backend.clone(), intake_wait))
         .max_decoding_message_size(max_msg);
-    let alerts = pb::alert_service_server::AlertServiceServer::new(grpc::Alerts::new(
+    let desk = Arc::new(grpc::Alerts::new(
         backend.clone(),
         shutdown.clone(),
         config.limits.max_subscribers.max(1) as usize,
         config.limits.subscriber_buffer.max(1) as usize,
         Config::duration(&config.desk.claim_lease),
     ));
+    let _ = console.set(Arc::new(crate::console::Console {
+        alerts: desk.clone(),
+        backend: backend.clone(),
+        tokens: tokens.clone(),
+        sessions: crate::console::session::Sessions::new(Duration::from_millis(Config::duration(
+            &config.desk.session_ttl,
+        ) as u64)),
+        shutdown: shutdown.clone(),
+    }));
+    let alerts = pb::alert_service_server::AlertServiceServer::from_arc(desk);
     let admin = pb::admin_service_server::AdminServiceServer::new(grpc::Admin {
         backend: backend.clone(),
         rules_dir: config.engine.rules_dir.clone(),

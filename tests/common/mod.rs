@@ -3,6 +3,7 @@
 
 pub mod desk;
 pub mod scopes;
+pub mod webdriver;
 
 use pairwatch::detect::alert::Alert;
 use pairwatch::detect::engine::{Engine, EngineConfig};
@@ -95,6 +96,18 @@ pub fn spawn_server(
     log: Option<&std::path::Path>,
     env: &[(&str, &str)],
 ) -> std::process::Child {
+    spawn_server_with(dir, grpc, http, log, env, &[])
+}
+
+/// [`spawn_server`] with more arguments after `serve` (`--config FILE`, say).
+pub fn spawn_server_with(
+    dir: &std::path::Path,
+    grpc: u16,
+    http: u16,
+    log: Option<&std::path::Path>,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> std::process::Child {
     std::fs::create_dir_all(dir).unwrap();
     let log_path = log.map_or_else(|| dir.join("server.log"), |l| l.to_path_buf());
     let log = std::fs::OpenOptions::new()
@@ -104,6 +117,7 @@ pub fn spawn_server(
         .unwrap();
     std::process::Command::new(env!("CARGO_BIN_EXE_pairwatch"))
         .arg("serve")
+        .args(args)
         .env("PAIRWATCH__SERVER__DATA_DIR", dir)
         .env("PAIRWATCH__SERVER__GRPC_ADDR", format!("127.0.0.1:{grpc}"))
         .env("PAIRWATCH__SERVER__HTTP_ADDR", format!("127.0.0.1:{http}"))

@@ -1,0 +1,198 @@
+//! One destination's delivery: it follows the alert book from its saved position,
+//! POSTs each alert its filter keeps, retries by [`super::retry`], and saves the
+//! position after each alert is done (delivered or dead-lettered). A restart resumes at
+//! the saved position: an alert delivered just before a crash is delivered again (at
+//! least once). Each destination runs on its own task, so a slow or dead one holds back
+//! only itself; detection never waits for any (the book is its queue).
+
+use super::post::Poster;
+use super::retry::{verdict, Verdict};
+use super::DeadLetters;
+use crate::detect::rules::Priority;
+use crate::metrics::Metrics;
+use crate::server::alerts::{AlertBook, Logged};
+use crate::server::auth::Scope;
+use hyper::body::Bytes;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+/// Alerts read from the book per read lock.
+const CHUNK: usize = 64;
+/// How long an idle destination waits for the feed before looking at the book again.
+const IDLE: Duration = Duration::from_secs(1);
+
+/// Where a destination stands: the cursor of the last alert it is done with, in a file
+/// named by a digest of its URL (so reordering the list keeps each one's place).
+pub struct Position {
+    path: PathBuf,
+}
+
+impl Position {
+    pub fn new(dir: &std::path::Path, url: &str) -> Position {
+        use sha2::{Digest, Sha256};
+        let name = crate::detect::digest::hex(&Sha256::digest(url.as_bytes())[..8]);
+        Position {
+            path: dir.join(format!("{name}.position")),
+        }
+    }
+
+    /// The saved cursor; a new destination starts after the last alert already logged,
+    /// and saves that at once.
+    pub fn load_or_start(&self, last: u64) -> std::io::Result<u64> {
+        match std::fs::read_to_string(&self.path) {
+            Ok(s) => s.trim().parse().map_err(|_| {
+                std::io::Error::other(format!("{}: not a cursor", self.path.display()))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.save(last)?;
+                Ok(last)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub fn save(&self, cursor: u64) -> std::io::Result<()> {
+        let tmp = self.path.with_extension("tmp");
+        std::fs::write(&tmp, format!("{cursor}\n"))?;
+        std::fs::rename(&tmp, &self.path)
+    }
+}
+
+pub struct Destination {
+    pub index: usize,
+    pub label: String,
+    pub min_priority: Priority,
+    pub scope: Scope,
+    pub max_age: Duration,
+    pub poster: Poster,
+    pub position: Position,
+    pub cursor: u64,
+    pub dead: Arc<DeadLetters>,
+    pub metrics: Arc<Metrics>,
+    pub book: Arc<RwLock<AlertBook>>,
+    pub feed: broadcast::Sender<Logged>,
+}
+
+impl Destination {
+    fn wants(&self, l: &Logged) -> bool {
+        l.alert.priority <= self.min_priority && self.scope.allows(&l.alert.tenant)
+    }
+
+    /// Delivers until `shutdown`.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut live = self.feed.subscribe();
+        loop {
+            let chunk = self
+                .book
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .after_limit(self.cursor, CHUNK);
+            let backlog = |me: &Self| {
+                let last = me
+                    .book
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .last_cursor();
+                last.saturating_sub(me.cursor) as i64
+            };
+            self.metrics.webhook_queue(&self.label, backlog(&self));
+            match chunk {
+                Err(oldest) => {
+                    // Fell behind what the book keeps: the gap is dead-lettered whole.
+                    let reason = format!(
+                        "alerts after cursor {} up to {} left memory before delivery",
+                        self.cursor,
+                        oldest - 1
+                    );
+                    tracing::warn!(destination = self.index, %reason, "webhook: alerts dead-lettered unsent");
+                    self.dead.gap(self.index, self.cursor, oldest - 1, &reason);
+                    self.metrics.webhook(&self.label, "dead_lettered");
+                    self.done(oldest - 1);
+                }
+                Ok(chunk) if chunk.is_empty() => {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = live.recv() => {}
+                        _ = tokio::time::sleep(IDLE) => {}
+                    }
+                }
+                Ok(chunk) => {
+                    for l in chunk {
+                        if self.wants(&l) && !self.deliver(&l, &shutdown).await {
+                            return;
+                        }
+                        self.done(l.cursor);
+                        self.metrics.webhook_queue(&self.label, backlog(&self));
+                    }
+                }
+            }
+        }
+    }
+
+    fn done(&mut self, cursor: u64) {
+        self.cursor = cursor;
+        if let Err(e) = self.position.save(cursor) {
+            // Only duplicates after a restart come of it.
+            tracing::warn!(destination = self.index, error = %e, "webhook: cannot save the delivery position");
+        }
+    }
+
+    /// Delivers one alert, retrying, or dead-letters it. False when shutting down first.
+    async fn deliver(&self, l: &Logged, shutdown: &CancellationToken) -> bool {
+        let body = match serde_json::to_vec(&*l.alert) {
+            Ok(b) => Bytes::from(b),
+            Err(e) => {
+                tracing::error!(error = %e, "webhook: an alert does not serialise");
+                return true;
+            }
+        };
+        let update = l.alert.update.as_ref().map(|u| u.kind.as_str());
+        let first = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let tried = tokio::select! {
+                _ = shutdown.cancelled() => return false,
+                a = self.poster.post(&l.alert.alert_id, update, body.clone()) => a,
+            };
+            match verdict(&tried, attempt, first.elapsed(), self.max_age, jitter()) {
+                Verdict::Delivered => {
+                    self.metrics.webhook(&self.label, "delivered");
+                    return true;
+                }
+                Verdict::RetryAfter(wait) => {
+                    self.metrics.webhook(&self.label, "retried");
+                    tracing::debug!(destination = self.index, attempt, reason = %tried.reason(), "webhook: retrying");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return false,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                }
+                Verdict::GiveUp(reason) => {
+                    tracing::warn!(destination = self.index, attempt, %reason, "webhook: alert dead-lettered");
+                    while let Err(e) = self.dead.alert(self.index, l, &reason, attempt) {
+                        tracing::error!(error = %e, "webhook: cannot write the dead letter; retrying");
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return false,
+                            _ = tokio::time::sleep(IDLE) => {}
+                        }
+                    }
+                    self.metrics.webhook(&self.label, "dead_lettered");
+                    return true;
+                }
+            }
+        }
+    }
+}
+
+/// Uniform in [0, 1), from the process's random hasher keys.
+fn jitter() -> f64 {
+    use std::hash::BuildHasher;
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let h = std::collections::hash_map::RandomState::new().hash_one(n);
+    (h >> 11) as f64 / (1u64 << 53) as f64
+}
