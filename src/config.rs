@@ -856,13 +856,7 @@ impl Config {
         for (i, w) in self.sinks.webhooks.iter().enumerate() {
             errors.extend(w.problems(&format!("`sinks.webhooks[{i}]`")));
         }
-        if !self.sinks.webhooks.is_empty() && self.kafka.enabled() {
-            errors.push(
-                "`sinks.webhooks`: webhook delivery runs in embedded mode only for now; in \
-                 Kafka mode, consume the alert topics"
-                    .to_string(),
-            );
-        }
+
         match self.desk.role.as_str() {
             "all" => {}
             "desk" if self.kafka.enabled() => {}

@@ -169,6 +169,8 @@ async fn a_moderator_works_the_queue_in_a_real_browser() {
         rules.contains("sextortion.") && rules.contains("RECORDING_CLAIM"),
         "{rules}"
     );
+    ana.run("document.getElementById('detail').scrollTop = 0; return null;")
+        .await;
     std::fs::write(
         concat!(env!("CARGO_TARGET_TMPDIR"), "/console-alert.png"),
         ana.screenshot().await,

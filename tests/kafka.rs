@@ -1475,6 +1475,67 @@ async fn measure_desk_erasure_and_suppression_with_100k_pairs() {
     b.stop().await.unwrap();
 }
 
+/// Webhooks in Kafka mode: a destination fed from the alert topics by its own consumer
+/// group gets each alert signed; an alert it refuses goes to the dead-letter topic with
+/// the reason.
+async fn webhooks_from_the_alert_topics(broker: &dyn Broker, test: &str) {
+    use common::receiver::{receiver, verify, Answer};
+    let s = Setup::new(broker, test);
+    let (url, r) = receiver(&[], Answer::Ok, Duration::ZERO).await;
+    let secret = "kafka-webhook-secret-0123";
+    let mut c = s.config("a");
+    c.sinks.webhooks = vec![pairwatch::config::Webhook {
+        url,
+        secret: secret.into(),
+        tenants: vec!["*".into()],
+        min_priority: "P1".into(),
+        ..Default::default()
+    }];
+    let a = start(c, CancellationToken::new()).await.unwrap();
+    let desk = desk_of(&a).await;
+    let alert = desk.raise("h-scam", "h-teen", WAIT).await;
+    let deadline = Instant::now() + WAIT;
+    let got = loop {
+        if let Some(g) = r
+            .delivered()
+            .into_iter()
+            .find(|g| g.alert_id == alert.alert_id)
+        {
+            break g;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the alert never reached the webhook"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    verify(&got, secret);
+    // The receiver now refuses: the next alert is dead-lettered, with why.
+    *r.otherwise.lock().unwrap() = Answer::Status(400);
+    let refused = desk.raise("h-scam2", "h-teen2", WAIT).await;
+    let dead = s.read(&s.dlq(), 2, |recs| {
+        recs.iter()
+            .any(|r| r.header("pairwatch-dlq-reason") == Some("webhook_undeliverable"))
+    });
+    let dead = dead
+        .iter()
+        .find(|r| r.header("pairwatch-dlq-reason") == Some("webhook_undeliverable"))
+        .unwrap();
+    let payload: pairwatch::detect::alert::Alert =
+        serde_json::from_slice(dead.payload.as_deref().unwrap()).unwrap();
+    assert_eq!(payload.alert_id, refused.alert_id);
+    let m = metrics(&a).await;
+    assert_eq!(
+        metric(
+            &m,
+            "pairwatch_webhook_deliveries_total{destination=\"0\",outcome=\"dead_lettered\"}"
+        ),
+        1.0,
+        "{m}"
+    );
+    a.stop().await.unwrap();
+}
+
 /// Tenant scopes in Kafka mode: the table of every RPC × role × tenant of
 /// `tests/common/scopes.rs` against one instance, its desk read from the topics.
 async fn tenant_scopes_hold(broker: &dyn Broker, test: &str) {
@@ -1526,6 +1587,7 @@ on_both_brokers! {
     desk_hand_over => desk_across_a_hand_over;
     forget_across_instances => forget_while_partitions_move;
     tenant_scopes => tenant_scopes_hold;
+    webhooks => webhooks_from_the_alert_topics;
 }
 
 // ---------------------------------------------------------------- mock cluster only

@@ -91,7 +91,7 @@ pub struct Rejection {
 }
 
 impl Rejection {
-    fn new(reason: &'static str, detail: impl Into<String>) -> Self {
+    pub fn new(reason: &'static str, detail: impl Into<String>) -> Self {
         Rejection {
             reason,
             detail: detail.into(),

@@ -363,8 +363,10 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
 
     let (backend, stages) =
         start_backend(&config, shards, limits, pack, &metrics, kafka_health).await?;
-    if let Backend::Local(p) = &backend {
-        crate::sinks::start(&config, &p.book, &p.feed, &metrics, &shutdown)?;
+    match &backend {
+        Backend::Local(p) => crate::sinks::start(&config, &p.book, &p.feed, &metrics, &shutdown)?,
+        Backend::Kafka(_) if config.desk.role == "desk" => {}
+        Backend::Kafka(_) => crate::sinks::from_topics::start(&config, &metrics, &shutdown).await?,
     }
 
     let tokens = Tokens::new(&config.auth, metrics.clone()).map_err(anyhow::Error::msg)?;

@@ -3,8 +3,11 @@
 //!
 //! - [`retry`]: when an attempt is tried again or given up (pure);
 //! - [`post`]: one signed POST over HTTP(S);
-//! - [`webhook`]: one destination's loop and its saved position.
+//! - [`webhook`]: one destination's sending, and its loop over the alert book with a
+//!   saved position (embedded mode);
+//! - [`from_topics`]: the same destinations fed from the alert topics (Kafka mode).
 
+pub mod from_topics;
 pub mod post;
 pub mod retry;
 pub mod webhook;
@@ -83,7 +86,7 @@ impl DeadLetters {
 }
 
 /// Starts a task per configured destination, each at its saved position (a new one at
-/// the end of the log), ending with `shutdown`. Embedded mode only.
+/// the end of the log), ending with `shutdown`. Embedded mode.
 pub fn start(
     config: &Config,
     book: &Arc<RwLock<AlertBook>>,
@@ -125,9 +128,25 @@ fn destination(
 ) -> Result<webhook::Destination, String> {
     let position = webhook::Position::new(dir, &w.url);
     let cursor = position.load_or_start(last).map_err(|e| e.to_string())?;
+    Ok(webhook::Destination {
+        sender: sender(index, w, metrics)?,
+        position,
+        cursor,
+        dead: dead.clone(),
+        book: book.clone(),
+        feed: feed.clone(),
+    })
+}
+
+/// The sending side of destination `index`, as configured.
+pub fn sender(
+    index: usize,
+    w: &Webhook,
+    metrics: &Arc<Metrics>,
+) -> Result<webhook::Sender, String> {
     let label = index.to_string();
     metrics.webhook_labels(&label);
-    Ok(webhook::Destination {
+    Ok(webhook::Sender {
         index,
         label,
         min_priority: crate::detect::rules::Priority::parse(&w.min_priority)
@@ -135,11 +154,6 @@ fn destination(
         scope: crate::server::auth::Scope::of(&w.tenants),
         max_age: Duration::from_millis(Config::duration(&w.max_age) as u64),
         poster: post::Poster::new(w)?,
-        position,
-        cursor,
-        dead: dead.clone(),
         metrics: metrics.clone(),
-        book: book.clone(),
-        feed: feed.clone(),
     })
 }

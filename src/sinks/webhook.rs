@@ -8,6 +8,7 @@
 use super::post::Poster;
 use super::retry::{verdict, Verdict};
 use super::DeadLetters;
+use crate::detect::alert::Alert;
 use crate::detect::rules::Priority;
 use crate::metrics::Metrics;
 use crate::server::alerts::{AlertBook, Logged};
@@ -30,12 +31,17 @@ pub struct Position {
     path: PathBuf,
 }
 
+/// A short name for a destination, from its URL: stable across reorderings of the list,
+/// and no URL in file or group names.
+pub fn url_digest(url: &str) -> String {
+    use sha2::{Digest, Sha256};
+    crate::detect::digest::hex(&Sha256::digest(url.as_bytes())[..8])
+}
+
 impl Position {
     pub fn new(dir: &std::path::Path, url: &str) -> Position {
-        use sha2::{Digest, Sha256};
-        let name = crate::detect::digest::hex(&Sha256::digest(url.as_bytes())[..8]);
         Position {
-            path: dir.join(format!("{name}.position")),
+            path: dir.join(format!("{}.position", url_digest(url))),
         }
     }
 
@@ -62,25 +68,15 @@ impl Position {
 }
 
 pub struct Destination {
-    pub index: usize,
-    pub label: String,
-    pub min_priority: Priority,
-    pub scope: Scope,
-    pub max_age: Duration,
-    pub poster: Poster,
+    pub sender: Sender,
     pub position: Position,
     pub cursor: u64,
     pub dead: Arc<DeadLetters>,
-    pub metrics: Arc<Metrics>,
     pub book: Arc<RwLock<AlertBook>>,
     pub feed: broadcast::Sender<Logged>,
 }
 
 impl Destination {
-    fn wants(&self, l: &Logged) -> bool {
-        l.alert.priority <= self.min_priority && self.scope.allows(&l.alert.tenant)
-    }
-
     /// Delivers until `shutdown`.
     pub async fn run(mut self, shutdown: CancellationToken) {
         let mut live = self.feed.subscribe();
@@ -98,7 +94,9 @@ impl Destination {
                     .last_cursor();
                 last.saturating_sub(me.cursor) as i64
             };
-            self.metrics.webhook_queue(&self.label, backlog(&self));
+            self.sender
+                .metrics
+                .webhook_queue(&self.sender.label, backlog(&self));
             match chunk {
                 Err(oldest) => {
                     // Fell behind what the book keeps: the gap is dead-lettered whole.
@@ -107,9 +105,12 @@ impl Destination {
                         self.cursor,
                         oldest - 1
                     );
-                    tracing::warn!(destination = self.index, %reason, "webhook: alerts dead-lettered unsent");
-                    self.dead.gap(self.index, self.cursor, oldest - 1, &reason);
-                    self.metrics.webhook(&self.label, "dead_lettered");
+                    tracing::warn!(destination = self.sender.index, %reason, "webhook: alerts dead-lettered unsent");
+                    self.dead
+                        .gap(self.sender.index, self.cursor, oldest - 1, &reason);
+                    self.sender
+                        .metrics
+                        .webhook(&self.sender.label, "dead_lettered");
                     self.done(oldest - 1);
                 }
                 Ok(chunk) if chunk.is_empty() => {
@@ -121,11 +122,13 @@ impl Destination {
                 }
                 Ok(chunk) => {
                     for l in chunk {
-                        if self.wants(&l) && !self.deliver(&l, &shutdown).await {
+                        if self.sender.wants(&l.alert) && !self.deliver(&l, &shutdown).await {
                             return;
                         }
                         self.done(l.cursor);
-                        self.metrics.webhook_queue(&self.label, backlog(&self));
+                        self.sender
+                            .metrics
+                            .webhook_queue(&self.sender.label, backlog(&self));
                     }
                 }
             }
@@ -136,52 +139,96 @@ impl Destination {
         self.cursor = cursor;
         if let Err(e) = self.position.save(cursor) {
             // Only duplicates after a restart come of it.
-            tracing::warn!(destination = self.index, error = %e, "webhook: cannot save the delivery position");
+            tracing::warn!(destination = self.sender.index, error = %e, "webhook: cannot save the delivery position");
         }
     }
 
     /// Delivers one alert, retrying, or dead-letters it. False when shutting down first.
     async fn deliver(&self, l: &Logged, shutdown: &CancellationToken) -> bool {
-        let body = match serde_json::to_vec(&*l.alert) {
+        let Some(done) = self.sender.send(&l.alert, shutdown).await else {
+            return false;
+        };
+        if let Done::Dead { reason, attempts } = done {
+            while let Err(e) = self.dead.alert(self.sender.index, l, &reason, attempts) {
+                tracing::error!(error = %e, "webhook: cannot write the dead letter; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return false,
+                    _ = tokio::time::sleep(IDLE) => {}
+                }
+            }
+        }
+        true
+    }
+}
+
+/// How one alert's delivery ended.
+pub enum Done {
+    Delivered,
+    /// Given up: to the dead letters, with why.
+    Dead {
+        reason: String,
+        attempts: u32,
+    },
+}
+
+/// A destination's sending side, the same in both modes: the POSTs, the retry rules,
+/// the counters.
+pub struct Sender {
+    pub index: usize,
+    pub label: String,
+    pub min_priority: Priority,
+    pub scope: Scope,
+    pub max_age: Duration,
+    pub poster: Poster,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Sender {
+    pub fn wants(&self, a: &Alert) -> bool {
+        a.priority <= self.min_priority && self.scope.allows(&a.tenant)
+    }
+
+    /// Sends `alert` until delivered or given up; `None` when shutting down first.
+    pub async fn send(&self, alert: &Alert, shutdown: &CancellationToken) -> Option<Done> {
+        let body = match serde_json::to_vec(alert) {
             Ok(b) => Bytes::from(b),
             Err(e) => {
                 tracing::error!(error = %e, "webhook: an alert does not serialise");
-                return true;
+                return Some(Done::Dead {
+                    reason: format!("not serialisable: {e}"),
+                    attempts: 0,
+                });
             }
         };
-        let update = l.alert.update.as_ref().map(|u| u.kind.as_str());
+        let update = alert.update.as_ref().map(|u| u.kind.as_str());
         let first = Instant::now();
         let mut attempt = 0u32;
         loop {
             attempt += 1;
             let tried = tokio::select! {
-                _ = shutdown.cancelled() => return false,
-                a = self.poster.post(&l.alert.alert_id, update, body.clone()) => a,
+                _ = shutdown.cancelled() => return None,
+                a = self.poster.post(&alert.alert_id, update, body.clone()) => a,
             };
             match verdict(&tried, attempt, first.elapsed(), self.max_age, jitter()) {
                 Verdict::Delivered => {
                     self.metrics.webhook(&self.label, "delivered");
-                    return true;
+                    return Some(Done::Delivered);
                 }
                 Verdict::RetryAfter(wait) => {
                     self.metrics.webhook(&self.label, "retried");
                     tracing::debug!(destination = self.index, attempt, reason = %tried.reason(), "webhook: retrying");
                     tokio::select! {
-                        _ = shutdown.cancelled() => return false,
+                        _ = shutdown.cancelled() => return None,
                         _ = tokio::time::sleep(wait) => {}
                     }
                 }
                 Verdict::GiveUp(reason) => {
                     tracing::warn!(destination = self.index, attempt, %reason, "webhook: alert dead-lettered");
-                    while let Err(e) = self.dead.alert(self.index, l, &reason, attempt) {
-                        tracing::error!(error = %e, "webhook: cannot write the dead letter; retrying");
-                        tokio::select! {
-                            _ = shutdown.cancelled() => return false,
-                            _ = tokio::time::sleep(IDLE) => {}
-                        }
-                    }
                     self.metrics.webhook(&self.label, "dead_lettered");
-                    return true;
+                    return Some(Done::Dead {
+                        reason,
+                        attempts: attempt,
+                    });
                 }
             }
         }

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod desk;
+pub mod receiver;
 pub mod scopes;
 pub mod webdriver;
 
