@@ -47,6 +47,13 @@ pub async fn start(
             .set("group.id", &group)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "latest")
+            // An alert is retried up to max_age without polling: stay in the group.
+            .set(
+                "max.poll.interval.ms",
+                (Config::duration(&w.max_age) + Config::duration(&w.timeout) + 60_000)
+                    .clamp(300_000, 86_400_000)
+                    .to_string(),
+            )
             .create()?;
         let consumer = Arc::new(consumer);
         let (c, names) = (consumer.clone(), owned.clone());
@@ -115,16 +122,25 @@ async fn run(
                         msg.partition(),
                         msg.offset(),
                     );
-                    let mut record = FutureRecord::to(&dlq)
-                        .payload(msg.payload().unwrap_or_default())
-                        .headers(headers);
-                    if let Some(key) = msg.key() {
-                        record = record.key(key);
-                    }
-                    if let Err((e, _)) = producer.send(record, Duration::from_secs(30)).await {
-                        // Not committed: delivered again after a restart.
-                        tracing::error!(destination = sender.index, error = %e, "webhook: dead letter not produced");
-                        continue;
+                    // Not committed until the dead letter is produced: a later commit
+                    // would cover this offset.
+                    loop {
+                        let mut record = FutureRecord::to(&dlq)
+                            .payload(msg.payload().unwrap_or_default())
+                            .headers(headers.clone());
+                        if let Some(key) = msg.key() {
+                            record = record.key(key);
+                        }
+                        match producer.send(record, Duration::from_secs(30)).await {
+                            Ok(_) => break,
+                            Err((e, _)) => {
+                                tracing::error!(destination = sender.index, error = %e, "webhook: dead letter not produced; retrying");
+                                tokio::select! {
+                                    _ = shutdown.cancelled() => return,
+                                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                                }
+                            }
+                        }
                     }
                 }
             }
