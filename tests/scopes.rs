@@ -9,7 +9,7 @@ mod common;
 use common::scopes::{self, authed, bytes_of, people, subscribed, token, Seeded, A, B, ROLES};
 use pairwatch::config::Config;
 use pairwatch::proto::pb;
-use pairwatch::server::{start, Running};
+use pairwatch::server::start;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as Cases, TestRunner};
 use prost::Message;
@@ -30,18 +30,10 @@ fn config(name: &str) -> Config {
     c
 }
 
-async fn channel(s: &Running) -> Channel {
-    Channel::from_shared(format!("http://{}", s.grpc_addr))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_rpc_by_every_role_keeps_to_the_tokens_tenants() {
     let server = start(config("table"), Default::default()).await.unwrap();
-    let ch = channel(&server).await;
+    let ch = common::channel(server.grpc_addr).await;
     let seeded = scopes::seed(&ch, Duration::from_secs(10)).await;
     scopes::run_table(ch, server.http_addr, &seeded).await;
     server.stop().await.unwrap();
@@ -344,7 +336,7 @@ fn no_sequence_of_tenant_a_calls_shows_anything_of_tenant_b() {
         .unwrap();
     let (server, ch, seeded) = rt.block_on(async {
         let server = start(config("property"), Default::default()).await.unwrap();
-        let ch = channel(&server).await;
+        let ch = common::channel(server.grpc_addr).await;
         let seeded = scopes::seed(&ch, Duration::from_secs(10)).await;
         (server, ch, seeded)
     });

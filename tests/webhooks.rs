@@ -47,14 +47,6 @@ fn config(dir: &Path, hooks: Vec<Webhook>) -> Config {
     c
 }
 
-async fn channel(addr: SocketAddr) -> Channel {
-    Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
-}
-
 /// Sextortions of `n` pairs, numbered from `from`: one P0 alert each.
 async fn raise(ch: &Channel, from: usize, n: usize) {
     let mut events = Vec::new();
@@ -135,7 +127,7 @@ async fn signed_alerts_arrive_and_retries_follow_the_answers() {
     let s = start(config(&dir, vec![webhook(&url, "1h")]), Default::default())
         .await
         .unwrap();
-    let ch = channel(s.grpc_addr).await;
+    let ch = common::channel(s.grpc_addr).await;
     raise(&ch, 0, 1).await;
     let first = until(Duration::from_secs(15), "first alert", || {
         r.delivered().first().cloned()
@@ -194,7 +186,7 @@ async fn an_alert_failing_past_max_age_or_refused_goes_to_the_dead_letters() {
     let s = start(config(&dir, vec![webhook(&url, "2s")]), Default::default())
         .await
         .unwrap();
-    let ch = channel(s.grpc_addr).await;
+    let ch = common::channel(s.grpc_addr).await;
     raise(&ch, 0, 1).await;
     let dead = until(Duration::from_secs(15), "dead letter", || {
         dead_letters(&dir).into_iter().next()
@@ -250,7 +242,7 @@ async fn a_stalled_destination_does_not_delay_a_healthy_one() {
     )
     .await
     .unwrap();
-    let ch = channel(s.grpc_addr).await;
+    let ch = common::channel(s.grpc_addr).await;
     let t0 = Instant::now();
     raise(&ch, 0, 3).await;
     until(Duration::from_secs(5), "the healthy destination", || {
@@ -289,7 +281,7 @@ async fn delivery_resumes_after_kill_9_and_loses_no_alert() {
     common::wait_readyz(http, 200).await;
     let addr = SocketAddr::from(([127, 0, 0, 1], grpc));
     let pairs = 40;
-    raise(&channel(addr).await, 0, pairs).await;
+    raise(&common::channel(addr).await, 0, pairs).await;
     until(Duration::from_secs(20), "some deliveries", || {
         (r.delivered().len() >= 5).then_some(())
     })
@@ -330,7 +322,7 @@ async fn measure_webhook_throughput_with_one_destination_down() {
     let mut c = config(&dir, vec![webhook(&down, "1h"), webhook(&url, "1h")]);
     c.durability.fsync = true;
     let s = start(c, Default::default()).await.unwrap();
-    let ch = channel(s.grpc_addr).await;
+    let ch = common::channel(s.grpc_addr).await;
     let n = 5000;
     let t0 = Instant::now();
     raise(&ch, 0, n).await;

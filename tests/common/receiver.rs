@@ -77,14 +77,19 @@ async fn hook(
         Answer::RetryAfter(_) => 429,
         Answer::Stall => 0,
     };
-    r.got.lock().unwrap().push(Got {
+    let got = Got {
         alert_id: header("pairwatch-alert-id"),
         signature: header("pairwatch-signature"),
         body: body.to_vec(),
         at: Instant::now(),
         answered: code,
-    });
-    tokio::time::sleep(r.delay).await;
+    };
+    // A request is recorded as it is answered (after the delay), so one cut off by a
+    // kill does not count as delivered; one that hangs is recorded as it arrives.
+    if !matches!(answer, Answer::Stall) {
+        tokio::time::sleep(r.delay).await;
+    }
+    r.got.lock().unwrap().push(got);
     match answer {
         Answer::Stall => {
             tokio::time::sleep(Duration::from_secs(600)).await;
