@@ -349,6 +349,29 @@ impl Webhook {
     }
 }
 
+/// Whether a host name (no port, no brackets) is this machine's loopback.
+pub fn loopback_name(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `[v6]:port`, `[v6]`, `host:port` or `host` as the host and the port, if any; `None`
+/// for an unclosed `[`.
+pub fn split_authority(authority: &str) -> Option<(&str, Option<&str>)> {
+    Some(match authority.strip_prefix('[') {
+        Some(v6) => {
+            let (h, after) = v6.split_once(']')?;
+            (h, after.strip_prefix(':'))
+        }
+        None => match authority.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (authority, None),
+        },
+    })
+}
+
 /// A webhook URL's scheme, host and port, checked: https, or http to loopback only.
 pub fn webhook_target(url: &str) -> Result<(bool, String, u16), String> {
     let (https, rest) = if let Some(r) = url.strip_prefix("https://") {
@@ -363,30 +386,15 @@ pub fn webhook_target(url: &str) -> Result<(bool, String, u16), String> {
         return Err(format!("url {url:?} has no host (or holds credentials)"));
     }
     let default_port = if https { 443 } else { 80 };
-    // `[v6]:port`, `[v6]`, `host:port` or `host`.
-    let (host, port) = match authority.strip_prefix('[') {
-        Some(v6) => {
-            let (h, after) = v6
-                .split_once(']')
-                .ok_or_else(|| format!("url {url:?}: unclosed `[`"))?;
-            (h, after.strip_prefix(':'))
-        }
-        None => match authority.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (authority, None),
-        },
-    };
+    let (host, port) =
+        split_authority(authority).ok_or_else(|| format!("url {url:?}: unclosed `[`"))?;
     let port = match port {
         None => default_port,
         Some(p) => p
             .parse()
             .map_err(|_| format!("url {url:?}: {p:?} is not a port"))?,
     };
-    let loopback = host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if !https && !loopback {
+    if !https && !loopback_name(host) {
         return Err(format!(
             "url {url:?}: plain http is allowed only to a loopback address; use https"
         ));
@@ -855,6 +863,14 @@ impl Config {
         }
         for (i, w) in self.sinks.webhooks.iter().enumerate() {
             errors.extend(w.problems(&format!("`sinks.webhooks[{i}]`")));
+            // The saved position (embedded) and the consumer group (Kafka) are named
+            // after the URL: two destinations with one URL would share them.
+            if let Some(j) = self.sinks.webhooks[..i].iter().position(|o| o.url == w.url) {
+                errors.push(format!(
+                    "`sinks.webhooks[{i}]`: the same url as `sinks.webhooks[{j}]`; \
+                     one destination per url (give it several tenants instead)"
+                ));
+            }
         }
 
         match self.desk.role.as_str() {
@@ -1159,6 +1175,25 @@ tenants = ["*", "x"]
         }
         assert!(!err.contains("another-token"), "{err}");
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn two_webhook_destinations_cannot_share_a_url() {
+        let hook = |tenant: &str| Webhook {
+            url: "https://review.example.org/hook".into(),
+            secret: "webhook-signing-secret-01".into(),
+            tenants: vec![tenant.into()],
+            ..Webhook::default()
+        };
+        let mut c = Config::default();
+        c.sinks.webhooks = vec![hook("game-eu"), hook("game-us")];
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("`sinks.webhooks[1]`: the same url as `sinks.webhooks[0]`"),
+            "{err}"
+        );
+        c.sinks.webhooks.pop();
+        assert!(c.validate().is_ok());
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! P0 at the top of the queue with its countdown running, opens it, unblurs an excerpt,
 //! claims it with the keyboard, and resolves it as confirmed; a second session cannot
 //! claim it meanwhile; requests without the session cookie or the console's header are
-//! refused; a moderator of another tenant sees none of it.
+//! refused; a moderator of another tenant sees none of it. With no token, the console is
+//! open on loopback only.
 
 mod common;
 
@@ -64,13 +65,12 @@ async fn publish(grpc: std::net::SocketAddr, events: Vec<pb::ChatEvent>) {
     assert!(acks.iter().all(|a| a.accepted), "{acks:?}");
 }
 
-fn config() -> Config {
-    let dir = std::env::temp_dir().join(format!("pw-console-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+fn config(name: &str) -> Config {
+    let _ = std::fs::remove_dir_all(data_dir(name));
     let mut c = Config::default();
     c.server.grpc_addr = "127.0.0.1:0".into();
     c.server.http_addr = "127.0.0.1:0".into();
-    c.server.data_dir = dir.display().to_string();
+    c.server.data_dir = data_dir(name);
     c.auth.ingest_tokens = vec![INGEST.into()];
     c.auth.moderator_tokens = vec![MODERATOR.into()];
     c.auth.tokens = vec![TokenGrant {
@@ -111,7 +111,7 @@ fn row(id: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_moderator_works_the_queue_in_a_real_browser() {
     let driver = Driver::start().await;
-    let server = start(config(), Default::default()).await.unwrap();
+    let server = start(config("browser"), Default::default()).await.unwrap();
     let base = format!("http://{}", server.http_addr);
     publish(server.grpc_addr, worked_example_now()).await;
 
@@ -232,17 +232,192 @@ async fn a_moderator_works_the_queue_in_a_real_browser() {
         .sum();
     assert!(confirmed >= 1.0, "{metrics}");
     let audit =
-        std::fs::read_to_string(std::path::Path::new(&config_dir()).join("decisions.jsonl"))
+        std::fs::read_to_string(std::path::Path::new(&data_dir("browser")).join("decisions.jsonl"))
             .unwrap();
     assert!(audit.contains("\"moderator_id\":\"ana\"") && audit.contains("CONFIRMED"));
     ana.close().await;
     server.stop().await.unwrap();
-    let _ = std::fs::remove_dir_all(config_dir());
+    let _ = std::fs::remove_dir_all(data_dir("browser"));
 }
 
-fn config_dir() -> String {
+/// With no token configured, a login is accepted only on a loopback HTTP port and under
+/// a loopback name: not from a page of another site whose name points at 127.0.0.1, and
+/// not at all when the port listens on every address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_no_token_the_console_opens_only_on_loopback() {
+    let login = |host: &str| {
+        let body = r#"{"moderator":"ana"}"#;
+        format!(
+            "POST /desk/api/login HTTP/1.1\r\nHost: {host}\r\nx-pairwatch-console: 1\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    };
+    for (bind, host, want) in [
+        ("127.0.0.1:0", "127.0.0.1", 200),
+        ("127.0.0.1:0", "localhost", 200),
+        ("127.0.0.1:0", "rebound.example", 403),
+        ("0.0.0.0:0", "127.0.0.1", 403),
+    ] {
+        let dir = data_dir("open");
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut c = Config::default();
+        c.server.grpc_addr = "127.0.0.1:0".into();
+        c.server.http_addr = bind.into();
+        c.server.data_dir = dir.clone();
+        let server = start(c, Default::default()).await.unwrap();
+        let at = std::net::SocketAddr::from(([127, 0, 0, 1], server.http_addr.port()));
+        let port = at.port();
+        let (status, body) = common::http(at, &login(&format!("{host}:{port}"))).await;
+        assert_eq!(status, want, "{bind} as {host}: {body}");
+        if want == 403 {
+            assert!(body.contains("configure moderator tokens"), "{body}");
+        }
+        server.stop().await.unwrap();
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// A raw HTTP/1.1 conversation with the console: the session cookie of a login, then
+/// requests with it.
+struct Client {
+    at: std::net::SocketAddr,
+    cookie: String,
+}
+
+impl Client {
+    async fn login(at: std::net::SocketAddr, moderator: &str, token: &str) -> Client {
+        let body = format!(r#"{{"moderator":"{moderator}","token":"{token}"}}"#);
+        let mut s = tokio::net::TcpStream::connect(at).await.unwrap();
+        let req = format!(
+            "POST /desk/api/login HTTP/1.1\r\nHost: 127.0.0.1\r\nx-pairwatch-console: 1\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let answer = exchange(&mut s, &req).await;
+        let cookie = answer
+            .lines()
+            .find_map(|l| l.strip_prefix("set-cookie: "))
+            .and_then(|c| c.split(';').next())
+            .unwrap_or_else(|| panic!("no cookie: {answer}"))
+            .to_string();
+        Client { at, cookie }
+    }
+
+    /// A request with the session; the server closes the connection after answering.
+    fn request(&self, method: &str, path: &str) -> String {
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {}\r\nx-pairwatch-console: 1\r\n\
+             content-length: 0\r\nConnection: close\r\n\r\n",
+            self.cookie,
+        )
+    }
+
+    /// A whole answer: status line, headers and body.
+    async fn send(&self, method: &str, path: &str) -> String {
+        let mut s = tokio::net::TcpStream::connect(self.at).await.unwrap();
+        exchange(&mut s, &self.request(method, path)).await
+    }
+
+    /// The session's event stream, open.
+    async fn events(&self) -> tokio::net::TcpStream {
+        use tokio::io::AsyncWriteExt;
+        let mut s = tokio::net::TcpStream::connect(self.at).await.unwrap();
+        s.write_all(self.request("GET", "/desk/api/events").as_bytes())
+            .await
+            .unwrap();
+        s
+    }
+}
+
+async fn exchange(s: &mut tokio::net::TcpStream, req: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+/// What the stream sends within `within`, and whether it ended.
+async fn read_for(s: &mut tokio::net::TcpStream, within: Duration) -> (String, bool) {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let end = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(end, s.read(&mut buf)).await {
+            Err(_) => return (String::from_utf8_lossy(&out).into_owned(), false),
+            Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&out).into_owned(), true),
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// The console's API keeps to the session's tenants: its event stream, the alert and
+/// its evidence package. The stream carries no alert content and ends with the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_api_keeps_to_the_session_tenants_and_ends_with_it() {
+    let server = start(config("api"), Default::default()).await.unwrap();
+    let at = server.http_addr;
+    let ana = Client::login(at, "ana", MODERATOR).await;
+    let cy = Client::login(at, "cy", OTHER_TENANT).await;
+    let (mut ana_events, mut cy_events) = (ana.events().await, cy.events().await);
+    publish(server.grpc_addr, worked_example_now()).await;
+
+    let start = Instant::now();
+    let mut seen = String::new();
+    while !seen.contains("event: alert") {
+        assert!(start.elapsed() < WAIT, "no alert event: {seen}");
+        seen += &read_for(&mut ana_events, Duration::from_millis(200))
+            .await
+            .0;
+    }
+    let data = seen
+        .lines()
+        .skip_while(|l| *l != "event: alert")
+        .find_map(|l| l.strip_prefix("data: "))
+        .unwrap();
+    let data: serde_json::Value = serde_json::from_str(data).unwrap();
+    let id = data["alert_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        data.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["alert_id", "cursor"],
+        "the stream names the alert, no more"
+    );
+    let (other, _) = read_for(&mut cy_events, Duration::from_millis(500)).await;
+    assert!(!other.contains("event: alert"), "{other}");
+
+    let package = format!("/desk/api/alerts/{id}/package");
+    assert!(ana
+        .send("GET", &package)
+        .await
+        .contains("pairwatch.evidence_package.v1"));
+    for path in [package.clone(), format!("/desk/api/alerts/{id}")] {
+        let answer = cy.send("GET", &path).await;
+        assert!(answer.starts_with("HTTP/1.1 404"), "{path}: {answer}");
+        assert!(!answer.contains("game-eu"), "{answer}");
+    }
+
+    // After logout, the stream ends; the next alert is not sent on it.
+    assert!(ana
+        .send("POST", "/desk/api/logout")
+        .await
+        .starts_with("HTTP/1.1 200"));
+    publish(server.grpc_addr, fresh_sextortion()).await;
+    let (after, ended) = read_for(&mut ana_events, Duration::from_secs(20)).await;
+    assert!(ended, "the stream outlived its session: {after}");
+    assert!(!after.contains("event: alert"), "{after}");
+    assert!(ana
+        .send("GET", "/desk/api/me")
+        .await
+        .starts_with("HTTP/1.1 401"));
+    server.stop().await.unwrap();
+    let _ = std::fs::remove_dir_all(data_dir("api"));
+}
+
+fn data_dir(name: &str) -> String {
     std::env::temp_dir()
-        .join(format!("pw-console-{}", std::process::id()))
+        .join(format!("pw-console-{}-{name}", std::process::id()))
         .display()
         .to_string()
 }

@@ -1,6 +1,6 @@
 //! Webhook delivery against local receivers: signed POSTs, retries that follow the
 //! answers (503, then success; 429 with `Retry-After`), dead letters after `max_age` or
-//! a refusal, a stalled destination that does not delay a healthy one, and delivery
+//! a refusal, each destination's tenants and minimum priority, a stalled destination that does not delay a healthy one, and delivery
 //! resumed after `kill -9` of the real binary with no alert lost.
 
 mod common;
@@ -49,36 +49,11 @@ fn config(dir: &Path, hooks: Vec<Webhook>) -> Config {
 
 /// Sextortions of `n` pairs, numbered from `from`: one P0 alert each.
 async fn raise(ch: &Channel, from: usize, n: usize) {
-    let mut events = Vec::new();
-    for i in from..from + n {
-        let (s, v) = (format!("hook-s{i}"), format!("hook-v{i}"));
-        let (s, v) = ((s.as_str(), "ADULT"), (v.as_str(), "AGE_13_15"));
-        let id = |k: u32| format!("hook-{i}-e{k}");
-        events.push(common::desk::event(
-            TENANT,
-            &id(1),
-            "2026-03-01T20:00:00Z",
-            s,
-            v,
-            "t'es trop mignon, envoie une photo de toi",
-        ));
-        events.push(common::desk::event(
-            TENANT,
-            &id(2),
-            "2026-03-01T20:05:00Z",
-            v,
-            s,
-            "",
-        ));
-        events.push(common::desk::event(
-            TENANT,
-            &id(3),
-            "2026-03-01T20:06:00Z",
-            s,
-            v,
-            "j'ai tout enregistré. envoie 200€ en PCS sinon j'envoie tout à tes potes",
-        ));
-    }
+    raise_in(ch, TENANT, from, n).await
+}
+
+/// Publishes `events`, every one accepted.
+async fn publish(ch: &Channel, events: Vec<pb::ChatEvent>) {
     let mut ingest = pb::ingest_service_client::IngestServiceClient::new(ch.clone());
     for chunk in events.chunks(900) {
         let acks = ingest
@@ -91,6 +66,41 @@ async fn raise(ch: &Channel, from: usize, n: usize) {
             .results;
         assert!(acks.iter().all(|a| a.accepted), "{acks:?}");
     }
+}
+
+/// [`raise`] in `tenant`.
+async fn raise_in(ch: &Channel, tenant: &str, from: usize, n: usize) {
+    let mut events = Vec::new();
+    for i in from..from + n {
+        let (s, v) = (format!("hook-s{i}"), format!("hook-v{i}"));
+        let (s, v) = ((s.as_str(), "ADULT"), (v.as_str(), "AGE_13_15"));
+        let id = |k: u32| format!("hook-{i}-e{k}");
+        events.push(common::desk::event(
+            tenant,
+            &id(1),
+            "2026-03-01T20:00:00Z",
+            s,
+            v,
+            "t'es trop mignon, envoie une photo de toi",
+        ));
+        events.push(common::desk::event(
+            tenant,
+            &id(2),
+            "2026-03-01T20:05:00Z",
+            v,
+            s,
+            "",
+        ));
+        events.push(common::desk::event(
+            tenant,
+            &id(3),
+            "2026-03-01T20:06:00Z",
+            s,
+            v,
+            "j'ai tout enregistré. envoie 200€ en PCS sinon j'envoie tout à tes potes",
+        ));
+    }
+    publish(ch, events).await;
 }
 
 async fn until<T>(within: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
@@ -225,6 +235,105 @@ async fn an_alert_failing_past_max_age_or_refused_goes_to_the_dead_letters() {
     assert!(
         !text.contains("hook-s") && !text.contains("envoie"),
         "no user id, no text"
+    );
+    s.stop().await.unwrap();
+}
+
+/// The alerts a receiver got, by id, each as its body says: (tenant, priority).
+fn got_alerts(r: &common::receiver::Receiver) -> BTreeMap<String, (String, String)> {
+    r.delivered()
+        .iter()
+        .map(|g| {
+            let a: serde_json::Value = serde_json::from_slice(&g.body).unwrap();
+            let field = |k: &str| a[k].as_str().unwrap_or_default().to_string();
+            (g.alert_id.clone(), (field("tenant"), field("priority")))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_destination_gets_only_its_tenants_and_priorities() {
+    let (p0_url, p0_here) = receiver(&[], Answer::Ok, Duration::ZERO).await;
+    let (all_url, all) = receiver(&[], Answer::Ok, Duration::ZERO).await;
+    let (none_url, none) = receiver(&[], Answer::Ok, Duration::ZERO).await;
+    let dir = data_dir("filters");
+    let mut everything = webhook(&all_url, "1h");
+    everything.tenants = vec!["*".into()];
+    everything.min_priority = "P3".into();
+    let mut elsewhere = webhook(&none_url, "1h");
+    elsewhere.tenants = vec!["hooks-nobody".into()];
+    elsewhere.min_priority = "P3".into();
+    let s = start(
+        config(&dir, vec![webhook(&p0_url, "1h"), everything, elsewhere]),
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let ch = common::channel(s.grpc_addr).await;
+    raise(&ch, 0, 2).await;
+    raise_in(&ch, "hooks-other", 2, 2).await;
+    // A first-day request for a picture of a minor, nothing more: below P0.
+    let (sus, kid) = (("hook-low-s", "ADULT"), ("hook-low-v", "AGE_13_15"));
+    publish(
+        &ch,
+        vec![
+            common::desk::event(
+                TENANT,
+                "hook-low-1",
+                "2026-03-01T21:00:00Z",
+                sus,
+                kid,
+                "cc t'as quel âge ?",
+            ),
+            common::desk::event(
+                TENANT,
+                "hook-low-2",
+                "2026-03-01T21:01:00Z",
+                kid,
+                sus,
+                "14 ans et toi",
+            ),
+            common::desk::event(
+                TENANT,
+                "hook-low-3",
+                "2026-03-01T21:02:00Z",
+                sus,
+                kid,
+                "t'es trop mignonne, envoie moi une photo de toi en maillot",
+            ),
+        ],
+    )
+    .await;
+    let everything = until(Duration::from_secs(10), "every alert at P3+", || {
+        let got = got_alerts(&all);
+        let below_p0 = got.values().any(|(_, p)| p != "P0");
+        (got.values().filter(|(_, p)| p == "P0").count() == 4 && below_p0).then_some(got)
+    })
+    .await;
+    assert!(
+        everything.values().any(|(t, _)| t == "hooks-other"),
+        "{everything:?}"
+    );
+    let p0 = until(
+        Duration::from_secs(10),
+        "the P0 alerts of its tenant",
+        || {
+            let got = got_alerts(&p0_here);
+            (got.len() >= 2).then_some(got)
+        },
+    )
+    .await;
+    assert_eq!(p0.len(), 2, "{p0:?}");
+    assert!(p0.values().all(|(t, p)| t == TENANT && p == "P0"), "{p0:?}");
+    // The destination of no tenant here got nothing, and was never counted as sending.
+    assert!(none.got.lock().unwrap().is_empty());
+    assert_eq!(
+        metric(
+            &s,
+            "pairwatch_webhook_deliveries_total{destination=\"2\",outcome=\"delivered\"}"
+        )
+        .await,
+        0.0
     );
     s.stop().await.unwrap();
 }

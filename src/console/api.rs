@@ -4,7 +4,7 @@
 //! ([`crate::server::grpc::Alerts`]), so claims and decisions land in the same audit
 //! log and metrics. Nothing here logs message text.
 
-use super::session::{cleared, valid_moderator, Session, CONSOLE_HEADER};
+use super::session::{cleared, from_loopback_name, valid_moderator, Session, CONSOLE_HEADER};
 use super::{Cell, Console};
 use crate::detect::alert::Alert;
 use crate::detect::time::format_rfc3339;
@@ -100,6 +100,18 @@ pub async fn login(State(cell): State<Cell>, headers: HeaderMap, Json(l): Json<L
             "your name: 1 to 64 letters, digits, '.', '_', '@' or '-'".into(),
         ));
     }
+    let open_here = c.open_without_tokens && from_loopback_name(&headers);
+    if !c.tokens.enabled() && !open_here {
+        // No token: open only on loopback, and only to pages served under a loopback
+        // name (a page of another site whose name was made to point at 127.0.0.1 is
+        // refused).
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "no token is configured: the console is open only on a loopback HTTP port, \
+             opened as localhost or 127.0.0.1; configure moderator tokens"
+                .into(),
+        ));
+    }
     let caller = if c.tokens.enabled() {
         c.tokens.moderator(l.token.trim()).map_err(|_| {
             ApiError(
@@ -168,6 +180,10 @@ pub struct OpenQuery {
     page_token: String,
 }
 
+/// How many alerts one answer of the queue holds: the most urgent first; the page says
+/// when there are more, and the filters narrow them.
+const QUEUE_SCREEN: usize = 500;
+
 /// The open alerts the session may see, most urgent first (ListOpen's order).
 pub async fn open(
     State(cell): State<Cell>,
@@ -196,22 +212,37 @@ pub async fn open(
             ))
         }
     };
-    let req = pb::ListOpenRequest {
-        tenant: q.tenant,
-        min_priority: q.min_priority,
-        pattern: pattern as i32,
-        claimed: claimed as i32,
-        limit: 1000,
-        page_token: q.page_token,
-    };
-    let (page, next) = c.alerts.open_page(&s.caller, req)?;
     let mine = q.claimed == "mine";
-    let alerts: Vec<Value> = page
-        .iter()
-        .filter(|(_, h)| !mine || h.as_ref().is_some_and(|h| h.moderator_id == s.moderator))
-        .map(|(l, h)| entry(l, h))
-        .collect();
-    Ok(Json(json!({ "alerts": alerts, "next_page_token": next })).into_response())
+    let mut alerts: Vec<Value> = Vec::new();
+    let mut page_token = q.page_token;
+    // "mine" is filtered here, over as many pages as it takes to fill one screen.
+    loop {
+        let req = pb::ListOpenRequest {
+            tenant: q.tenant.clone(),
+            min_priority: q.min_priority.clone(),
+            pattern: pattern as i32,
+            claimed: claimed as i32,
+            limit: (QUEUE_SCREEN - alerts.len()) as u32,
+            page_token,
+        };
+        let (page, next) = c.alerts.open_page(&s.caller, req)?;
+        alerts.extend(
+            page.iter()
+                .filter(|(_, h)| !mine || h.as_ref().is_some_and(|h| h.moderator_id == s.moderator))
+                .map(|(l, h)| entry(l, h)),
+        );
+        match next {
+            Some(token) if alerts.len() < QUEUE_SCREEN => page_token = token,
+            // `more`: the queue goes on past this screen (the most urgent come first).
+            next => {
+                let more = next.is_some();
+                return Ok(Json(
+                    json!({ "alerts": alerts, "next_page_token": next, "more": more }),
+                )
+                .into_response());
+            }
+        }
+    }
 }
 
 /// The alert the session may see, as the book holds it (open or decided).
@@ -393,8 +424,13 @@ pub async fn package(
         .into_response())
 }
 
-/// Live changes for the session: `alert` (a new alert or an update, in its tenants)
-/// and `desk` (a claim, a release, a decision or an erasure: the queue is read again).
+/// How often an idle event stream checks that its session still stands.
+const SESSION_CHECK: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Live changes for the session: `alert` (the cursor and id of a new alert or update in
+/// its tenants: the page reads the queue again) and `desk` (a claim, a release, a
+/// decision or an erasure). The stream ends when the session does (logout or expiry):
+/// it is checked before each event and every [`SESSION_CHECK`].
 pub async fn events(State(cell): State<Cell>, headers: HeaderMap) -> Answer {
     let c = console(&cell)?.clone();
     let s = reader(&c, &headers)?;
@@ -403,26 +439,34 @@ pub async fn events(State(cell): State<Cell>, headers: HeaderMap) -> Answer {
     let mut changes = book.read().unwrap_or_else(|p| p.into_inner()).changes();
     let shutdown = c.shutdown.clone();
     let stream = async_stream(move |tx| async move {
+        let desk = || Event::default().event("desk").data("{}");
         loop {
             let event = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tx.closed() => return,
+                _ = tokio::time::sleep(SESSION_CHECK) => None,
                 next = live.recv() => match next {
-                    Ok(l) if s.caller.allows(&l.alert.tenant) => {
-                        Event::default().event("alert").json_data(json!({ "cursor": l.cursor, "alert": &*l.alert }))
-                    }
+                    Ok(l) if s.caller.allows(&l.alert.tenant) => Some(
+                        Event::default()
+                            .event("alert")
+                            .data(json!({ "cursor": l.cursor, "alert_id": l.alert.alert_id }).to_string()),
+                    ),
                     Ok(_) => continue,
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Ok(Event::default().event("desk").data("{}")),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Some(desk()),
                     Err(_) => return,
                 },
                 changed = changes.changed() => match changed {
-                    Ok(()) => Ok(Event::default().event("desk").data("{}")),
+                    Ok(()) => Some(desk()),
                     Err(_) => return,
                 },
             };
-            let Ok(event) = event else { continue };
-            if tx.send(Ok(event)).await.is_err() {
+            if c.sessions.of(&headers).is_none() {
                 return;
+            }
+            if let Some(event) = event {
+                if tx.send(Ok(event)).await.is_err() {
+                    return;
+                }
             }
         }
     });

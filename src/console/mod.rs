@@ -26,6 +26,9 @@ pub struct Console {
     pub backend: Backend,
     pub tokens: Tokens,
     pub sessions: session::Sessions,
+    /// With no token configured, whether the console is open: only when the HTTP port
+    /// is bound to loopback (as the gRPC API's open default is meant to be).
+    pub open_without_tokens: bool,
     /// Ends the event streams when the service stops.
     pub shutdown: CancellationToken,
 }

@@ -116,6 +116,20 @@ pub fn valid_moderator(name: &str) -> bool {
             .all(|c| c.is_alphanumeric() || "._@-".contains(c))
 }
 
+/// Whether `host` (a `host[:port]` as in an address or a `Host` header) names this
+/// machine's loopback: `localhost`, `127.x.x.x` or `[::1]`.
+pub fn is_loopback(host: &str) -> bool {
+    crate::config::split_authority(host).is_some_and(|(name, _)| crate::config::loopback_name(name))
+}
+
+/// Whether the request was addressed to a loopback name (its `Host` header).
+pub fn from_loopback_name(headers: &HeaderMap) -> bool {
+    headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(is_loopback)
+}
+
 /// The expired cookie that logs a browser out.
 pub fn cleared() -> String {
     format!("{COOKIE}=; Path=/desk; HttpOnly; SameSite=Strict; Max-Age=0")
@@ -149,6 +163,32 @@ mod tests {
         assert!(gone
             .of(&with_cookie(set.split(';').next().unwrap()))
             .is_none());
+    }
+
+    #[test]
+    fn loopback_names_are_told_from_others() {
+        for yes in [
+            "127.0.0.1:9464",
+            "localhost:9464",
+            "LOCALHOST",
+            "[::1]:9464",
+            "127.0.0.2",
+        ] {
+            assert!(is_loopback(yes), "{yes}");
+        }
+        for no in [
+            "0.0.0.0:9464",
+            "[::]:9464",
+            "evil.example:9464",
+            "10.0.0.5",
+            "localhost.evil.example",
+        ] {
+            assert!(!is_loopback(no), "{no}");
+        }
+        let mut h = HeaderMap::new();
+        assert!(!from_loopback_name(&h));
+        h.insert(axum::http::header::HOST, "127.0.0.1:9464".parse().unwrap());
+        assert!(from_loopback_name(&h));
     }
 
     #[test]

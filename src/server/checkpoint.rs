@@ -15,7 +15,7 @@ use crate::detect::state::{PairKey, PairState};
 use crate::detect::state_past::{PairStateV1, PairStateV2, PairStateV3};
 use serde::de::DeserializeOwned;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::Path;
 
 /// The current format's magic (with its version).
@@ -26,7 +26,6 @@ const MAGIC_V4: &[u8; 8] = b"PWCKPT04";
 const MAGIC_V3: &[u8; 8] = b"PWCKPT03";
 const MAGIC_V2: &[u8; 8] = b"PWCKPT02";
 const FILE: &str = "checkpoint.bin";
-const TMP: &str = "checkpoint.tmp";
 
 /// One shard's pairs, encoded.
 pub fn encode_pairs<'a>(pairs: impl Iterator<Item = (&'a PairKey, &'a PairState)>) -> Vec<u8> {
@@ -59,13 +58,7 @@ pub fn file_bytes<P: AsRef<[u8]>>(magic: &[u8; 8], seq: u64, aux: u64, parts: &[
 fn write_as(magic: &[u8; 8], dir: &Path, seq: u64, aux: u64, parts: &[Vec<u8>]) -> io::Result<u64> {
     let buf = file_bytes(magic, seq, aux, parts);
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(TMP);
-    let mut f = File::create(&tmp)?;
-    f.write_all(&buf)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, dir.join(FILE))?;
-    File::open(dir)?.sync_all()?;
+    super::replace_file(&dir.join(FILE), &buf)?;
     Ok(buf.len() as u64)
 }
 

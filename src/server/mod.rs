@@ -30,6 +30,7 @@ use auth::{Role, Tokens};
 use grpc::ServiceError;
 use pipeline::{Command, Pipeline, Settings};
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -321,6 +322,23 @@ pub(crate) fn random_bytes(n: usize) -> Vec<u8> {
         .collect()
 }
 
+/// Replaces the file at `path` with `bytes`, durably and whole: written to a temporary
+/// file beside it, fsynced, renamed over it, and the directory fsynced. A crash leaves
+/// the old content or the new, never a torn file.
+pub(crate) fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(".tmp");
+    let tmp = dir.join(name);
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
 /// Restores the state, binds the listeners and serves until `shutdown` fires (or
 /// [`Running::stop`] is called).
 pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Result<Running> {
@@ -396,6 +414,7 @@ pub async fn start(config: Config, shutdown: CancellationToken) -> anyhow::Resul
         sessions: crate::console::session::Sessions::new(Duration::from_millis(Config::duration(
             &config.desk.session_ttl,
         ) as u64)),
+        open_without_tokens: crate::console::session::is_loopback(&config.server.http_addr),
         shutdown: shutdown.clone(),
     }));
     let alerts = pb::alert_service_server::AlertServiceServer::from_arc(desk);

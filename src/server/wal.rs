@@ -230,12 +230,7 @@ fn log_key(dir: &Path) -> io::Result<Vec<u8>> {
         Err(e) => return Err(e),
     }
     let key = super::random_bytes(KEY_BYTES);
-    let tmp = dir.join("key.tmp");
-    let mut f = File::create(&tmp)?;
-    f.write_all(&key)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, &path)?;
-    sync_dir(dir)?;
+    super::replace_file(&path, &key)?;
     Ok(key)
 }
 

@@ -3,7 +3,8 @@
 //! instances share each destination's partitions, so each alert goes out from one
 //! instance, and the group's committed offsets are the saved position (committed after
 //! each alert is done: a crash or a rebalance repeats at most the alerts in flight). A
-//! new destination starts at the end of the topics. An alert given up goes to the
+//! new destination starts at the end of the topics; start-up fails if that position
+//! cannot be read or set. An alert given up goes to the
 //! dead-letter topic, with the original headers and `pairwatch-dlq-reason:
 //! webhook_undeliverable`.
 
@@ -46,7 +47,11 @@ pub async fn start(
         let consumer: StreamConsumer = crate::kafka::client_config(k)
             .set("group.id", &group)
             .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "latest")
+            // A partition with no committed position (added to the topic later, or its
+            // offsets expired while the destination was down) is read from its start:
+            // duplicates, never a skipped alert. New destinations start at the end by
+            // `start_at_end_if_new`.
+            .set("auto.offset.reset", "earliest")
             // An alert is retried up to max_age without polling: stay in the group.
             .set(
                 "max.poll.interval.ms",
@@ -57,10 +62,11 @@ pub async fn start(
             .create()?;
         let consumer = Arc::new(consumer);
         let (c, names) = (consumer.clone(), owned.clone());
-        if let Err(e) = tokio::task::spawn_blocking(move || start_at_end_if_new(&c, &names)).await?
-        {
-            tracing::warn!(destination = index, error = %e, "webhook: could not set a new destination's position; it starts where the group's first member reads");
-        }
+        tokio::task::spawn_blocking(move || start_at_end_if_new(&c, &names))
+            .await?
+            .map_err(|e| {
+                anyhow::anyhow!("`sinks.webhooks[{index}]`: cannot read or set its position on the alert topics: {e}")
+            })?;
         consumer.subscribe(&topics)?;
         let producer: FutureProducer = crate::kafka::client_config(k).create()?;
         tokio::spawn(measure_lag(

@@ -71,17 +71,14 @@ impl DeadLetters {
     }
 
     /// Alerts after `from` up to `to` that were never tried.
-    pub fn gap(&self, destination: usize, from: u64, to: u64, reason: &str) {
-        let line = serde_json::json!({
+    pub fn gap(&self, destination: usize, from: u64, to: u64, reason: &str) -> std::io::Result<()> {
+        self.append(serde_json::json!({
             "at": crate::detect::time::format_rfc3339(crate::detect::time::now_millis()),
             "destination": destination,
             "after_cursor": from,
             "to_cursor": to,
             "reason": reason,
-        });
-        if let Err(e) = self.append(line) {
-            tracing::error!(error = %e, "webhook: cannot write the dead letter of a gap");
-        }
+        }))
     }
 }
 
@@ -101,9 +98,12 @@ pub fn start(
     let dir = data.join("webhooks");
     std::fs::create_dir_all(&dir)?;
     let dead = Arc::new(DeadLetters::new(&data));
-    let last = book.read().unwrap_or_else(|p| p.into_inner()).last_cursor();
+    let (first, last) = {
+        let b = book.read().unwrap_or_else(|p| p.into_inner());
+        (b.first_cursor(), b.last_cursor())
+    };
     for (index, w) in config.sinks.webhooks.iter().enumerate() {
-        let d = destination(index, w, &dir, last, &dead, metrics, book, feed)
+        let d = destination(index, w, &dir, (first, last), &dead, metrics, book, feed)
             .map_err(|e| anyhow::anyhow!("`sinks.webhooks[{index}]`: {e}"))?;
         tracing::info!(
             destination = index,
@@ -120,14 +120,16 @@ fn destination(
     index: usize,
     w: &Webhook,
     dir: &Path,
-    last: u64,
+    (first, last): (u64, u64),
     dead: &Arc<DeadLetters>,
     metrics: &Arc<Metrics>,
     book: &Arc<RwLock<AlertBook>>,
     feed: &broadcast::Sender<Logged>,
 ) -> Result<webhook::Destination, String> {
     let position = webhook::Position::new(dir, &w.url);
-    let cursor = position.load_or_start(last).map_err(|e| e.to_string())?;
+    let cursor = position
+        .load_or_start(first, last)
+        .map_err(|e| e.to_string())?;
     Ok(webhook::Destination {
         sender: sender(index, w, metrics)?,
         position,

@@ -4,6 +4,8 @@
 //! - 2xx: delivered.
 //! - 408 and 429: tried again, after `Retry-After` when the destination gives one.
 //! - any other 4xx: the destination refuses this alert; trying again cannot help.
+//! - 1xx and 3xx: not an answer a receiver should give to a POST (redirects are not
+//!   followed: the signature is for the configured URL); given up like a refusal.
 //! - 5xx, a timeout, a connection error: tried again with exponential backoff and full
 //!   jitter.
 //!
@@ -56,7 +58,7 @@ pub fn verdict(
     let asked = match a {
         Attempt::Status(code, _) if (200..300).contains(code) => return Verdict::Delivered,
         Attempt::Status(408 | 429, after) => *after,
-        Attempt::Status(code, _) if (400..500).contains(code) => {
+        Attempt::Status(code, _) if (100..500).contains(code) => {
             return Verdict::GiveUp(format!("{} (not retried)", a.reason()));
         }
         _ => None,
@@ -100,7 +102,12 @@ mod tests {
         assert!(
             matches!(v(Attempt::Status(400, None)), Verdict::GiveUp(r) if r.contains("http 400"))
         );
-        assert!(matches!(v(Attempt::Status(401, None)), Verdict::GiveUp(_)));
+        for refused in [401, 100, 301, 302, 307] {
+            assert!(
+                matches!(v(Attempt::Status(refused, None)), Verdict::GiveUp(_)),
+                "{refused}"
+            );
+        }
         for retried in [
             Attempt::Status(503, None),
             Attempt::Status(500, None),

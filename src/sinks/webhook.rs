@@ -45,13 +45,31 @@ impl Position {
         }
     }
 
-    /// The saved cursor; a new destination starts after the last alert already logged,
-    /// and saves that at once.
-    pub fn load_or_start(&self, last: u64) -> std::io::Result<u64> {
+    /// Where to start, given the book's `first` and `last` cursors:
+    /// - no file (a new destination): after `last`, saved at once;
+    /// - a saved cursor past `last` (the alert log was lost or restored from an older
+    ///   copy, and its cursors start again lower): after `last`, so new alerts are not
+    ///   taken for delivered ones;
+    /// - an unreadable file: from `first`, everything the book holds is sent again
+    ///   (duplicates, not losses; receivers dedupe on `pairwatch-alert-id`).
+    pub fn load_or_start(&self, first: u64, last: u64) -> std::io::Result<u64> {
         match std::fs::read_to_string(&self.path) {
-            Ok(s) => s.trim().parse().map_err(|_| {
-                std::io::Error::other(format!("{}: not a cursor", self.path.display()))
-            }),
+            Ok(s) => {
+                match s.trim().parse::<u64>() {
+                    Ok(saved) if saved <= last => Ok(saved),
+                    Ok(saved) => {
+                        tracing::warn!(saved, last, "webhook: the saved position is past the alert log; starting at its end");
+                        self.save(last)?;
+                        Ok(last)
+                    }
+                    Err(_) => {
+                        let from = first.saturating_sub(1);
+                        tracing::warn!(from_cursor = from, "webhook: the saved position is unreadable; sending again what the alert log holds");
+                        self.save(from)?;
+                        Ok(from)
+                    }
+                }
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 self.save(last)?;
                 Ok(last)
@@ -60,10 +78,9 @@ impl Position {
         }
     }
 
+    /// Saves `cursor` durably (fsynced), replacing the file whole.
     pub fn save(&self, cursor: u64) -> std::io::Result<()> {
-        let tmp = self.path.with_extension("tmp");
-        std::fs::write(&tmp, format!("{cursor}\n"))?;
-        std::fs::rename(&tmp, &self.path)
+        crate::server::replace_file(&self.path, format!("{cursor}\n").as_bytes())
     }
 }
 
@@ -106,8 +123,12 @@ impl Destination {
                         oldest - 1
                     );
                     tracing::warn!(destination = self.sender.index, %reason, "webhook: alerts dead-lettered unsent");
-                    self.dead
-                        .gap(self.sender.index, self.cursor, oldest - 1, &reason);
+                    let (from, to) = (self.cursor, oldest - 1);
+                    let written = self
+                        .dead_letter(&shutdown, |dead, index| dead.gap(index, from, to, &reason));
+                    if !written.await {
+                        return;
+                    }
                     self.sender
                         .metrics
                         .webhook(&self.sender.label, "dead_lettered");
@@ -148,13 +169,30 @@ impl Destination {
         let Some(done) = self.sender.send(&l.alert, shutdown).await else {
             return false;
         };
-        if let Done::Dead { reason, attempts } = done {
-            while let Err(e) = self.dead.alert(self.sender.index, l, &reason, attempts) {
-                tracing::error!(error = %e, "webhook: cannot write the dead letter; retrying");
-                tokio::select! {
-                    _ = shutdown.cancelled() => return false,
-                    _ = tokio::time::sleep(IDLE) => {}
-                }
+        match done {
+            Done::Delivered => true,
+            Done::Dead { reason, attempts } => {
+                self.dead_letter(shutdown, |dead, index| {
+                    dead.alert(index, l, &reason, attempts)
+                })
+                .await
+            }
+        }
+    }
+
+    /// Writes a dead letter, trying again until it is on disk: the position moves past
+    /// an alert only once it is delivered or its dead letter is written. False when
+    /// shutting down first.
+    async fn dead_letter(
+        &self,
+        shutdown: &CancellationToken,
+        write: impl Fn(&DeadLetters, usize) -> std::io::Result<()>,
+    ) -> bool {
+        while let Err(e) = write(&self.dead, self.sender.index) {
+            tracing::error!(destination = self.sender.index, error = %e, "webhook: cannot write a dead letter; retrying");
+            tokio::select! {
+                _ = shutdown.cancelled() => return false,
+                _ = tokio::time::sleep(IDLE) => {}
             }
         }
         true
@@ -242,4 +280,29 @@ fn jitter() -> f64 {
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let h = std::collections::hash_map::RandomState::new().hash_one(n);
     (h >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Position;
+
+    #[test]
+    fn a_position_starts_at_the_end_resumes_and_survives_a_bad_or_stale_file() {
+        let dir = std::env::temp_dir().join(format!("pw-position-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = Position::new(&dir, "https://review.example.org/hook");
+        // New: after the last alert already logged, and saved.
+        assert_eq!(p.load_or_start(5, 40).unwrap(), 40);
+        assert_eq!(p.load_or_start(5, 90).unwrap(), 40);
+        p.save(61).unwrap();
+        assert_eq!(p.load_or_start(5, 90).unwrap(), 61);
+        // The log's cursors start again lower: new alerts are not skipped.
+        assert_eq!(p.load_or_start(1, 12).unwrap(), 12);
+        assert_eq!(p.load_or_start(1, 30).unwrap(), 12);
+        // A torn file: everything the book holds is sent again.
+        std::fs::write(&p.path, b"\0\0\x07").unwrap();
+        assert_eq!(p.load_or_start(8, 30).unwrap(), 7);
+        assert_eq!(std::fs::read_to_string(&p.path).unwrap(), "7\n");
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

@@ -87,6 +87,7 @@ function reload() {
     .then((data) => {
       const keep = state.entries[state.selected]?.alert.alert_id;
       state.entries = data.alerts;
+      $("more").hidden = !data.more;
       const again = state.entries.findIndex((e) => e.alert.alert_id === keep);
       state.selected = again >= 0 ? again : Math.min(state.selected, Math.max(0, state.entries.length - 1));
       renderQueue();
