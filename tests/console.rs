@@ -245,19 +245,21 @@ async fn a_moderator_works_the_queue_in_a_real_browser() {
 /// not at all when the port listens on every address.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_no_token_the_console_opens_only_on_loopback() {
-    let login = |host: &str| {
+    let login = |host: &str, extra: &str| {
         let body = r#"{"moderator":"ana"}"#;
         format!(
-            "POST /desk/api/login HTTP/1.1\r\nHost: {host}\r\nx-pairwatch-console: 1\r\n\
+            "POST /desk/api/login HTTP/1.1\r\nHost: {host}\r\nx-pairwatch-console: 1\r\n{extra}\
              content-type: application/json\r\ncontent-length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         )
     };
-    for (bind, host, want) in [
-        ("127.0.0.1:0", "127.0.0.1", 200),
-        ("127.0.0.1:0", "localhost", 200),
-        ("127.0.0.1:0", "rebound.example", 403),
-        ("0.0.0.0:0", "127.0.0.1", 403),
+    let proxied = "x-forwarded-for: 203.0.113.7\r\n";
+    for (bind, host, extra, want) in [
+        ("127.0.0.1:0", "127.0.0.1", "", 200),
+        ("127.0.0.1:0", "localhost", "", 200),
+        ("127.0.0.1:0", "rebound.example", "", 403),
+        ("127.0.0.1:0", "127.0.0.1", proxied, 403),
+        ("0.0.0.0:0", "127.0.0.1", "", 403),
     ] {
         let dir = data_dir("open");
         let _ = std::fs::remove_dir_all(&dir);
@@ -268,8 +270,8 @@ async fn with_no_token_the_console_opens_only_on_loopback() {
         let server = start(c, Default::default()).await.unwrap();
         let at = std::net::SocketAddr::from(([127, 0, 0, 1], server.http_addr.port()));
         let port = at.port();
-        let (status, body) = common::http(at, &login(&format!("{host}:{port}"))).await;
-        assert_eq!(status, want, "{bind} as {host}: {body}");
+        let (status, body) = common::http(at, &login(&format!("{host}:{port}"), extra)).await;
+        assert_eq!(status, want, "{bind} as {host} {extra}: {body}");
         if want == 403 {
             assert!(body.contains("configure moderator tokens"), "{body}");
         }
@@ -319,13 +321,24 @@ impl Client {
         exchange(&mut s, &self.request(method, path)).await
     }
 
-    /// The session's event stream, open.
+    /// The session's event stream, open: its answer's head has arrived, so the server
+    /// follows the feed from here on.
     async fn events(&self) -> tokio::net::TcpStream {
         use tokio::io::AsyncWriteExt;
         let mut s = tokio::net::TcpStream::connect(self.at).await.unwrap();
         s.write_all(self.request("GET", "/desk/api/events").as_bytes())
             .await
             .unwrap();
+        let mut head = String::new();
+        let start = Instant::now();
+        while !head.contains("\r\n\r\n") {
+            assert!(
+                start.elapsed() < WAIT,
+                "no answer to the event stream: {head}"
+            );
+            head += &read_for(&mut s, Duration::from_millis(100)).await.0;
+        }
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
         s
     }
 }

@@ -440,18 +440,19 @@ pub async fn events(State(cell): State<Cell>, headers: HeaderMap) -> Answer {
     let shutdown = c.shutdown.clone();
     let stream = async_stream(move |tx| async move {
         let desk = || Event::default().event("desk").data("{}");
+        let mut check = tokio::time::interval(SESSION_CHECK);
         loop {
             let event = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tx.closed() => return,
-                _ = tokio::time::sleep(SESSION_CHECK) => None,
+                _ = check.tick() => None,
                 next = live.recv() => match next {
                     Ok(l) if s.caller.allows(&l.alert.tenant) => Some(
                         Event::default()
                             .event("alert")
                             .data(json!({ "cursor": l.cursor, "alert_id": l.alert.alert_id }).to_string()),
                     ),
-                    Ok(_) => continue,
+                    Ok(_) => None,
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Some(desk()),
                     Err(_) => return,
                 },

@@ -122,12 +122,23 @@ pub fn is_loopback(host: &str) -> bool {
     crate::config::split_authority(host).is_some_and(|(name, _)| crate::config::loopback_name(name))
 }
 
-/// Whether the request was addressed to a loopback name (its `Host` header).
+/// Whether the request came straight to a loopback name: its `Host` header names
+/// loopback, and no proxy says it forwarded the request (a proxy on the same machine
+/// would pass the first check for anyone who reaches it).
 pub fn from_loopback_name(headers: &HeaderMap) -> bool {
-    headers
-        .get(axum::http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .is_some_and(is_loopback)
+    let proxied = [
+        "forwarded",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-real-ip",
+    ]
+    .iter()
+    .any(|h| headers.contains_key(*h));
+    !proxied
+        && headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .is_some_and(is_loopback)
 }
 
 /// The expired cookie that logs a browser out.
@@ -189,6 +200,8 @@ mod tests {
         assert!(!from_loopback_name(&h));
         h.insert(axum::http::header::HOST, "127.0.0.1:9464".parse().unwrap());
         assert!(from_loopback_name(&h));
+        h.insert("x-forwarded-for", "203.0.113.7".parse().unwrap());
+        assert!(!from_loopback_name(&h), "through a proxy");
     }
 
     #[test]

@@ -47,10 +47,9 @@ pub async fn start(
         let consumer: StreamConsumer = crate::kafka::client_config(k)
             .set("group.id", &group)
             .set("enable.auto.commit", "false")
-            // A partition with no committed position (added to the topic later, or its
-            // offsets expired while the destination was down) is read from its start:
-            // duplicates, never a skipped alert. New destinations start at the end by
-            // `start_at_end_if_new`.
+            // A partition with no committed position in a group that has some (added to
+            // the topic later) is read from its start: duplicates, never a skipped
+            // alert. A new group starts at the ends (`start_at_end_if_new`).
             .set("auto.offset.reset", "earliest")
             // An alert is retried up to max_age without polling: stay in the group.
             .set(
@@ -157,7 +156,10 @@ async fn run(
     }
 }
 
-/// Commits the topics' ends for every partition the group has no position on.
+/// Commits the topics' ends when the group is new: no committed offset on any
+/// partition of the alert topics. A group with positions keeps them; a partition it has
+/// none on (added later) is then read from its start (`auto.offset.reset`). When the
+/// commit fails because another instance set the group's positions first, that stands.
 fn start_at_end_if_new(consumer: &StreamConsumer, topics: &[String]) -> KafkaResult<()> {
     let wait = Duration::from_secs(10);
     let metadata = consumer.fetch_metadata(None, wait)?;
@@ -171,18 +173,27 @@ fn start_at_end_if_new(consumer: &StreamConsumer, topics: &[String]) -> KafkaRes
             all.add_partition(t.name(), p.id());
         }
     }
-    let committed = consumer.committed_offsets(all, wait)?;
-    let mut fresh = TopicPartitionList::new();
+    let positioned = |list: &TopicPartitionList| {
+        list.elements()
+            .iter()
+            .any(|e| e.offset() != Offset::Invalid)
+    };
+    let committed = consumer.committed_offsets(all.clone(), wait)?;
+    if positioned(&committed) {
+        return Ok(());
+    }
+    let mut ends = TopicPartitionList::new();
     for e in committed.elements() {
-        if e.offset() == Offset::Invalid {
-            let (_, high) = consumer.fetch_watermarks(e.topic(), e.partition(), wait)?;
-            fresh.add_partition_offset(e.topic(), e.partition(), Offset::Offset(high))?;
-        }
+        let (_, high) = consumer.fetch_watermarks(e.topic(), e.partition(), wait)?;
+        ends.add_partition_offset(e.topic(), e.partition(), Offset::Offset(high))?;
     }
-    if fresh.count() > 0 {
-        consumer.commit(&fresh, CommitMode::Sync)?;
+    if ends.count() == 0 {
+        return Ok(());
     }
-    Ok(())
+    match consumer.commit(&ends, CommitMode::Sync) {
+        Err(e) if !positioned(&consumer.committed_offsets(all, wait)?) => Err(e),
+        _ => Ok(()),
+    }
 }
 
 /// Sets the destination's queue depth to its group's lag on this instance's partitions.

@@ -126,7 +126,7 @@ fn destination(
     book: &Arc<RwLock<AlertBook>>,
     feed: &broadcast::Sender<Logged>,
 ) -> Result<webhook::Destination, String> {
-    let position = webhook::Position::new(dir, &w.url);
+    let position = webhook::Position::new(dir, &w.url, index);
     let cursor = position
         .load_or_start(first, last)
         .map_err(|e| e.to_string())?;
@@ -134,6 +134,7 @@ fn destination(
         sender: sender(index, w, metrics)?,
         position,
         cursor,
+        saved: cursor,
         dead: dead.clone(),
         book: book.clone(),
         feed: feed.clone(),

@@ -27,8 +27,11 @@ const IDLE: Duration = Duration::from_secs(1);
 
 /// Where a destination stands: the cursor of the last alert it is done with, in a file
 /// named by a digest of its URL (so reordering the list keeps each one's place).
+#[derive(Clone)]
 pub struct Position {
     path: PathBuf,
+    /// The destination's index, for logs.
+    index: usize,
 }
 
 /// A short name for a destination, from its URL: stable across reorderings of the list,
@@ -39,9 +42,10 @@ pub fn url_digest(url: &str) -> String {
 }
 
 impl Position {
-    pub fn new(dir: &std::path::Path, url: &str) -> Position {
+    pub fn new(dir: &std::path::Path, url: &str, index: usize) -> Position {
         Position {
             path: dir.join(format!("{}.position", url_digest(url))),
+            index,
         }
     }
 
@@ -53,28 +57,35 @@ impl Position {
     /// - an unreadable file: from `first`, everything the book holds is sent again
     ///   (duplicates, not losses; receivers dedupe on `pairwatch-alert-id`).
     pub fn load_or_start(&self, first: u64, last: u64) -> std::io::Result<u64> {
-        match std::fs::read_to_string(&self.path) {
-            Ok(s) => {
-                match s.trim().parse::<u64>() {
-                    Ok(saved) if saved <= last => Ok(saved),
-                    Ok(saved) => {
-                        tracing::warn!(saved, last, "webhook: the saved position is past the alert log; starting at its end");
-                        self.save(last)?;
-                        Ok(last)
-                    }
-                    Err(_) => {
-                        let from = first.saturating_sub(1);
-                        tracing::warn!(from_cursor = from, "webhook: the saved position is unreadable; sending again what the alert log holds");
-                        self.save(from)?;
-                        Ok(from)
-                    }
-                }
-            }
+        let destination = self.index;
+        let saved = match std::fs::read(&self.path) {
+            Ok(bytes) => std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.save(last)?;
+                return Ok(last);
+            }
+            Err(e) => return Err(e),
+        };
+        match saved {
+            Some(saved) if saved <= last => Ok(saved),
+            Some(saved) => {
+                tracing::warn!(
+                    destination,
+                    saved,
+                    last,
+                    "webhook: the saved position is past the alert log; starting at its end"
+                );
                 self.save(last)?;
                 Ok(last)
             }
-            Err(e) => Err(e),
+            None => {
+                let from = first.saturating_sub(1);
+                tracing::warn!(destination, from_cursor = from, "webhook: the saved position is unreadable; sending again what the alert log holds");
+                self.save(from)?;
+                Ok(from)
+            }
         }
     }
 
@@ -87,7 +98,10 @@ impl Position {
 pub struct Destination {
     pub sender: Sender,
     pub position: Position,
+    /// The last alert done with (delivered, dead-lettered or passed over)...
     pub cursor: u64,
+    /// ...and the last one saved.
+    pub saved: u64,
     pub dead: Arc<DeadLetters>,
     pub book: Arc<RwLock<AlertBook>>,
     pub feed: broadcast::Sender<Logged>,
@@ -132,9 +146,10 @@ impl Destination {
                     self.sender
                         .metrics
                         .webhook(&self.sender.label, "dead_lettered");
-                    self.done(oldest - 1);
+                    self.done(oldest - 1).await;
                 }
                 Ok(chunk) if chunk.is_empty() => {
+                    self.save_if_moved().await;
                     tokio::select! {
                         _ = shutdown.cancelled() => return,
                         _ = live.recv() => {}
@@ -143,10 +158,15 @@ impl Destination {
                 }
                 Ok(chunk) => {
                     for l in chunk {
-                        if self.sender.wants(&l.alert) && !self.deliver(&l, &shutdown).await {
+                        if !self.sender.wants(&l.alert) {
+                            // Passed over: saved with the next delivery, or when idle.
+                            self.cursor = l.cursor;
+                            continue;
+                        }
+                        if !self.deliver(&l, &shutdown).await {
                             return;
                         }
-                        self.done(l.cursor);
+                        self.done(l.cursor).await;
                         self.sender
                             .metrics
                             .webhook_queue(&self.sender.label, backlog(&self));
@@ -156,11 +176,28 @@ impl Destination {
         }
     }
 
-    fn done(&mut self, cursor: u64) {
+    /// Done with everything up to `cursor`: saved durably before the next alert is
+    /// tried, so a crash repeats at most the alert in flight.
+    async fn done(&mut self, cursor: u64) {
         self.cursor = cursor;
-        if let Err(e) = self.position.save(cursor) {
+        let position = self.position.clone();
+        // The fsyncs run off the runtime's workers.
+        match tokio::task::spawn_blocking(move || position.save(cursor)).await {
+            Ok(Ok(())) => self.saved = cursor,
             // Only duplicates after a restart come of it.
-            tracing::warn!(destination = self.sender.index, error = %e, "webhook: cannot save the delivery position");
+            Ok(Err(e)) => {
+                tracing::warn!(destination = self.sender.index, error = %e, "webhook: cannot save the delivery position")
+            }
+            Err(e) => {
+                tracing::warn!(destination = self.sender.index, error = %e, "webhook: the position save did not run")
+            }
+        }
+    }
+
+    /// Saves the place of alerts passed over (not this destination's) once caught up.
+    async fn save_if_moved(&mut self) {
+        if self.cursor != self.saved {
+            self.done(self.cursor).await;
         }
     }
 
@@ -290,7 +327,7 @@ mod tests {
     fn a_position_starts_at_the_end_resumes_and_survives_a_bad_or_stale_file() {
         let dir = std::env::temp_dir().join(format!("pw-position-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let p = Position::new(&dir, "https://review.example.org/hook");
+        let p = Position::new(&dir, "https://review.example.org/hook", 0);
         // New: after the last alert already logged, and saved.
         assert_eq!(p.load_or_start(5, 40).unwrap(), 40);
         assert_eq!(p.load_or_start(5, 90).unwrap(), 40);
@@ -301,6 +338,8 @@ mod tests {
         assert_eq!(p.load_or_start(1, 30).unwrap(), 12);
         // A torn file: everything the book holds is sent again.
         std::fs::write(&p.path, b"\0\0\x07").unwrap();
+        assert_eq!(p.load_or_start(8, 30).unwrap(), 7);
+        std::fs::write(&p.path, b"\xff\xfe4").unwrap();
         assert_eq!(p.load_or_start(8, 30).unwrap(), 7);
         assert_eq!(std::fs::read_to_string(&p.path).unwrap(), "7\n");
         let _ = std::fs::remove_dir_all(dir);
