@@ -1608,15 +1608,19 @@ async fn mock_broker_errors_lose_nothing() {
     // The events are all in first: the injected errors hit the service's requests only.
     s.produce(&events);
     use rdkafka::types::RDKafkaApiKey;
+    // The errors hit the next produce requests in this order. The one the producer does
+    // not retry comes first: the service may send the whole stream in a handful of
+    // requests, and the rewind must happen whatever their number.
     m.cluster().request_errors(
         RDKafkaApiKey::Produce,
         &[
+            // Not retried by the producer: the batch fails and is rewound.
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE,
+            // Retried by the producer, within the batch.
             RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
             RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
             RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__TRANSPORT,
-            // Not retried by the producer: the batch fails and is rewound.
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE,
         ],
     );
     m.cluster().request_errors(
