@@ -1,7 +1,11 @@
 //! `pairwatch bench`: the load generator. Drives the synthetic workload through the
 //! engine in process, through a running `pairwatch serve` over gRPC, or into memory to
 //! measure bytes per pair; reports events/s, alerts/s, latency percentiles, CPU and
-//! peak memory, with progress on stderr while it runs.
+//! peak memory, with progress on stderr while it runs. [`scaling`] sweeps pairs,
+//! message length and lexicon size; [`chart`] draws the sweeps.
+
+pub mod chart;
+pub mod scaling;
 
 use crate::detect::engine::{Engine, EngineConfig};
 use crate::detect::event::Event;
@@ -250,7 +254,11 @@ pub async fn run_grpc(load: GrpcLoad, shape: Shape) -> anyhow::Result<GrpcReport
     let listener = tokio::spawn(async move {
         use tokio_stream::StreamExt;
         while let Some(Ok(env)) = sub.next().await {
-            let Some(a) = env.alert else { continue };
+            // An update keeps its alert's first trigger event (a deadline passing, say,
+            // comes long after it): only new alerts are timed.
+            let Some(a) = env.alert.filter(|a| a.update.is_none()) else {
+                continue;
+            };
             let n: usize = a
                 .trigger_event_id
                 .trim_start_matches('w')

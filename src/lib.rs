@@ -22,7 +22,8 @@
 //! - Tools: [`replay`] (`pairwatch replay`, events JSONL in, alerts JSONL out), [`eval`]
 //!   (`pairwatch eval`, backtesting on labelled history and comparing two rule packs), [`client`] (`pairwatch publish`
 //!   / `subscribe` / `claim` / `resolve`, a gRPC client), [`workload`] (a deterministic synthetic chat stream),
-//!   [`bench`] (`pairwatch bench`, the load generator).
+//!   [`bench`] (`pairwatch bench`, the load generator, and `bench scaling`: how cost grows,
+//!   drawn as a PNG chart).
 
 pub mod bench;
 pub mod client;

@@ -243,6 +243,19 @@ enum BenchCommand {
         #[arg(long)]
         server_pid: Option<String>,
     },
+    /// How the engine's cost grows with pairs held (10^3 to 10^7), message length (10 to
+    /// 2,000 bytes) and lexicon size (1 to 6 languages): a table, and a PNG chart.
+    Scaling {
+        /// Where to write the chart.
+        #[arg(long, value_name = "FILE", default_value = "scaling.png")]
+        chart: PathBuf,
+        /// Largest number of pairs held (the sweep goes up by powers of ten).
+        #[arg(long, default_value_t = 10_000_000)]
+        max_pairs: usize,
+        /// Timed events per point.
+        #[arg(long, default_value_t = 500_000)]
+        events: usize,
+    },
     /// The Kafka path against a broker: produce, a bare consumer, then the service.
     Kafka {
         /// Bootstrap servers of a broker that allows topic creation.
@@ -734,6 +747,29 @@ fn bench(command: BenchCommand) -> Result<()> {
                 mib(r.peak_rss_bytes)
             );
         }
+        BenchCommand::Scaling {
+            chart,
+            max_pairs,
+            events,
+        } => {
+            let defaults = pairwatch::bench::scaling::Plan::default();
+            let plan = pairwatch::bench::scaling::Plan {
+                pairs: defaults
+                    .pairs
+                    .iter()
+                    .copied()
+                    .filter(|&n| n <= max_pairs)
+                    .collect(),
+                events,
+                ..defaults
+            };
+            let report = pairwatch::bench::scaling::run_scaling(&plan, |point| {
+                eprintln!("bench scaling: {point}")
+            })?;
+            print!("{}", report.table());
+            pairwatch::bench::chart::draw(&report, &chart)?;
+            println!("chart: {}", chart.display());
+        }
         BenchCommand::Memory { pairs, rules } => {
             let pack = Arc::new(load_pack(rules.as_deref())?);
             let r = pairwatch::bench::run_memory(pack, pairs);
@@ -769,7 +805,7 @@ fn bench(command: BenchCommand) -> Result<()> {
                 r.events_per_s, r.accepted, r.events, r.seconds
             );
             match r.latency_ms {
-                Some((p50, p99, p999)) => println!("event-to-alert over {} alerts: p50 {p50:.2} ms, p99 {p99:.2} ms, p999 {p999:.2} ms", r.alerts),
+                Some((p50, p99, p999)) => println!("event-to-alert over {} new alerts (updates not timed): p50 {p50:.2} ms, p99 {p99:.2} ms, p999 {p999:.2} ms", r.alerts),
                 None => println!("event-to-alert: no alert seen"),
             }
             println!(

@@ -142,6 +142,8 @@ pub struct Shape {
     pub start: Millis,
     /// Event time between two events of the stream.
     pub step_ms: Millis,
+    /// Length of every benign message, in bytes (default: chat-like, median about 40).
+    pub text_bytes: Option<usize>,
 }
 
 impl Default for Shape {
@@ -153,6 +155,7 @@ impl Default for Shape {
             tenant: "bench".into(),
             start: 1_780_000_000_000,
             step_ms: 5,
+            text_bytes: None,
         }
     }
 }
@@ -182,8 +185,28 @@ impl Workload {
             < (self.shape.escalating * 10_000.0) as u64
     }
 
-    /// A benign message of realistic length: one to several phrases, median about 40 bytes.
+    /// A benign message: `text_bytes` long when set, else of realistic length (one to
+    /// several phrases, median about 40 bytes).
     fn benign_text(&mut self) -> String {
+        let Some(len) = self.shape.text_bytes else {
+            return self.chat_text();
+        };
+        let mut s = String::with_capacity(len + 64);
+        while s.len() < len {
+            if !s.is_empty() {
+                s.push(' ');
+            }
+            s.push_str(&self.chat_text());
+        }
+        let mut cut = len;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s
+    }
+
+    fn chat_text(&mut self) -> String {
         let lang = match self.rng.below(100) {
             0..=44 => 0,
             45..=89 => 1,
@@ -216,8 +239,13 @@ impl Workload {
     }
 
     pub fn next_event(&mut self) -> Event {
-        self.n += 1;
         let pair = self.rng.below(self.shape.pairs);
+        self.event_of(pair)
+    }
+
+    /// The next event of one pair (`0..pairs`), in the stream's numbering.
+    pub fn event_of(&mut self, pair: usize) -> Event {
+        self.n += 1;
         let sent_at = self.shape.start + self.n as i64 * self.shape.step_ms;
         let event_id = format!("w{}", self.n);
         let (sender_side, text, image) = if self.is_escalating(pair) {
@@ -288,5 +316,21 @@ mod tests {
             .filter(|e| e.sender.age_band == AgeBand::Adult)
             .count();
         assert!(scripted > 0 && scripted < a.len() / 50, "{scripted}");
+    }
+
+    #[test]
+    fn benign_texts_take_the_length_asked() {
+        for len in [10, 333, 2000] {
+            let mut w = Workload::new(Shape {
+                escalating: 0.0,
+                text_bytes: Some(len),
+                ..Shape::default()
+            });
+            for e in w.take(200) {
+                let got = e.text().len();
+                // Cut on a character boundary: at most three bytes short.
+                assert!(got <= len && got + 3 >= len, "{got} for {len}");
+            }
+        }
     }
 }

@@ -1345,7 +1345,10 @@ async fn forget_while_partitions_move(broker: &dyn Broker, test: &str) {
             if let Some(c) = pairwatch::server::checkpoint::read(&e.path()).unwrap() {
                 checkpoints += 1;
                 assert!(
-                    c.pairs.iter().all(|(k, _)| !gone_keys.contains(k)),
+                    c.parts
+                        .iter()
+                        .flatten()
+                        .all(|(k, _)| !gone_keys.contains(k)),
                     "a local checkpoint keeps the user: {}",
                     e.path().display()
                 );

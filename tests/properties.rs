@@ -410,7 +410,7 @@ fn checkpoint_read_never_panics_on_mutated_files() {
     std::fs::create_dir_all(&dir).unwrap();
     let valid = valid_checkpoint();
     let back = read_file(&dir, &valid).unwrap().unwrap();
-    assert_eq!((back.seq, back.aux, back.pairs.len()), (42, 7, 2));
+    assert_eq!((back.seq, back.aux, back.pair_count()), (42, 7, 2));
     let mut runner = proptest::test_runner::TestRunner::new(config(2048));
     let strategy = (prop::collection::vec(mutation(), 1..4), any::<bool>());
     let result = runner.run(&strategy, |(mutations, fix_crc)| {

@@ -253,6 +253,11 @@ impl Engine {
         self.store.iter()
     }
 
+    /// Room for `n` more pairs, before restoring them.
+    pub fn reserve_pairs(&mut self, n: usize) {
+        self.store.reserve(n);
+    }
+
     /// Puts back a pair from a checkpoint.
     pub fn restore_pair(&mut self, key: PairKey, state: PairState) {
         if let Some(a) = state.active.as_deref() {

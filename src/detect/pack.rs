@@ -29,8 +29,26 @@ include!(concat!(env!("OUT_DIR"), "/embedded_rules.rs"));
 impl RulePack {
     /// The pack built into the binary.
     pub fn embedded() -> Result<RulePack, PackErrors> {
+        RulePack::embedded_where(|_| true)
+    }
+
+    /// The pack built into the binary with the lexicons of `languages` only (file names
+    /// `lexicon/<language>.toml` and `lexicon/<language>-*.toml`): how cost grows with
+    /// the lexicon.
+    pub fn embedded_languages(languages: &[&str]) -> Result<RulePack, PackErrors> {
+        RulePack::embedded_where(|path| {
+            let Some(name) = path.strip_prefix("lexicon/") else {
+                return true;
+            };
+            let lang = name.split(['-', '.']).next().unwrap_or_default();
+            languages.contains(&lang)
+        })
+    }
+
+    fn embedded_where(keep: impl Fn(&str) -> bool) -> Result<RulePack, PackErrors> {
         let files = EMBEDDED
             .iter()
+            .filter(|(p, _)| keep(p))
             .map(|(p, s)| (format!("<embedded>/{p}"), p.to_string(), s.to_string()))
             .collect();
         RulePack::from_files(files)

@@ -574,6 +574,10 @@ impl PairStore {
         self.map.insert(key, state);
     }
 
+    pub fn reserve(&mut self, n: usize) {
+        self.map.reserve(n);
+    }
+
     pub fn remove(&mut self, key: &PairKey) -> Option<PairState> {
         self.map.remove(key)
     }

@@ -156,15 +156,22 @@ pub async fn run_kafka(load: KafkaLoad, shape: Shape) -> anyhow::Result<KafkaRep
         std::process::id(),
         crate::detect::time::now_millis()
     );
-    let (events, alerts, dlq, state) = (
+    let (events, alerts, dlq, state, decisions) = (
         format!("{prefix}.events"),
         format!("{prefix}.alerts"),
         format!("{prefix}.dlq"),
         format!("{prefix}.state"),
+        format!("{prefix}.decisions"),
     );
     create_topics(
         &load,
-        &[events.clone(), alerts.clone(), dlq.clone(), state.clone()],
+        &[
+            events.clone(),
+            alerts.clone(),
+            dlq.clone(),
+            state.clone(),
+            decisions.clone(),
+        ],
     )
     .await?;
     eprintln!(
@@ -192,6 +199,7 @@ pub async fn run_kafka(load: KafkaLoad, shape: Shape) -> anyhow::Result<KafkaRep
     c.kafka.alerts_topic = alerts;
     c.kafka.dlq_topic = dlq;
     c.kafka.changelog_topic = state;
+    c.kafka.decisions_topic = decisions;
     c.kafka.events_format = load.format.name().into();
     c.kafka.client = load.client.iter().cloned().collect();
     c.log.level = std::env::var("PAIRWATCH__LOG__LEVEL").unwrap_or_else(|_| "warn".into());

@@ -143,10 +143,11 @@ impl Restorer {
         };
         let (base_offset, from) = match local {
             Some(c) => {
-                for (k, s) in c.pairs {
+                let resume = (c.seq as i64, Offset::Offset(c.aux as i64));
+                for (k, s) in c.into_pairs() {
                     engine.restore_pair(k, s);
                 }
-                (c.seq as i64, Offset::Offset(c.aux as i64))
+                resume
             }
             None => (0, Offset::Beginning),
         };

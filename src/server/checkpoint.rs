@@ -68,7 +68,18 @@ fn write_as(magic: &[u8; 8], dir: &Path, seq: u64, aux: u64, parts: &[Vec<u8>]) 
 pub struct Restored {
     pub seq: u64,
     pub aux: u64,
-    pub pairs: Vec<(PairKey, PairState)>,
+    /// The pairs, part by part as they were written (one part per shard).
+    pub parts: Vec<Vec<(PairKey, PairState)>>,
+}
+
+impl Restored {
+    pub fn pair_count(&self) -> usize {
+        self.parts.iter().map(Vec::len).sum()
+    }
+
+    pub fn into_pairs(self) -> impl Iterator<Item = (PairKey, PairState)> {
+        self.parts.into_iter().flatten()
+    }
 }
 
 fn corrupt(m: &str) -> io::Error {
@@ -95,7 +106,7 @@ pub fn read(dir: &Path) -> io::Result<Option<Restored>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    let mut buf = Vec::new();
+    let mut buf = Vec::with_capacity(f.metadata()?.len() as usize + 1);
     f.read_to_end(&mut buf)?;
     if buf.len() < 36 {
         return Err(corrupt("not a pairwatch checkpoint (or another version)"));
@@ -121,7 +132,7 @@ pub fn read(dir: &Path) -> io::Result<Option<Restored>> {
     let aux = u64_at(16)?;
     let parts = u64_at(24)?;
     let mut at = 32;
-    let mut pairs = Vec::new();
+    let mut slices = Vec::new();
     for _ in 0..parts {
         let len = u64_at(at)? as usize;
         at += 8;
@@ -130,10 +141,30 @@ pub fn read(dir: &Path) -> io::Result<Option<Restored>> {
             .checked_add(len)
             .and_then(|end| body.get(at..end))
             .ok_or_else(|| corrupt("truncated part"))?;
-        decode_part(version, part, &mut pairs)?;
+        slices.push(part);
         at += len;
     }
-    Ok(Some(Restored { seq, aux, pairs }))
+    // The parts (one per shard that wrote them) decode on threads of their own.
+    let decoded: Vec<io::Result<Vec<(PairKey, PairState)>>> = std::thread::scope(|scope| {
+        let threads: Vec<_> = slices
+            .iter()
+            .map(|part| {
+                scope.spawn(move || {
+                    let mut pairs = Vec::new();
+                    decode_part(version, part, &mut pairs).map(|()| pairs)
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| {
+                t.join()
+                    .unwrap_or_else(|_| Err(corrupt("a part's decoder panicked")))
+            })
+            .collect()
+    });
+    let parts = decoded.into_iter().collect::<io::Result<_>>()?;
+    Ok(Some(Restored { seq, aux, parts }))
 }
 
 fn bad(e: bincode::Error) -> io::Error {
@@ -206,8 +237,10 @@ mod tests {
         assert_eq!(&std::fs::read(dir.join(FILE)).unwrap()[..8], b"PWCKPT02");
         let back = read(&dir).unwrap().unwrap();
         assert_eq!((back.seq, back.aux), (9, 3));
-        assert_eq!(back.pairs, vec![(k1, s1), (k2, s2)]);
-        assert!(back.pairs.iter().all(|(_, s)| s.tenant == 0));
+        assert_eq!(back.pair_count(), 2);
+        let pairs: Vec<_> = back.into_pairs().collect();
+        assert_eq!(pairs, vec![(k1, s1), (k2, s2)]);
+        assert!(pairs.iter().all(|(_, s)| s.tenant == 0));
         let _ = std::fs::remove_dir_all(dir);
     }
 
@@ -221,7 +254,7 @@ mod tests {
         let part = bincode::serialize(&vec![(k, s.tenant, PairStateV1::of(&s))]).unwrap();
         write_as(MAGIC_V3, &dir, 4, 0, &[part]).unwrap();
         let back = read(&dir).unwrap().unwrap();
-        assert_eq!(back.pairs, vec![(k, s)]);
+        assert_eq!(back.into_pairs().collect::<Vec<_>>(), vec![(k, s)]);
         let _ = std::fs::remove_dir_all(dir);
     }
 
@@ -236,7 +269,7 @@ mod tests {
         let part = bincode::serialize(&vec![(k, s.tenant, PairStateV2::of(&s))]).unwrap();
         write_as(MAGIC_V4, &dir, 8, 0, &[part]).unwrap();
         let back = read(&dir).unwrap().unwrap();
-        assert_eq!(back.pairs, vec![(k, s)]);
+        assert_eq!(back.into_pairs().collect::<Vec<_>>(), vec![(k, s)]);
         let _ = std::fs::remove_dir_all(dir);
     }
 
@@ -249,8 +282,9 @@ mod tests {
         assert_eq!(&std::fs::read(dir.join(FILE)).unwrap()[..8], b"PWCKPT05");
         let back = read(&dir).unwrap().unwrap();
         assert_eq!(back.seq, 18);
-        let [(key, s)] = back.pairs.as_slice() else {
-            panic!("{} pairs", back.pairs.len())
+        let pairs: Vec<_> = back.into_pairs().collect();
+        let [(key, s)] = pairs.as_slice() else {
+            panic!("{} pairs", pairs.len())
         };
         assert_eq!(*key, PairKey::of("game-eu", "u-981", "u-112").0);
         assert_eq!(s.tenant, tenant_hash("game-eu"));
@@ -283,8 +317,8 @@ mod tests {
         write_as(MAGIC_V5, &dir, 8, 0, &[part]).unwrap();
         assert_eq!(&std::fs::read(dir.join(FILE)).unwrap()[..8], b"PWCKPT05");
         let back = read(&dir).unwrap().unwrap();
-        assert_eq!(back.pairs, vec![(k, s)]);
-        let a = back.pairs[0].1.active.as_ref().unwrap();
+        assert_eq!(back.parts, vec![vec![(k, s)]]);
+        let a = back.parts[0][0].1.active.as_ref().unwrap();
         assert!(a.evidence[0].signals.contains(Signal::ThreatToDistribute));
         let raised = a.raised[Pattern::Sextortion as usize].as_ref().unwrap();
         let alert = raised.alert.as_ref().unwrap();
@@ -301,8 +335,8 @@ mod tests {
         s.tenant = tenant_hash("t");
         write(&dir, 2, 0, &[encode_pairs([(&k, &s)].into_iter())]).unwrap();
         let back = read(&dir).unwrap().unwrap();
-        assert_eq!(back.pairs, vec![(k, s)]);
-        let a = back.pairs[0].1.active.as_ref().unwrap();
+        assert_eq!(back.parts, vec![vec![(k, s)]]);
+        let a = back.parts[0][0].1.active.as_ref().unwrap();
         assert!(a.evidence[1].signals.contains(Signal::KnownAbuseMaterial));
         assert!(a.evidence[1]
             .signals
@@ -324,8 +358,8 @@ mod tests {
         write(&dir, 1, 0, &[encode_pairs([(&k, &s)].into_iter())]).unwrap();
         assert_eq!(&std::fs::read(dir.join(FILE)).unwrap()[..8], b"PWCKPT06");
         let back = read(&dir).unwrap().unwrap();
-        assert_eq!(back.pairs[0].1.tenant, tenant_hash("t"));
-        assert_eq!(back.pairs, vec![(k, s)]);
+        assert_eq!(back.parts[0][0].1.tenant, tenant_hash("t"));
+        assert_eq!(back.into_pairs().collect::<Vec<_>>(), vec![(k, s)]);
         // An unknown version is refused, not misread.
         let mut bytes = std::fs::read(dir.join(FILE)).unwrap();
         bytes[7] = b'9';
@@ -372,7 +406,9 @@ mod tests {
         write(&dir, 42, 7, &parts).unwrap();
         let back = read(&dir).unwrap().unwrap();
         assert_eq!((back.seq, back.aux), (42, 7));
-        assert_eq!(back.pairs, vec![(k1, s1), (k2, s2)]);
+        assert_eq!(back.pair_count(), 2);
+        let pairs: Vec<_> = back.into_pairs().collect();
+        assert_eq!(pairs, vec![(k1, s1), (k2, s2)]);
         let path = dir.join(FILE);
         let mut bytes = std::fs::read(&path).unwrap();
         let mid = bytes.len() / 2;

@@ -257,6 +257,42 @@ impl Pipeline {
     }
 }
 
+/// Hands each restored pair to its shard's engine. With the shard count unchanged, part
+/// `i` holds the pairs of shard `i`: each shard restores its own part on a thread of its
+/// own; pairs of another shard (the count changed) are handed over after.
+fn restore_shards(engines: &mut [Engine], mut parts: Vec<Vec<(PairKey, PairState)>>) {
+    let shards = engines.len();
+    let extra = parts.split_off(parts.len().min(shards));
+    let strays: Vec<Vec<(PairKey, PairState)>> = std::thread::scope(|scope| {
+        let threads: Vec<_> = engines
+            .iter_mut()
+            .zip(parts)
+            .enumerate()
+            .map(|(shard, (engine, part))| {
+                scope.spawn(move || {
+                    engine.reserve_pairs(part.len());
+                    let mut strays = Vec::new();
+                    for (key, state) in part {
+                        if shard_of(&key, shards) == shard {
+                            engine.restore_pair(key, state);
+                        } else {
+                            strays.push((key, state));
+                        }
+                    }
+                    strays
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    for (key, state) in strays.into_iter().chain(extra).flatten() {
+        engines[shard_of(&key, shards)].restore_pair(key, state);
+    }
+}
+
 /// Restores the checkpoint, replays the log after it, and starts the threads.
 /// Returns when the state is fully restored (the service can then be ready).
 pub fn start(
@@ -281,10 +317,8 @@ pub fn start(
         .map(|_| Engine::new(pack.clone(), settings.engine.clone()))
         .collect();
     if let Some(r) = restored {
-        metrics.checkpoint_pairs.set(r.pairs.len() as i64);
-        for (key, state) in r.pairs {
-            engines[shard_of(&key, settings.shards)].restore_pair(key, state);
-        }
+        metrics.checkpoint_pairs.set(r.pair_count() as i64);
+        restore_shards(&mut engines, r.parts);
     }
     let mut handles = Vec::new();
     let mut senders = Vec::new();
@@ -887,5 +921,38 @@ fn write_checkpoint(p: Pending, seq: u64, ckpt_dir: &Path, wal_dir: &Path, metri
     }
     if let Some(done) = p.done {
         let _ = done.send(result);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parts written by one shard count, read by another: every pair lands once, in the
+    /// shard that owns it.
+    #[test]
+    fn restored_pairs_land_in_their_shard_whatever_the_shard_count_was() {
+        let pack = Arc::new(RulePack::embedded_languages(&["en"]).unwrap());
+        let pairs: Vec<(PairKey, PairState)> = (0..1_000)
+            .map(|i| {
+                let (key, _) = PairKey::of("t", &format!("a{i}"), &format!("b{i}"));
+                (key, PairState::new(i * 1_000))
+            })
+            .collect();
+        for (written, read) in [(2, 3), (2, 2), (3, 1), (1, 2)] {
+            let mut parts = vec![Vec::new(); written];
+            for (key, state) in &pairs {
+                parts[shard_of(key, written)].push((*key, state.clone()));
+            }
+            let mut engines: Vec<Engine> = (0..read)
+                .map(|_| Engine::new(pack.clone(), EngineConfig::default()))
+                .collect();
+            restore_shards(&mut engines, parts);
+            let total: usize = engines.iter().map(Engine::pairs).sum();
+            assert_eq!(total, pairs.len(), "{written} -> {read}");
+            for (shard, engine) in engines.iter().enumerate() {
+                assert!(engine.pairs_iter().all(|(k, _)| shard_of(k, read) == shard));
+            }
+        }
     }
 }
