@@ -249,7 +249,8 @@ enum BenchCommand {
         /// Where to write the chart.
         #[arg(long, value_name = "FILE", default_value = "scaling.png")]
         chart: PathBuf,
-        /// Largest number of pairs held (the sweep goes up by powers of ten).
+        /// Largest number of pairs held (the sweep goes up by powers of ten; the other
+        /// sweeps hold 100,000 pairs, or this if fewer).
         #[arg(long, default_value_t = 10_000_000)]
         max_pairs: usize,
         /// Timed events per point.
@@ -761,6 +762,7 @@ fn bench(command: BenchCommand) -> Result<()> {
                     .filter(|&n| n <= max_pairs)
                     .collect(),
                 events,
+                base_pairs: defaults.base_pairs.min(max_pairs),
                 ..defaults
             };
             let report = pairwatch::bench::scaling::run_scaling(&plan, |point| {

@@ -8,7 +8,7 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::path::Path;
-use std::sync::Once;
+use std::sync::OnceLock;
 
 const FONT: &str = "sans-serif";
 const SIZE: (u32, u32) = (1500, 900);
@@ -40,13 +40,12 @@ pub fn draw(report: &ScalingReport, path: &Path) -> anyhow::Result<()> {
 }
 
 fn register_font() -> anyhow::Result<()> {
-    static ONCE: Once = Once::new();
-    let mut result = Ok(());
-    ONCE.call_once(|| {
-        result = plotters::style::register_font(FONT, FontStyle::Normal, ttf_noto_sans::REGULAR)
-            .map_err(|_| anyhow!("the embedded font does not load"));
+    static LOADED: OnceLock<bool> = OnceLock::new();
+    let loaded = LOADED.get_or_init(|| {
+        plotters::style::register_font(FONT, FontStyle::Normal, ttf_noto_sans::REGULAR).is_ok()
     });
-    result
+    anyhow::ensure!(*loaded, "the embedded font does not load");
+    Ok(())
 }
 
 fn panel(

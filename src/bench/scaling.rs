@@ -76,8 +76,8 @@ impl ScalingReport {
     /// The report as a table, one row per point.
     pub fn table(&self) -> String {
         let mut out = format!(
-            "{:<22} {:>12} {:>14} {:>18}\n",
-            "sweep", "value", "events/s", "second figure"
+            "{:<22} {:>12} {:>14} {:>12} {}\n",
+            "sweep", "value", "events/s", "figure", "unit"
         );
         for sweep in self.sweeps() {
             for p in &sweep.points {
@@ -179,7 +179,7 @@ fn timed(pack: &Arc<RulePack>, shape: Shape, events: usize) -> (f64, f64) {
         engine.process(ev, &mut out);
         out.clear();
     }
-    let seconds = t.elapsed().as_secs_f64();
+    let seconds = t.elapsed().as_secs_f64().max(1e-9);
     (events as f64 / seconds, held as f64 / pairs.max(1) as f64)
 }
 

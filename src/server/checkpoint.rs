@@ -69,8 +69,11 @@ pub struct Restored {
     pub seq: u64,
     pub aux: u64,
     /// The pairs, part by part as they were written (one part per shard).
-    pub parts: Vec<Vec<(PairKey, PairState)>>,
+    pub parts: Vec<Part>,
 }
+
+/// The pairs of one part of a checkpoint.
+pub type Part = Vec<(PairKey, PairState)>;
 
 impl Restored {
     pub fn pair_count(&self) -> usize {
@@ -106,7 +109,7 @@ pub fn read(dir: &Path) -> io::Result<Option<Restored>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    let mut buf = Vec::with_capacity(f.metadata()?.len() as usize + 1);
+    let mut buf = Vec::new();
     f.read_to_end(&mut buf)?;
     if buf.len() < 36 {
         return Err(corrupt("not a pairwatch checkpoint (or another version)"));
@@ -144,27 +147,43 @@ pub fn read(dir: &Path) -> io::Result<Option<Restored>> {
         slices.push(part);
         at += len;
     }
-    // The parts (one per shard that wrote them) decode on threads of their own.
-    let decoded: Vec<io::Result<Vec<(PairKey, PairState)>>> = std::thread::scope(|scope| {
-        let threads: Vec<_> = slices
-            .iter()
-            .map(|part| {
-                scope.spawn(move || {
-                    let mut pairs = Vec::new();
-                    decode_part(version, part, &mut pairs).map(|()| pairs)
-                })
+    let parts = decode_parts(version, &slices)?;
+    Ok(Some(Restored { seq, aux, parts }))
+}
+
+/// Decodes the parts (one per shard that wrote them) in parallel, on at most as many
+/// threads as there are processors; each thread takes a run of consecutive parts.
+fn decode_parts(version: u8, slices: &[&[u8]]) -> io::Result<Vec<Part>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per_thread = slices.len().div_ceil(threads).max(1);
+    let decoded: Vec<io::Result<Vec<Part>>> = std::thread::scope(|scope| {
+        let runs: Vec<_> = slices
+            .chunks(per_thread)
+            .map(|run| {
+                std::thread::Builder::new()
+                    .name("checkpoint-read".into())
+                    .spawn_scoped(scope, move || {
+                        run.iter()
+                            .map(|part| {
+                                let mut pairs = Vec::new();
+                                decode_part(version, part, &mut pairs).map(|()| pairs)
+                            })
+                            .collect::<io::Result<Vec<_>>>()
+                    })
             })
             .collect();
-        threads
-            .into_iter()
-            .map(|t| {
-                t.join()
-                    .unwrap_or_else(|_| Err(corrupt("a part's decoder panicked")))
+        runs.into_iter()
+            .map(|run| match run {
+                Ok(t) => t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                Err(e) => Err(e),
             })
             .collect()
     });
-    let parts = decoded.into_iter().collect::<io::Result<_>>()?;
-    Ok(Some(Restored { seq, aux, parts }))
+    let mut parts = Vec::with_capacity(slices.len());
+    for run in decoded {
+        parts.extend(run?);
+    }
+    Ok(parts)
 }
 
 fn bad(e: bincode::Error) -> io::Error {

@@ -260,17 +260,21 @@ impl Pipeline {
 /// Hands each restored pair to its shard's engine. With the shard count unchanged, part
 /// `i` holds the pairs of shard `i`: each shard restores its own part on a thread of its
 /// own; pairs of another shard (the count changed) are handed over after.
-fn restore_shards(engines: &mut [Engine], mut parts: Vec<Vec<(PairKey, PairState)>>) {
+fn restore_shards(engines: &mut [Engine], mut parts: Vec<checkpoint::Part>) {
     let shards = engines.len();
+    // Reserving a whole part is right only when it is all one shard's.
+    let same_count = parts.len() == shards;
     let extra = parts.split_off(parts.len().min(shards));
-    let strays: Vec<Vec<(PairKey, PairState)>> = std::thread::scope(|scope| {
+    let strays: Vec<checkpoint::Part> = std::thread::scope(|scope| {
         let threads: Vec<_> = engines
             .iter_mut()
             .zip(parts)
             .enumerate()
             .map(|(shard, (engine, part))| {
                 scope.spawn(move || {
-                    engine.reserve_pairs(part.len());
+                    if same_count {
+                        engine.reserve_pairs(part.len());
+                    }
                     let mut strays = Vec::new();
                     for (key, state) in part {
                         if shard_of(&key, shards) == shard {
