@@ -438,7 +438,11 @@ fn expand_alternatives(part: &str) -> Result<Vec<String>, String> {
         }
         out = out
             .iter()
-            .flat_map(|prefix| choices.iter().map(move |c| joined(&[prefix, head, c])))
+            .flat_map(|prefix| {
+                choices
+                    .iter()
+                    .map(move |c| [prefix.as_str(), head, c].concat())
+            })
             .collect();
         rest = &rest[close + 1..];
     }
@@ -449,14 +453,6 @@ fn expand_alternatives(part: &str) -> Result<Vec<String>, String> {
         p.push_str(rest);
     }
     Ok(out)
-}
-
-fn joined(parts: &[&str]) -> String {
-    let mut s = String::with_capacity(parts.iter().map(|p| p.len()).sum::<usize>() + 16);
-    for p in parts {
-        s.push_str(p);
-    }
-    s
 }
 
 fn expand_template(phrase: &str) -> Vec<String> {
