@@ -99,11 +99,17 @@ impl Topics {
 
 /// Properties every client gets: the brokers, then the user's pass-through ones
 /// (security settings and tuning), which win.
+///
+/// No client of the service creates a topic by writing to it (librdkafka's producers
+/// would, on a broker that allows it): a changelog created that way is not compacted,
+/// and an instance stopping after its broker came back empty would leave half-made
+/// topics behind. Topics come from `kafka.create_topics` or the operator.
 pub fn client_config(k: &Kafka) -> ClientConfig {
     librdkafka_fix::anchor();
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", k.brokers.trim())
-        .set("client.id", "pairwatch");
+        .set("client.id", "pairwatch")
+        .set("allow.auto.create.topics", "false");
     for (key, v) in &k.client {
         c.set(key, v);
     }
@@ -455,4 +461,26 @@ pub fn start(
         health,
         desk: Arc::new(desk),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_never_create_topics_by_writing_unless_the_operator_says_so() {
+        let k = Kafka::default();
+        assert_eq!(
+            client_config(&k).get("allow.auto.create.topics"),
+            Some("false")
+        );
+        let k = Kafka {
+            client: [("allow.auto.create.topics".into(), "true".into())].into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            client_config(&k).get("allow.auto.create.topics"),
+            Some("true")
+        );
+    }
 }
