@@ -348,12 +348,7 @@ impl<'a> Setup<'a> {
                 }
             }
         }
-        producer.flush(Duration::from_secs(60)).unwrap();
-        assert_eq!(
-            producer.context().0.load(Ordering::Relaxed),
-            0,
-            "the test's own events were not all delivered"
-        );
+        all_delivered(&producer);
     }
 
     fn produce_raw(&self, key: Option<&str>, payload: &[u8], headers: Option<OwnedHeaders>) {
@@ -535,6 +530,16 @@ impl<'a> Setup<'a> {
 /// Counts the test producer's failed deliveries.
 #[derive(Default)]
 struct Failures(AtomicUsize);
+
+/// Waits for everything `producer` was given, and checks that all of it was delivered.
+fn all_delivered(producer: &BaseProducer<Failures>) {
+    producer.flush(Duration::from_secs(60)).unwrap();
+    assert_eq!(
+        producer.context().0.load(Ordering::Relaxed),
+        0,
+        "the test's own records were not all delivered"
+    );
+}
 
 impl rdkafka::ClientContext for Failures {}
 
@@ -1754,12 +1759,7 @@ fn produce_to(s: &Setup, partition: i32, records: &[(Vec<u8>, Vec<u8>)]) {
             }
         }
     }
-    producer.flush(Duration::from_secs(60)).unwrap();
-    assert_eq!(
-        producer.context().0.load(Ordering::Relaxed),
-        0,
-        "the test's own records were not all delivered"
-    );
+    all_delivered(&producer);
 }
 
 /// Every record of `topic` up to its end now: (partition, offset, record).
@@ -2427,12 +2427,7 @@ fn escalate_on(s: &Setup, partitions: &[i32], tag: &str) -> HashSet<String> {
             keys.insert(key);
         }
     }
-    producer.flush(Duration::from_secs(30)).unwrap();
-    assert_eq!(
-        producer.context().0.load(Ordering::Relaxed),
-        0,
-        "the test's own events were not all delivered"
-    );
+    all_delivered(&producer);
     keys
 }
 
